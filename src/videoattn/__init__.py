@@ -1,0 +1,26 @@
+"""videoattn: spatio-temporal attention for video action recognition.
+
+``create_model`` / ``list_models`` build the recognizers of the papers' tables; ``videoattn.blocks``
+holds the attention blocks; ``videoattn.data``, ``videoattn.engine`` and ``videoattn.analysis`` the
+data pipeline, training/evaluation and profiling.
+"""
+
+__version__ = "0.1.0"
+
+
+def create_model(name, num_classes=None, num_frames=8, pretrained=None, **overrides):
+    """Build the preset ``name`` (see :func:`list_models`); see :func:`videoattn.models.create_model`."""
+    from .models import create_model as _create_model
+
+    return _create_model(name, num_classes=num_classes, num_frames=num_frames, pretrained=pretrained,
+                         **overrides)
+
+
+def list_models(pattern=None):
+    """Names of the model presets, optionally filtered by a glob ``pattern`` such as ``'r2d50_*'``."""
+    from .models import list_models as _list_models
+
+    return _list_models(pattern)
+
+
+__all__ = ["__version__", "create_model", "list_models"]

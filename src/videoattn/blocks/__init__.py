@@ -1,0 +1,9 @@
+"""Spatio-temporal blocks, one file per paper family, built by name through :func:`create`.
+
+Importing this package registers every block family.
+"""
+
+from . import identity  # noqa: F401  (registers blocks)
+from .registry import BlockSpec, create, get_block_spec, list_blocks, register_block
+
+__all__ = ["BlockSpec", "create", "get_block_spec", "list_blocks", "register_block"]
