@@ -10,6 +10,8 @@ from .registry import register_block
 
 @register_block("identity", description="returns its input unchanged (no temporal modelling)")
 class IdentityBlock(nn.Module):
+    identity_at_init = True
+
     def __init__(self, channels: int, num_frames: int | None = None):
         super().__init__()
         self.channels = channels

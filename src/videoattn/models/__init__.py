@@ -1,1 +1,19 @@
+"""Recognizers and their presets; :func:`create_model` builds one by name.
 
+Importing this package registers every preset family.
+"""
+
+from .presets import Preset, create_model, get_preset, list_models, register_preset
+from .recognizer import (
+    BlockInsertion,
+    ImageClassifier,
+    Recognizer,
+    build_image_classifier,
+    build_recognizer,
+    insert_blocks,
+)
+
+__all__ = [
+    "BlockInsertion", "ImageClassifier", "Preset", "Recognizer", "build_image_classifier", "build_recognizer",
+    "create_model", "get_preset", "insert_blocks", "list_models", "register_preset",
+]

@@ -1,0 +1,127 @@
+"""Load ImageNet ResNet weights from a local file (torchvision or timm), never from the network.
+
+The file may be a bare state dict or a dict holding one under ``state_dict``/``model``; ``module.``
+(DataParallel) and ``backbone.`` prefixes are stripped. 2D convolution kernels are inflated for
+video models whose convolution is 3D: the 2D kernel is repeated ``kt`` times along time and divided
+by ``kt`` (I3D, Carreira & Zisserman 2017), so the inflated network gives its 2D source's output on
+a clip of identical frames. Loading is done with ``torch.load(weights_only=True)``: the file cannot
+run code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+log = logging.getLogger(__name__)
+_PREFIXES = ("module.", "backbone.", "model.")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_pretrained` did with each key."""
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    inflated: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored_head: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"loaded {len(self.loaded)} tensors from {self.path}"
+            + (f" ({len(self.inflated)} 2D kernels inflated to 3D)" if self.inflated else "")
+        ]
+        if self.ignored_head:
+            lines.append(f"ignored the checkpoint's classifier: {', '.join(self.ignored_head)}")
+        if self.missing:
+            lines.append(f"missing (kept at initialisation): {_short(self.missing)}")
+        if self.unexpected:
+            lines.append(f"unexpected (not used): {_short(self.unexpected)}")
+        return "; ".join(lines)
+
+
+def _short(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely and return its (prefix-stripped) state dict."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"pretrained weights file not found: {path} (videoattn never downloads weights; "
+                              "pass the path of a local torchvision/timm checkpoint)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure here means "not a safe tensor file"
+        raise CheckpointError(
+            f"cannot load {path} as weights with torch.load(weights_only=True): {error}. "
+            "It may be corrupt, not a PyTorch file, or contain pickled code objects (refused for safety)."
+        ) from None
+    for key in ("state_dict", "model", "model_state", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    state = {}
+    for key, value in obj.items():
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = value
+    return state
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str = "fc.") -> LoadReport:
+    """Copy matching tensors of ``path`` into ``model`` (a ResNet trunk or image classifier).
+
+    Keys are matched by name. A 4D kernel meets a 5D parameter -> inflated; keys under ``head_prefix``
+    whose shapes differ (another number of classes) are reported as an ignored classifier. Any
+    other shape mismatch raises :class:`CheckpointError` naming the key and both shapes. A file
+    sharing no key with the model raises too (it is not a ResNet checkpoint).
+    """
+    source = read_state_dict(path)
+    report = LoadReport(path=os.fspath(path))
+    target = model.state_dict()
+    new_state = {}
+    for key, value in source.items():
+        if key not in target:
+            (report.ignored_head if key.startswith(head_prefix) else report.unexpected).append(key)
+            continue
+        want = target[key]
+        if value.shape != want.shape:
+            if value.dim() == 4 and want.dim() == 5 and value.shape == want.shape[:2] + want.shape[3:]:
+                kt = want.shape[2]
+                value = value.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt
+                report.inflated.append(key)
+            elif key.startswith(head_prefix):
+                report.ignored_head.append(key)
+                continue
+            else:
+                raise CheckpointError(
+                    f"{path}: tensor {key!r} has shape {tuple(value.shape)} but the model expects "
+                    f"{tuple(want.shape)} (a different depth or width?)"
+                )
+        new_state[key] = value.to(dtype=want.dtype)
+        report.loaded.append(key)
+    if not report.loaded:
+        raise CheckpointError(
+            f"{path} shares no parameter name with the model; expected torchvision/timm ResNet names such as "
+            f"'conv1.weight', 'layer1.0.conv1.weight' (found e.g. {_short(sorted(source), 3)})"
+        )
+    report.missing = sorted(
+        k for k in target if k not in new_state and not k.endswith("num_batches_tracked")
+        and not k.startswith(head_prefix)
+    )
+    model.load_state_dict(new_state, strict=False)
+    log.info(report.summary())
+    return report
