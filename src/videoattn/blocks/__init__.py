@@ -3,7 +3,7 @@
 Importing this package registers every block family.
 """
 
-from . import identity, shift  # noqa: F401  (registers blocks)
+from . import gta, identity, non_local, shift  # noqa: F401  (registers blocks)
 from .registry import BlockSpec, create, get_block_spec, list_blocks, register_block
 
 __all__ = ["BlockSpec", "create", "get_block_spec", "list_blocks", "register_block"]

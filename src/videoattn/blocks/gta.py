@@ -1,0 +1,267 @@
+"""Global Temporal Attention (GTA).
+
+Paper: He, Yang, Wu, Chen, Lim, Shrivastava, "GTA: Global Temporal Attention for Video Action
+Understanding", BMVC 2021, section 3.3 (eq. 5-8), Fig. 2(c), Tables 4, 6, 9, 10, 11.
+
+The ``gta`` block is spatial self-attention (SA, eq. 3, from :mod:`.non_local`) followed by
+:class:`GlobalTemporalAttention`:
+
+    Y = X + BN_P(A_P W_P^O) + BN_R(A_R W_R^O)                        (eq. 5, norms as in eq. 2)
+    A_P = M_P V_P,    A_R(t) = G_R(t)^T (M_R V_R)(t)                   (eq. 6)
+    G_R(t) = W_G X(t)^T in R^{K x HW},  X_G(t) = G_R(t) V_R(t)         (sec. 3.3, region transform)
+
+``M_P`` and ``M_R`` are learned, input-independent temporal matrices. With cross-channel
+multi-head (CCMH, eq. 7-8) the value channels are split into G groups, there are N_h = G heads and
+head k of the output is ``sum_g M_g^k V_g``: each matrix is a ``G x G x T x T`` tensor
+``M[g, k, t_out, t_in]``. ``head_mode="multi_head"`` drops the cross-group sum (Table 11
+"Multi-head": head g = ``M_g V_g``, a ``G x T x T`` tensor) and ``head_mode="single"`` uses one
+``T x T`` matrix for all channels (Table 4 rows without CCMH).
+
+Choices the paper leaves open (documented in ``docs/blocks.md``):
+
+* Widths: V_P, V_R, W_P^O, W_R^O are 1x1x1 projections of inner width C/4 (as SA/TA), so GTA has
+  the same projection budget as TA (Table 6: +SA+GTA 31.2 M).
+* ``region_source="value"`` (default): the region transform is computed from the region value
+  features, ``G_R(t) = W_G V_R(t)^T`` with ``W_G in R^{K x C/4}``. Since ``V_R = X W_V^R`` this is
+  ``(W_G W_V^R^T) X(t)^T``, i.e. the paper's ``W_G X(t)^T`` with ``W_G`` factored through the
+  value projection; it matches Table 6's 31.2 M / 50.2 G (our counts: 31.36 M / 50.9 G), whereas
+  the literal ``region_source="input"`` (``W_G in R^{K x C}`` on X) gives 31.70 M / 51.6 G.
+* No normalisation of ``G_R`` (the paper writes none); the zero-initialised BN after each output
+  projection absorbs the scale.
+* Init: projections N(0, 0.01^2) as in NL; ``W_G`` N(0, 0.01^2); the "randomly initialised"
+  temporal matrices N(0, 1/fan_in) with fan_in = T (single, multi_head) or G*T (CCMH); BN gamma 0
+  so the block is the identity at init.
+* A block built for T frames raises :class:`~videoattn.errors.ShapeError` on T' != T unless
+  ``temporal_resize=True``: then the learned matrices are bilinearly resampled to T' x T'
+  (corners aligned) and multiplied by T/T' so each output still sums about as many inputs' worth
+  of weight. This is an approximation, not what the network was trained for.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, ShapeError
+from ._attention import check_video_input, inner_width, projection, zero_init_bn
+from .non_local import SpatialSelfAttention, resize_along_time
+from .registry import register_block
+
+HEAD_MODES = ("cross_channel", "multi_head", "single")
+REGION_SOURCES = ("value", "input")
+
+
+def temporal_mix(matrix: torch.Tensor, values: torch.Tensor, head_mode: str, num_groups: int) -> torch.Tensor:
+    """Apply a learned temporal matrix to ``values`` of shape ``(N, C, T, S)`` (S samples: pixels
+    or regions), returning ``(N, C, T, S)``.
+
+    * ``single``: ``out[:, c, t] = sum_t' M[t, t'] V[:, c, t']`` (eq. 6).
+    * ``multi_head``: channels split into G groups, group g uses its own ``M[g]`` (Table 11).
+    * ``cross_channel``: output head k (channel block k) = ``sum_g M[g, k] V_g`` (eq. 7-8).
+    """
+    matrix = matrix.to(values.dtype)
+    if head_mode == "single":
+        return torch.einsum("ab,ncbs->ncas", matrix, values)
+    n, channels, frames, samples = values.shape
+    grouped = values.reshape(n, num_groups, channels // num_groups, frames, samples)
+    if head_mode == "multi_head":
+        mixed = torch.einsum("gab,ngcbs->ngcas", matrix, grouped)
+    else:
+        mixed = torch.einsum("gkab,ngcbs->nkcas", matrix, grouped)
+    return mixed.reshape(n, channels, frames, samples)
+
+
+class GlobalTemporalAttention(nn.Module):
+    """The GTA temporal module (eq. 5-8): Pixel GTA and/or Region GTA, residual, identity at init.
+
+    Args:
+        channels: C.
+        num_frames: T, the size of the learned temporal matrices.
+        inner_channels: width of V_P / V_R (default C/4).
+        pixel, region: switch Pixel GTA / Region GTA on or off (Table 4).
+        head_mode: ``"cross_channel"`` (CCMH, default), ``"multi_head"`` (Table 11) or ``"single"``.
+        num_groups: G, groups = heads of CCMH / multi-head (default 8, Fig. 4). Must divide the
+            inner width.
+        num_regions: K regions per frame (default C/8, Table 10).
+        region_source: ``"value"`` (default) or ``"input"``, what ``W_G`` is applied to (see module doc).
+        temporal_resize: allow inputs with T' != num_frames by resampling the matrices.
+    """
+
+    identity_at_init = True
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        inner_channels: int | None = None,
+        pixel: bool = True,
+        region: bool = True,
+        head_mode: str = "cross_channel",
+        num_groups: int = 8,
+        num_regions: int | None = None,
+        region_source: str = "value",
+        temporal_resize: bool = False,
+        block_name: str = "gta",
+    ):
+        super().__init__()
+        self.block_name = block_name
+        if not (pixel or region):
+            raise ConfigError(f"block {block_name!r}: at least one of pixel=True / region=True is needed")
+        if head_mode not in HEAD_MODES:
+            raise ConfigError(f"block {block_name!r}: head_mode must be one of {', '.join(HEAD_MODES)}, "
+                              f"got {head_mode!r}")
+        if region_source not in REGION_SOURCES:
+            raise ConfigError(f"block {block_name!r}: region_source must be one of "
+                              f"{', '.join(REGION_SOURCES)}, got {region_source!r}")
+        if not isinstance(num_frames, int) or num_frames <= 0:
+            raise ConfigError(f"block {block_name!r}: num_frames must be a positive int, got {num_frames!r}")
+        width = inner_width(block_name, channels, inner_channels, 4)
+        if head_mode != "single":
+            if not isinstance(num_groups, int) or num_groups <= 0:
+                raise ConfigError(f"block {block_name!r}: num_groups must be a positive int, got {num_groups!r}")
+            if width % num_groups:
+                raise ConfigError(
+                    f"block {block_name!r}: the value width {width} (channels={channels}, inner_channels="
+                    f"{inner_channels}) is not divisible by num_groups={num_groups}; choose channels/"
+                    f"inner_channels divisible by {num_groups} or another num_groups"
+                )
+        regions = max(1, channels // 8) if num_regions is None else num_regions
+        if region and (not isinstance(regions, int) or regions <= 0):
+            raise ConfigError(f"block {block_name!r}: num_regions must be a positive int, got {num_regions!r}")
+        self.channels = channels
+        self.num_frames = num_frames
+        self.inner_channels = width
+        self.head_mode = head_mode
+        self.num_groups = num_groups if head_mode != "single" else 1
+        self.num_regions = regions if region else 0
+        self.region_source = region_source
+        self.temporal_resize = temporal_resize
+
+        if head_mode == "single":
+            matrix_shape, fan_in = (num_frames, num_frames), num_frames
+        elif head_mode == "multi_head":
+            matrix_shape, fan_in = (num_groups, num_frames, num_frames), num_frames
+        else:
+            matrix_shape, fan_in = (num_groups, num_groups, num_frames, num_frames), num_groups * num_frames
+
+        def temporal_matrix() -> nn.Parameter:
+            return nn.Parameter(torch.randn(matrix_shape) / math.sqrt(fan_in))
+
+        if pixel:
+            self.pixel_value = projection(channels, width)
+            self.pixel_matrix = temporal_matrix()
+            self.pixel_out_proj = projection(width, channels)
+            self.pixel_out_norm = zero_init_bn(channels)
+        else:
+            self.pixel_value = None
+        if region:
+            self.region_value = projection(channels, width)
+            source_channels = width if region_source == "value" else channels
+            self.region_transform = nn.Conv3d(source_channels, regions, kernel_size=1, bias=False)  # W_G
+            nn.init.normal_(self.region_transform.weight, std=0.01)
+            self.region_matrix = temporal_matrix()
+            self.region_out_proj = projection(width, channels)
+            self.region_out_norm = zero_init_bn(channels)
+        else:
+            self.region_value = None
+
+    def check_frames(self, x: torch.Tensor) -> None:
+        frames = x.shape[2]
+        if frames != self.num_frames and not self.temporal_resize:
+            raise ShapeError(
+                f"block {self.block_name!r} learns {self.num_frames}x{self.num_frames} temporal matrices "
+                f"(built with num_frames={self.num_frames}) but got input of shape {tuple(x.shape)} with "
+                f"T={frames}; build it with num_frames={frames} or pass temporal_resize=True to "
+                f"interpolate the matrices (an approximation)"
+            )
+
+    def effective_matrix(self, matrix: torch.Tensor, frames: int) -> torch.Tensor:
+        """The temporal matrix used for T=``frames`` input (resampled when frames != num_frames)."""
+        if frames == self.num_frames:
+            return matrix
+        dims = (matrix.dim() - 2, matrix.dim() - 1)
+        return resize_along_time(matrix, dims, frames) * (self.num_frames / frames)
+
+    def pixel_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """A_P = M_P V_P (eq. 6-8), ``(N, inner, T, H, W)``."""
+        values = self.pixel_value(x)
+        n, width, frames, h, w = values.shape
+        matrix = self.effective_matrix(self.pixel_matrix, frames)
+        mixed = temporal_mix(matrix, values.reshape(n, width, frames, h * w), self.head_mode, self.num_groups)
+        return mixed.reshape(n, width, frames, h, w)
+
+    def region_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """A_R(t) = G_R(t)^T (M_R V_R)(t) with regions X_G(t) = G_R(t) V_R(t) (eq. 6-8)."""
+        values = self.region_value(x)
+        n, width, frames, h, w = values.shape
+        source = values if self.region_source == "value" else x
+        transform = self.region_transform(source).reshape(n, self.num_regions, frames, h * w)  # G_R(t)
+        values = values.reshape(n, width, frames, h * w)
+        region_values = torch.einsum("nktp,nctp->nctk", transform, values)  # G_R(t) V_R(t)
+        matrix = self.effective_matrix(self.region_matrix, frames)
+        mixed = temporal_mix(matrix, region_values, self.head_mode, self.num_groups)  # M_R X_G
+        pixels = torch.einsum("nktp,nctk->nctp", transform, mixed)  # G_R(t)^T (...)(t)
+        return pixels.reshape(n, width, frames, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_video_input(self.block_name, x, self.channels)
+        self.check_frames(x)
+        out = x
+        if self.pixel_value is not None:
+            out = out + self.pixel_out_norm(self.pixel_out_proj(self.pixel_branch(x)))
+        if self.region_value is not None:
+            out = out + self.region_out_norm(self.region_out_proj(self.region_branch(x)))
+        return out
+
+
+@register_block(
+    "gta", needs_num_frames=True,
+    description="spatial self-attention + Global Temporal Attention (He et al. 2021, eq. 3, 5-8)",
+)
+class GTABlock(nn.Module):
+    """GTA block: SA (eq. 3) followed by :class:`GlobalTemporalAttention` (eq. 5-8), Fig. 2(c).
+
+    ``spatial=False`` drops SA (Table 9 "+ Pixel GTA" rows); ``pixel``/``region``/``head_mode``
+    select the Table 4 and Table 11 variants; ``num_groups`` (Fig. 4) and ``num_regions``
+    (Table 10) their sizes. ``use_scale``/``attention_impl``/``chunk_size`` configure SA.
+    """
+
+    identity_at_init = True
+
+    def __init__(
+        self,
+        channels: int,
+        num_frames: int,
+        spatial: bool = True,
+        pixel: bool = True,
+        region: bool = True,
+        head_mode: str = "cross_channel",
+        num_groups: int = 8,
+        num_regions: int | None = None,
+        region_source: str = "value",
+        inner_channels: int | None = None,
+        temporal_resize: bool = False,
+        use_scale: bool = True,
+        attention_impl: str = "auto",
+        chunk_size: int = 1024,
+    ):
+        super().__init__()
+        self.channels = channels
+        self.num_frames = num_frames
+        self.spatial = (
+            SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size)
+            if spatial else None
+        )
+        self.temporal = GlobalTemporalAttention(
+            channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
+            num_regions, region_source, temporal_resize,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_video_input("gta", x, self.channels)
+        self.temporal.check_frames(x)  # fail before doing the spatial work
+        if self.spatial is not None:
+            x = self.spatial(x)
+        return self.temporal(x)
