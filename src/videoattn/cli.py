@@ -17,6 +17,7 @@ from .errors import VideoAttnError
 # Order here is the order in `videoattn --help`.
 _COMMAND_MODULES = (
     "videoattn.analysis.commands",
+    "videoattn.engine.commands",
 )
 
 

@@ -1,0 +1,90 @@
+"""Builders shared by training and evaluation: datasets, loaders and models from a :class:`Config`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import Config, parse_views
+from ..errors import ConfigError
+from .sampler import ResumableSampler
+
+__all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
+
+
+def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1") -> Any:
+    """The dataset of ``split`` (``train``, ``val`` or ``test``) described by ``config.data``."""
+    from ..data import build_dataset
+
+    data = config.data
+    annotations = {"train": data.train_annotations, "val": data.val_annotations,
+                   "test": data.test_annotations}[split]
+    if not annotations:
+        raise ConfigError(f"config key 'data.{split}_annotations' is required for the {split} split "
+                          f"but not set")
+    num_clips, num_crops = parse_views(views)
+    return build_dataset(
+        format=data.format, root=data.root, annotations=annotations, labels=data.labels, split=split,
+        num_frames=num_frames or config.model.num_frames, sampling=data.sampling,
+        frame_interval=data.frame_interval, size=data.size, scale_size=data.scale_size,
+        num_clips=num_clips, num_crops=num_crops, flip=data.flip, decoder=data.decoder,
+        strict=data.strict, seed=config.train.seed)
+
+
+def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, num_workers: int,
+                     pin_memory: bool | None, seed: int, drop_last: bool) -> Any:
+    """A loader over ``dataset`` in ``sampler``'s order.
+
+    Workers are not persistent: each epoch's workers are forked after ``dataset.set_epoch`` so they
+    see the new epoch (the dataset's randomness is a function of (seed, epoch, index)).
+    """
+    from ..data import build_loader
+
+    return build_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        sampler=sampler, drop_last=drop_last, pin_memory=pin_memory,
+                        persistent_workers=False, distributed=False, seed=seed)
+
+
+def build_model(model_config: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """``videoattn.create_model`` with the model section's settings."""
+    from .. import create_model
+
+    m = model_config
+    return create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
+                        pretrained=m.pretrained if pretrained else None, dropout=m.dropout, **m.options)
+
+
+def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:
+    """BatchNorm layers to freeze: none, all, or all but the first (TSN's partial BN)."""
+    layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if mode == "all":
+        return layers
+    if mode == "partial":
+        return layers[1:]
+    return []
+
+
+def apply_bn_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+    """Put frozen BatchNorm layers in eval mode (running statistics kept) with fixed affine parameters.
+
+    Called after every ``model.train()``. Partial BN follows TSN (Wang et al. 2016, sec. 3.2): with
+    ImageNet initialisation, the statistics of every BN layer but the first stay those of ImageNet.
+    """
+    for layer in frozen:
+        layer.eval()
+        for parameter in layer.parameters(recurse=False):
+            parameter.requires_grad_(False)
+
+
+def autocast_context(precision: str, device: torch.device) -> Any:
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("config key 'train.precision': got 'fp16' but fp16 autocast needs a CUDA device; "
+                          "use 'bf16' on CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,101 @@
+"""Process-group set-up for ``torchrun`` (DistributedDataParallel) and small collective helpers.
+
+``torchrun`` exports ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``;
+:func:`init_distributed` reads them and joins the process group (``gloo`` on CPU, ``nccl`` on CUDA).
+Without them everything runs as a single process and every helper is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistContext", "all_gather_objects", "all_reduce_sum", "barrier", "init_distributed"]
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    def close(self) -> None:
+        if self.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+            self.initialized_here = False
+
+
+def _pick_device(device: str, local_rank: int) -> torch.device:
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            from ..errors import ConfigError
+
+            raise ConfigError("config key 'train.device': got 'cuda' but no CUDA device is available; "
+                              "use 'auto' or 'cpu'")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(device: str = "auto") -> DistContext:
+    """Join the torchrun process group if the environment asks for one; return who we are."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    chosen = _pick_device(device, local_rank)
+    if world_size <= 1:
+        return DistContext(device=chosen)
+    backend = "nccl" if chosen.type == "cuda" else "gloo"
+    initialized_here = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        initialized_here = True
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen,
+                       backend=backend, initialized_here=initialized_here)
+
+
+def all_reduce_sum(values: list[float] | torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a vector of numbers over all processes (float64; returned on CPU)."""
+    tensor = torch.as_tensor(values, dtype=torch.float64)
+    if ctx.enabled:
+        on_device = tensor.to(ctx.device)
+        dist.all_reduce(on_device, op=dist.ReduceOp.SUM)
+        tensor = on_device.cpu()
+    return tensor
+
+
+def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every process's ``obj`` in rank order (a one-element list when single-process)."""
+    if not ctx.enabled:
+        return [obj]
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: Any, ctx: DistContext, src: int = 0) -> Any:
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.enabled:
+        dist.barrier()

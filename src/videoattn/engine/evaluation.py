@@ -1,0 +1,226 @@
+"""Evaluation: 1-clip and multi-view testing, sharded over processes, and checkpoint ensembles.
+
+Each video of the test split is seen as ``CLIPSxCROPS`` views (e.g. ``10x3``: ten clips spread over
+the video, three spatial crops each, as in the RNL/BAT/GTA Kinetics protocols; ``1x1``: one centre
+clip and centre crop, GTA's SSv1/SSv2 protocol). The video's score is the mean of its views' softmax
+probabilities (``eval.average: prob``) or logits (``logits``). An ensemble of checkpoints (e.g. GTA's
+8-frame + 16-frame ensemble, sec. 4.3) averages the members' video scores the same way; each member
+is built from the model section saved in its checkpoint, so members may differ in ``num_frames``.
+
+With several processes every process scores a disjoint shard (no padding, so no video is counted
+twice) and the scores are gathered before any metric is computed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from ..config import Config, ModelConfig, _section_from_dict, parse_views
+from ..errors import CheckpointError
+from ..utils.io import atomic_write_json, atomic_write_text
+from .builders import autocast_context, build_dataset_for, build_loader_for, build_model
+from .checkpoint import load_checkpoint, load_model_weights
+from .distributed import DistContext, all_gather_objects, init_distributed
+from .metrics import confusion_matrix, summarize_scores
+from .sampler import ResumableSampler
+
+__all__ = ["evaluate", "predict_scores"]
+
+
+@torch.no_grad()
+def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views: str = "1x1",
+                   clips_per_batch: int = 8, num_workers: int = 0, precision: str = "fp32",
+                   average: str = "prob", pin_memory: bool | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
+    """Score every video of ``dataset``: ``(indices (N,), scores (N, K) float32, labels (N,), skipped)``.
+
+    Scores are averaged over the video's views (probabilities or logits); results of all processes
+    are gathered and sorted by dataset index, so every process returns the same tensors.
+    """
+    num_clips, num_crops = parse_views(views)
+    num_views = num_clips * num_crops
+    videos_per_batch = max(1, clips_per_batch // num_views)
+    sampler = ResumableSampler(len(dataset), shuffle=False, num_replicas=ctx.world_size, rank=ctx.rank,
+                               drop_last=False)
+    loader = build_loader_for(dataset, videos_per_batch, sampler, num_workers, pin_memory, seed=0,
+                              drop_last=False)
+    was_training = model.training
+    model.eval()
+    indices, scores, labels, skipped = [], [], [], []
+    try:
+        for batch in loader:
+            video = batch["video"].to(ctx.device, non_blocking=True)
+            if num_views > 1 or video.ndim == 6:
+                if video.ndim != 6:
+                    raise ValueError(f"expected (N, V, C, T, H, W) test views, got {tuple(video.shape)}")
+                batch_size, views_here = video.shape[:2]
+                flat = video.flatten(0, 1)
+            else:
+                batch_size, views_here, flat = video.shape[0], 1, video
+            with autocast_context(precision, ctx.device):
+                logits = torch.cat([model(chunk) for chunk in flat.split(max(clips_per_batch, 1))])
+            logits = logits.float().view(batch_size, views_here, -1)
+            per_view = logits.softmax(dim=-1) if average == "prob" else logits
+            scores.append(per_view.mean(dim=1).cpu())
+            labels.append(torch.as_tensor(batch["label"]).long().cpu())
+            indices.append(torch.as_tensor(batch["index"]).long().cpu())
+            skipped.extend(_flatten_skipped(batch.get("skipped")))
+    finally:
+        model.train(was_training)
+    local = (torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long),
+             torch.cat(scores) if scores else torch.zeros(0, 0),
+             torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long), skipped)
+    gathered = all_gather_objects(local, ctx)
+    parts = [part for part in gathered if part[0].numel()]
+    all_indices = torch.cat([p[0] for p in parts])
+    all_scores = torch.cat([p[1] for p in parts])
+    all_labels = torch.cat([p[2] for p in parts])
+    all_skipped = [item for p in gathered for item in p[3]]
+    order = all_indices.argsort()
+    return all_indices[order], all_scores[order], all_labels[order], all_skipped
+
+
+def _flatten_skipped(skipped: Any) -> list[dict]:
+    """``batch["skipped"]`` may be a flat list of records or one list per sample."""
+    out: list[dict] = []
+    if not skipped:
+        return out
+    for item in skipped:
+        if isinstance(item, dict):
+            out.append({"path": str(item.get("path")), "reason": str(item.get("reason"))})
+        elif isinstance(item, (list, tuple)):
+            out.extend(_flatten_skipped(item))
+    return out
+
+
+def score_loss(scores: torch.Tensor, labels: torch.Tensor, average: str) -> float:
+    """Cross-entropy of video-level scores (NLL of averaged probabilities; CE of averaged logits)."""
+    if labels.numel() == 0:
+        return 0.0
+    if average == "prob":
+        return float(F.nll_loss(scores.clamp_min(1e-12).log(), labels))
+    return float(F.cross_entropy(scores, labels))
+
+
+def _member_model_config(config: Config, state: dict[str, Any], path: str) -> ModelConfig:
+    saved = state.get("config")
+    if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
+        model_config = _section_from_dict(ModelConfig, saved["model"], "model")
+    else:
+        model_config = ModelConfig(**config.model.__dict__)
+    model_config.pretrained = None  # the checkpoint holds every weight
+    if "num_classes" in state and isinstance(state["num_classes"], int):
+        model_config.num_classes = state["num_classes"]
+    if model_config.num_classes is None:
+        raise CheckpointError(f"checkpoint {path!r} does not record its number of classes; set "
+                              f"model.num_classes")
+    return model_config
+
+
+def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = None, split: str = "val",
+             output_dir: str | Path | None = None, ctx: DistContext | None = None) -> dict[str, Any]:
+    """Test one checkpoint or an ensemble; return metrics (and write files when ``output_dir`` is set).
+
+    Returns ``{"top1", "top5", "mean_class_accuracy", "loss", "num_videos", "views", "split",
+    "checkpoints", "members": [per-checkpoint metrics], "seconds", "skipped", "files": {...}}``.
+    Files written by the main process into ``output_dir``: ``metrics.json``, ``confusion_matrix.csv``
+    (row = true class, column = predicted), ``predictions.csv`` (one line per video: index, label,
+    top-5 predicted classes and their scores).
+    """
+    if isinstance(checkpoints, (str, Path)):
+        checkpoints = [str(checkpoints)]
+    if not checkpoints:
+        raise CheckpointError("evaluate needs at least one checkpoint")
+    views = views or config.eval.views
+    parse_views(views)
+    own_ctx = ctx is None
+    ctx = ctx or init_distributed(config.train.device)
+    start = time.perf_counter()
+    try:
+        members, ensemble_scores, labels_ref, indices_ref, classes = [], None, None, None, None
+        skipped: list[dict] = []
+        for path in checkpoints:
+            state = load_checkpoint(path)
+            model_config = _member_model_config(config, state, path)
+            dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
+            classes = list(getattr(dataset, "classes", []) or [])
+            model = build_model(model_config, model_config.num_classes, pretrained=False)
+            load_model_weights(model, state, source=f"checkpoint {path!r}")
+            model.to(ctx.device)
+            workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
+            indices, scores, labels, member_skipped = predict_scores(
+                model, dataset, ctx, views=views, clips_per_batch=config.eval.batch_size,
+                num_workers=workers, precision=config.train.precision, average=config.eval.average,
+                pin_memory=config.data.pin_memory)
+            skipped.extend(member_skipped)
+            if indices_ref is not None and not torch.equal(indices, indices_ref):
+                raise CheckpointError(f"ensemble member {path!r} scored a different set of videos")
+            indices_ref, labels_ref = indices, labels
+            members.append({"checkpoint": str(path), "num_frames": model_config.num_frames,
+                            **summarize_scores(scores, labels),
+                            "loss": score_loss(scores, labels, config.eval.average)})
+            ensemble_scores = scores if ensemble_scores is None else ensemble_scores + scores
+            del model
+        assert ensemble_scores is not None and labels_ref is not None and indices_ref is not None
+        ensemble_scores = ensemble_scores / len(checkpoints)
+        metrics: dict[str, Any] = {
+            **summarize_scores(ensemble_scores, labels_ref),
+            "loss": score_loss(ensemble_scores, labels_ref, config.eval.average),
+            "views": views, "split": split, "checkpoints": [str(p) for p in checkpoints],
+            "members": members, "seconds": time.perf_counter() - start,
+            "skipped": _unique_skipped(skipped), "files": {},
+        }
+        if output_dir is not None and ctx.is_main:
+            metrics["files"] = _write_outputs(Path(output_dir), metrics, ensemble_scores, labels_ref,
+                                              indices_ref, classes)
+        return metrics
+    finally:
+        if own_ctx:
+            ctx.close()
+
+
+def _unique_skipped(skipped: list[dict]) -> list[dict]:
+    seen: dict[tuple[str, str], int] = {}
+    for item in skipped:
+        key = (item["path"], item["reason"])
+        seen[key] = seen.get(key, 0) + 1
+    return [{"path": p, "reason": r, "count": c} for (p, r), c in seen.items()]
+
+
+def _write_outputs(output_dir: Path, metrics: dict[str, Any], scores: torch.Tensor, labels: torch.Tensor,
+                   indices: torch.Tensor, classes: list[str]) -> dict[str, str]:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    num_classes = scores.shape[1]
+    names = classes if len(classes) == num_classes else [str(i) for i in range(num_classes)]
+    matrix = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
+    header = "true\\predicted," + ",".join(_csv(n) for n in names)
+    rows = [f"{_csv(names[i])}," + ",".join(str(int(v)) for v in matrix[i]) for i in range(num_classes)]
+    atomic_write_text(output_dir / "confusion_matrix.csv", "\n".join([header, *rows]) + "\n")
+    k = min(5, num_classes)
+    top_scores, top_classes = scores.topk(k, dim=1)
+    lines = ["index,label,label_name,predicted,predicted_name,correct,top5,top5_scores"]
+    for row in range(scores.shape[0]):
+        label = int(labels[row])
+        predicted = int(top_classes[row, 0])
+        lines.append(",".join([
+            str(int(indices[row])), str(label), _csv(names[label]), str(predicted), _csv(names[predicted]),
+            str(int(label == predicted)), " ".join(str(int(c)) for c in top_classes[row]),
+            " ".join(f"{float(s):.5f}" for s in top_scores[row])]))
+    atomic_write_text(output_dir / "predictions.csv", "\n".join(lines) + "\n")
+    files = {"metrics": str(output_dir / "metrics.json"),
+             "confusion_matrix": str(output_dir / "confusion_matrix.csv"),
+             "predictions": str(output_dir / "predictions.csv")}
+    atomic_write_json(output_dir / "metrics.json", {**metrics, "files": files})
+    return files
+
+
+def _csv(text: str) -> str:
+    text = str(text)
+    if any(ch in text for ch in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

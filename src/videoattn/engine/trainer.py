@@ -1,0 +1,574 @@
+"""The training loop: SGD recipes, periodic validation, checkpoints, exact resume and DDP.
+
+``train(config)`` runs one recipe end to end and returns a :class:`TrainResult`. What makes a resumed
+run finish with the same weights as an uninterrupted one (bit-identical on CPU):
+
+* the data order is a pure function of (seed, epoch) (:class:`ResumableSampler`), and the sampler
+  restarts at the saved position; each sample's augmentation is a function of (seed, epoch, index)
+  in the dataset;
+* the learning rate is a pure function of the optimizer step (:class:`LRSchedule`);
+* the global torch generator (dropout, stochastic layers) is re-seeded before every micro-step from
+  (seed, optimizer step, micro-step, rank), so model randomness does not depend on what ran before;
+  every RNG state is saved as well, for code outside the step;
+* ``last.pt`` holds model, optimizer, scaler, position, partial-epoch meters and history, and is
+  only ever replaced atomically, at optimizer-step boundaries.
+
+Batch sizes: ``train.batch_size`` is the global batch of one optimizer step; each of the W processes
+loads ``batch_size / (W * accumulation_steps)`` clips per micro-step. DDP averages gradients, so W
+processes compute the same update as one process with the same global batch (exactly so when
+BatchNorm statistics do not depend on the split of the batch: SyncBatchNorm on CUDA, or frozen BN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..config import Config, require, save_config
+from ..errors import ConfigError, VideoAttnError
+from ..utils.io import atomic_write_json
+from .builders import (
+    apply_bn_mode,
+    autocast_context,
+    build_dataset_for,
+    build_loader_for,
+    build_model,
+    frozen_bn_layers,
+)
+from .checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    load_model_weights,
+    restore_rng_state,
+    save_checkpoint,
+    unwrap_model,
+)
+from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed
+from .evaluation import _flatten_skipped, _unique_skipped, predict_scores, score_loss
+from .metrics import summarize_scores, topk_correct
+from .runlog import RunLogger
+from .sampler import ResumableSampler
+from .schedules import LRSchedule
+
+__all__ = ["TrainResult", "TrainingDivergedError", "train"]
+
+Callback = Callable[[str, dict[str, Any]], None]
+
+
+class TrainingDivergedError(VideoAttnError):
+    """The loss became NaN or infinite; the run stopped before applying that step."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run returns (also written to ``<work_dir>/summary.json``).
+
+    ``history`` has one record per finished epoch: ``epoch`` (1-based), ``step``, ``lr``,
+    ``train_loss``, ``train_top1``, ``seconds``, ``clips_per_second``, ``data_wait_fraction`` and,
+    when validated, ``val_top1``, ``val_top5``, ``val_mean_class_accuracy``, ``val_loss``.
+    """
+
+    work_dir: Path
+    history: list[dict[str, Any]]
+    global_step: int
+    epochs_done: int
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    best_top1: float | None
+    best_epoch: int | None
+    classes: list[str]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    value = (seed * 1_000_003 + step) * 1_009 + micro
+    return (value * 8_191 + rank) % (2**63 - 1)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class _Progress:
+    """tqdm bar on the main process (loss, lr, clips/s, ETA); silent elsewhere or when disabled."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, epoch: int, epochs: int):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="step",
+                            dynamic_ncols=True, leave=True, file=sys.stderr)
+
+    def update(self, **postfix: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _Meters:
+    """Sums over the current epoch (loss, correct, clips, timings) kept across a resume."""
+
+    keys = ("loss_sum", "correct1", "clips", "seconds", "data_wait", "compute")
+
+    def __init__(self, values: dict[str, float] | None = None):
+        self.values = {key: 0.0 for key in self.keys}
+        if values:
+            self.values.update({key: float(values.get(key, 0.0)) for key in self.keys})
+
+    def add(self, **values: float) -> None:
+        for key, value in values.items():
+            self.values[key] += value
+
+    def reduced(self, ctx: DistContext) -> dict[str, float]:
+        summed = all_reduce_sum([self.values[key] for key in self.keys], ctx).tolist()
+        out = dict(zip(self.keys, summed))
+        # Time is wall time, not a sum over processes.
+        for key in ("seconds", "data_wait", "compute"):
+            out[key] = self.values[key]
+        return out
+
+
+def _setup_determinism(config: Config) -> None:
+    t = config.train
+    if t.num_threads is not None:
+        torch.set_num_threads(t.num_threads)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.manual_seed(t.seed)
+    import random
+
+    import numpy as np
+
+    random.seed(t.seed)
+    np.random.seed(t.seed % 2**32)
+
+
+def _check_work_dir(work_dir: Path, resume: bool) -> Path | None:
+    last = work_dir / "last.pt"
+    if last.exists():
+        if not resume:
+            raise ConfigError(f"config key 'train.work_dir': {str(work_dir)!r} already holds a run "
+                              f"(last.pt); pass --resume to continue it or choose another train.work_dir")
+        return last
+    return None
+
+
+def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = (),
+          ctx: DistContext | None = None) -> TrainResult:
+    """Train ``config``'s model on its data; resume from ``<work_dir>/last.pt`` if ``resume``.
+
+    ``callbacks`` are called on the main process as ``callback(event, record)`` with event ``"step"``
+    (every ``train.log_interval`` steps: epoch, step, loss, lr, clips_per_second), ``"epoch"`` (the
+    epoch's history record) and ``"end"`` (the run summary). Raises :class:`TrainingDivergedError`
+    if the loss becomes NaN/inf (``last.pt`` stays the last good checkpoint) and ConfigError/DataError
+    for bad settings or data, before training starts.
+    """
+    require(config, "model.name", "data.root", "data.train_annotations", "train.work_dir")
+    t = config.train
+    work_dir = Path(t.work_dir)
+    own_ctx = ctx is None
+    ctx = ctx or init_distributed(t.device)
+    try:
+        return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+    finally:
+        if own_ctx:
+            ctx.close()
+
+
+class _Trainer:
+    def __init__(self, config: Config, ctx: DistContext, work_dir: Path, resume: bool,
+                 callbacks: list[Callback]):
+        self.config, self.ctx, self.work_dir, self.callbacks = config, ctx, work_dir, callbacks
+        t = config.train
+        if config.model.sync_bn and ctx.enabled and ctx.device.type != "cuda":
+            raise ConfigError("config key 'model.sync_bn': SyncBatchNorm needs CUDA devices; on CPU use "
+                              "train.freeze_bn=all or partial, or per-process BatchNorm (sync_bn: false)")
+        per_step = ctx.world_size * t.accumulation_steps
+        if t.batch_size % per_step:
+            raise ConfigError(f"config key 'train.batch_size': got {t.batch_size}; it must divide evenly "
+                              f"into {ctx.world_size} process(es) x {t.accumulation_steps} accumulation "
+                              f"step(s)")
+        self.micro_batch = t.batch_size // per_step
+        # Every process checks (the work dir must be on storage all processes share to resume).
+        resume_path = _check_work_dir(work_dir, resume)
+        self.resume_state = load_checkpoint(resume_path) if resume_path else None
+        _setup_determinism(config)
+
+        # Data first: a bad path or annotation fails before a model is built.
+        self.train_set = build_dataset_for(config, "train")
+        self.val_set = (build_dataset_for(config, "val") if config.data.val_annotations and t.val_interval
+                        else None)
+        self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
+        num_classes = config.model.num_classes or len(self.classes)
+        if not num_classes:
+            raise ConfigError("config key 'model.num_classes' is not set and the dataset has no classes")
+        self.num_classes = num_classes
+        self.sampler = ResumableSampler(len(self.train_set), shuffle=True, seed=t.seed,
+                                        num_replicas=ctx.world_size, rank=ctx.rank, drop_last=True)
+        self.steps_per_epoch = self.sampler.per_replica_length() // (self.micro_batch * t.accumulation_steps)
+        if self.steps_per_epoch < 1:
+            raise ConfigError(f"config key 'train.batch_size': got {t.batch_size} but the training set has "
+                              f"only {len(self.train_set)} videos, fewer than one step")
+        self.loader = build_loader_for(self.train_set, self.micro_batch, self.sampler, config.data.num_workers,
+                                       config.data.pin_memory, seed=t.seed, drop_last=True)
+
+        # Model, optimizer, schedule.
+        model = build_model(config.model, num_classes, pretrained=self.resume_state is None)
+        self.frozen_bn = frozen_bn_layers(model, t.freeze_bn)
+        apply_bn_mode(model, self.frozen_bn)
+        if config.model.sync_bn and ctx.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            self.frozen_bn = frozen_bn_layers(model, t.freeze_bn)
+        model.to(ctx.device)
+        self.model_core = model
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum,
+                                         weight_decay=t.weight_decay, nesterov=t.nesterov)
+        self.scaler = torch.amp.GradScaler(ctx.device.type) if t.precision == "fp16" else None
+        self.schedule = LRSchedule.from_config(t, self.steps_per_epoch)
+        if ctx.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.model: nn.Module = DistributedDataParallel(
+                model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=t.find_unused_parameters)
+        else:
+            self.model = model
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=t.label_smoothing)
+
+        # Position and records.
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        self.best_top1: float | None = None
+        self.best_epoch: int | None = None
+        self.skipped: list[dict] = []
+        self.meter_state: dict[str, float] | None = None
+        self.totals = {"seconds": 0.0, "data_wait": 0.0, "clips": 0.0}
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        self.logger = RunLogger(work_dir, ctx.is_main, resume_step=self.global_step if resume_path else None)
+        if ctx.is_main:
+            self._write_run_files(resumed_from=str(resume_path) if resume_path else None)
+
+    # ---------------------------------------------------------------------------------------------
+    def _restore(self, state: dict[str, Any]) -> None:
+        load_model_weights(self.model_core, state, source="checkpoint last.pt")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (KeyError, ValueError) as error:
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"last.pt: the optimizer state does not fit this run ({error})") from None
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        position = state["position"]
+        self.epoch = int(position["epoch"])
+        self.global_step = int(position["global_step"])
+        saved_global_batch = int(position.get("global_batch", self.config.train.batch_size))
+        if saved_global_batch != self.config.train.batch_size:
+            raise ConfigError(f"config key 'train.batch_size': got {self.config.train.batch_size} but the run "
+                              f"being resumed used {saved_global_batch}; exact resume needs the same batch")
+        self.step_in_epoch = int(position["step_in_epoch"])
+        self.history = list(state.get("history", []))
+        best = state.get("best") or {}
+        self.best_top1 = best.get("top1")
+        self.best_epoch = best.get("epoch")
+        self.skipped = list(state.get("skipped", []))
+        self.meter_state = state.get("meters") if self.ctx.is_main else None
+        self.totals = dict(state.get("totals", self.totals))
+        restore_rng_state(state["rng"])
+
+    def _write_run_files(self, resumed_from: str | None) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.work_dir.glob(".*.pt.*.tmp"):  # left by a run killed while saving
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        save_config(self.config, self.work_dir / "config.yaml")
+        metadata = {
+            "videoattn_version": __version__, "git_commit": _git_commit(),
+            "torch_version": torch.__version__, "python_version": platform.python_version(),
+            "platform": platform.platform(), "hostname": platform.node(),
+            "device": str(self.ctx.device),
+            "device_name": (torch.cuda.get_device_name(self.ctx.device) if self.ctx.device.type == "cuda"
+                            else platform.processor() or "cpu"),
+            "world_size": self.ctx.world_size, "backend": self.ctx.backend,
+            "num_threads": torch.get_num_threads(),
+            "decoder_backend": getattr(self.train_set, "decoder_backend", None),
+            "train_videos": len(self.train_set), "val_videos": len(self.val_set) if self.val_set else 0,
+            "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
+            "micro_batch_per_process": self.micro_batch, "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": resumed_from,
+        }
+        path = self.work_dir / "metadata.json"
+        if resumed_from and path.exists():
+            try:
+                previous = json.loads(path.read_text(encoding="utf-8"))
+                metadata["previous_sessions"] = [*previous.pop("previous_sessions", []), previous]
+            except (OSError, json.JSONDecodeError):
+                pass
+        atomic_write_json(path, metadata)
+
+    # ---------------------------------------------------------------------------------------------
+    def _checkpoint_state(self, meters: _Meters, step_in_epoch: int) -> dict[str, Any]:
+        return {
+            "model": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "scheduler": self.schedule.state_dict(),
+            "position": {"epoch": self.epoch, "step_in_epoch": step_in_epoch,
+                         "global_step": self.global_step, "global_batch": self.config.train.batch_size,
+                         "samples_into_epoch": step_in_epoch * self.config.train.batch_size},
+            "sampler": {"seed": self.sampler.seed, "epoch": self.epoch,
+                        "position": step_in_epoch * self.micro_batch * self.config.train.accumulation_steps,
+                        "num_replicas": self.ctx.world_size},
+            "rng": capture_rng_state(),
+            "meters": meters.values,
+            "totals": self.totals,
+            "history": self.history,
+            "best": {"top1": self.best_top1, "epoch": self.best_epoch},
+            "skipped": self.skipped,
+            "config": self.config.to_dict(),
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+            "videoattn_version": __version__,
+        }
+
+    def _save_last(self, meters: _Meters, step_in_epoch: int) -> None:
+        """All processes join (meters and skip lists are gathered); the main process writes."""
+        global_meters = _Meters(meters.reduced(self.ctx)) if self.ctx.enabled else meters
+        gathered = all_gather_objects(self.skipped, self.ctx)
+        if self.ctx.is_main:
+            self.skipped = [item for part in gathered for item in part]
+            save_checkpoint(self._checkpoint_state(global_meters, step_in_epoch), self.work_dir / "last.pt")
+        else:
+            self.skipped = []
+        barrier(self.ctx)
+
+    def _emit(self, event: str, record: dict[str, Any]) -> None:
+        if self.ctx.is_main:
+            for callback in self.callbacks:
+                callback(event, record)
+
+    # ---------------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        t = self.config.train
+        stop = False
+        while self.epoch < t.epochs and not stop:
+            stop = self._run_epoch()
+        summary = self._finish()
+        return TrainResult(
+            work_dir=self.work_dir, history=self.history, global_step=self.global_step,
+            epochs_done=len(self.history), last_checkpoint=self.work_dir / "last.pt",
+            best_checkpoint=(self.work_dir / "best.pt") if (self.work_dir / "best.pt").exists() else None,
+            best_top1=self.best_top1, best_epoch=self.best_epoch, classes=self.classes, summary=summary)
+
+    def _run_epoch(self) -> bool:
+        """Train the rest of the current epoch; return True if max_steps stopped the run."""
+        t, ctx = self.config.train, self.ctx
+        accumulation = t.accumulation_steps
+        meters = _Meters(self.meter_state)
+        self.meter_state = None
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.step_in_epoch * self.micro_batch * accumulation)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(self.epoch)
+        self.model.train()
+        apply_bn_mode(self.model_core, self.frozen_bn)
+        progress = _Progress(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
+                             self.epoch + 1, t.epochs)
+        batches = iter(self.loader)
+        window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "start": time.perf_counter()}
+        epoch_start = time.perf_counter()
+        stopped = False
+        try:
+            while self.step_in_epoch < self.steps_per_epoch:
+                if t.max_steps is not None and self.global_step >= t.max_steps:
+                    stopped = True
+                    break
+                step_start = time.perf_counter()
+                loss_value, clips, wait = self._train_step(batches, meters)
+                elapsed = time.perf_counter() - step_start
+                meters.add(seconds=elapsed, data_wait=wait, compute=elapsed - wait)
+                self.totals["seconds"] += elapsed
+                self.totals["data_wait"] += wait
+                self.totals["clips"] += clips * ctx.world_size
+                self.global_step += 1
+                self.step_in_epoch += 1
+                window["loss"] += loss_value
+                window["clips"] += clips * ctx.world_size
+                window["steps"] += 1
+                if self.global_step % t.log_interval == 0 or self.step_in_epoch == self.steps_per_epoch:
+                    self._log_window(window)
+                progress.update(loss=f"{loss_value:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                                clips_s=f"{clips * ctx.world_size / max(elapsed, 1e-9):.1f}")
+                if (t.checkpoint_interval and self.global_step % t.checkpoint_interval == 0
+                        and self.step_in_epoch < self.steps_per_epoch):
+                    self._save_last(meters, self.step_in_epoch)
+        finally:
+            progress.close()
+            del batches
+        if stopped and self.step_in_epoch < self.steps_per_epoch:
+            self._save_last(meters, self.step_in_epoch)
+            return True
+        self._end_epoch(meters, time.perf_counter() - epoch_start)
+        return t.max_steps is not None and self.global_step >= t.max_steps
+
+    def _train_step(self, batches: Any, meters: _Meters) -> tuple[float, int, float]:
+        """One optimizer step over ``accumulation_steps`` micro-batches; returns (mean loss, clips, wait)."""
+        t, ctx = self.config.train, self.ctx
+        accumulation = t.accumulation_steps
+        lr = self.schedule.lr_at(self.global_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        wait = 0.0
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct = 0
+        clips = 0
+        for micro in range(accumulation):
+            fetch_start = time.perf_counter()
+            batch = next(batches)
+            wait += time.perf_counter() - fetch_start
+            self.skipped.extend(_flatten_skipped(batch.get("skipped")))
+            torch.manual_seed(_step_seed(t.seed, self.global_step, micro, ctx.rank))
+            video = batch["video"].to(ctx.device, non_blocking=True)
+            labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
+            sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
+                    else self.model.no_sync())
+            with sync:
+                with autocast_context(t.precision, ctx.device):
+                    logits = self.model(video)
+                loss = self.criterion(logits.float(), labels)
+                scaled = loss / accumulation
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            loss_sum += loss.detach().double().cpu() * labels.shape[0]
+            correct += topk_correct(logits.detach().float(), labels, (1,))[0]
+            clips += labels.shape[0]
+        local_loss = float(loss_sum) / max(clips, 1)
+        finite = math.isfinite(local_loss)
+        if ctx.enabled:
+            flags = all_reduce_sum([0.0 if finite else 1.0], ctx)
+            finite = float(flags[0]) == 0.0
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            last = self.work_dir / "last.pt"
+            saved = (f"the last good checkpoint is {last}" if last.exists()
+                     else "no checkpoint was written yet")
+            raise TrainingDivergedError(
+                f"loss became {local_loss} at epoch {self.epoch + 1}, optimizer step {self.global_step} "
+                f"(lr {lr:.3g}); stopped before applying it, {saved}. Lower train.lr, add "
+                f"train.clip_grad_norm or check the data, then --resume")
+        if t.clip_grad_norm is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        meters.add(loss_sum=float(loss_sum), correct1=correct, clips=clips)
+        return local_loss, clips, wait
+
+    def _log_window(self, window: dict[str, float]) -> None:
+        now = time.perf_counter()
+        record = {"epoch": self.epoch + 1, "loss": window["loss"] / max(window["steps"], 1.0),
+                  "lr": self.optimizer.param_groups[0]["lr"],
+                  "clips_per_second": window["clips"] / max(now - window["start"], 1e-9)}
+        self.logger.log("step", self.global_step, record)
+        self._emit("step", {"step": self.global_step, **record})
+        window.update(loss=0.0, clips=0.0, steps=0.0, start=now)
+
+    def _end_epoch(self, meters: _Meters, wall: float) -> None:
+        t, ctx = self.config.train, self.ctx
+        totals = meters.reduced(ctx)
+        clips = max(totals["clips"], 1.0)
+        record: dict[str, Any] = {
+            "epoch": self.epoch + 1, "step": self.global_step, "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": totals["loss_sum"] / clips, "train_top1": 100.0 * totals["correct1"] / clips,
+            "seconds": totals["seconds"],
+            "clips_per_second": totals["clips"] / max(totals["seconds"], 1e-9),
+            "data_wait_fraction": totals["data_wait"] / max(totals["seconds"], 1e-9),
+        }
+        is_best = False
+        if self.val_set is not None and t.val_interval and (
+                (self.epoch + 1) % t.val_interval == 0 or self.epoch + 1 == t.epochs):
+            val_start = time.perf_counter()
+            _, scores, labels, skipped = predict_scores(
+                self.model_core, self.val_set, ctx, views="1x1", clips_per_batch=self.config.eval.batch_size,
+                num_workers=self.config.data.num_workers, precision=t.precision,
+                average=self.config.eval.average, pin_memory=self.config.data.pin_memory)
+            if ctx.is_main:
+                self.skipped.extend(skipped)
+            summary = summarize_scores(scores, labels)
+            record.update(val_top1=summary["top1"], val_top5=summary["top5"],
+                          val_mean_class_accuracy=summary["mean_class_accuracy"],
+                          val_loss=score_loss(scores, labels, self.config.eval.average),
+                          val_seconds=time.perf_counter() - val_start)
+            if self.best_top1 is None or summary["top1"] > self.best_top1:
+                self.best_top1, self.best_epoch, is_best = summary["top1"], self.epoch + 1, True
+        self.history.append(record)
+        self.logger.log("epoch", self.global_step, record)
+        self.logger.flush()
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self._save_last(_Meters(), 0)
+        if is_best and ctx.is_main:
+            save_checkpoint({"model": unwrap_model(self.model).state_dict(), "config": self.config.to_dict(),
+                             "num_classes": self.num_classes, "classes": self.classes,
+                             "epoch": self.epoch, "global_step": self.global_step,
+                             "metrics": {k: v for k, v in record.items() if k.startswith("val_")},
+                             "videoattn_version": __version__}, self.work_dir / "best.pt")
+        self._emit("epoch", dict(record))
+
+    def _finish(self) -> dict[str, Any]:
+        ctx = self.ctx
+        gathered = all_gather_objects(self.skipped, ctx)
+        skipped = _unique_skipped([item for part in gathered for item in part])
+        seconds = self.totals["seconds"]
+        summary = {
+            "work_dir": str(self.work_dir), "epochs_done": len(self.history),
+            "global_step": self.global_step, "train_seconds": seconds,
+            "clips_per_second": self.totals["clips"] / max(seconds, 1e-9),
+            "data_wait_fraction": self.totals["data_wait"] / max(seconds, 1e-9),
+            "best_val_top1": self.best_top1, "best_epoch": self.best_epoch,
+            "final": self.history[-1] if self.history else None,
+            "skipped_samples": skipped, "num_skipped": sum(item["count"] for item in skipped),
+            "world_size": ctx.world_size,
+        }
+        if ctx.is_main:
+            atomic_write_json(self.work_dir / "summary.json", summary)
+            self.logger.close()
+        self._emit("end", dict(summary))
+        barrier(ctx)
+        return summary
