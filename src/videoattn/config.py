@@ -72,8 +72,9 @@ class DataConfig:
     labels: str | None = None
     #: Training/test crop size in pixels.
     size: int = 224
-    #: Shorter side after resizing (``null``: the dataset's default for ``size``).
-    scale_size: int | None = None
+    #: Shorter side after resizing, or ``[height, width]`` (GTA/TSN resize to ``[240, 320]``);
+    #: ``null``: ``round(size * 256 / 224)``.
+    scale_size: int | list[int] | None = None
     sampling: Literal["tsn", "dense"] = "tsn"
     frame_interval: int = 1
     flip: Literal["standard", "none", "skip_left_right", "swap_left_right"] = "standard"
@@ -289,8 +290,11 @@ def validate(config: Config) -> None:
             raise _fail(f"model.options.{key}", m.options[key], f"set it as model.{key} instead")
     if d.size < 1:
         raise _fail("data.size", d.size, "expected a positive number of pixels")
-    if d.scale_size is not None and d.scale_size < d.size:
-        raise _fail("data.scale_size", d.scale_size, f"expected null or >= data.size ({d.size})")
+    if isinstance(d.scale_size, list):
+        if len(d.scale_size) != 2 or min(d.scale_size) < d.size:
+            raise _fail("data.scale_size", d.scale_size, f"expected [height, width], both >= data.size ({d.size})")
+    elif d.scale_size is not None and d.scale_size < d.size:
+        raise _fail("data.scale_size", d.scale_size, f"expected null, >= data.size ({d.size}), or [height, width]")
     if d.frame_interval < 1:
         raise _fail("data.frame_interval", d.frame_interval, "expected a positive integer")
     if d.num_workers < 0:

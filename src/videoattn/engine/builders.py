@@ -28,7 +28,8 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
     return build_dataset(
         format=data.format, root=data.root, annotations=annotations, labels=data.labels, split=split,
         num_frames=num_frames or config.model.num_frames, sampling=data.sampling,
-        frame_interval=data.frame_interval, size=data.size, scale_size=data.scale_size,
+        frame_interval=data.frame_interval, size=data.size,
+        scale_size=tuple(data.scale_size) if isinstance(data.scale_size, list) else data.scale_size,
         num_clips=num_clips, num_crops=num_crops, flip=data.flip, decoder=data.decoder,
         strict=data.strict, seed=config.train.seed)
 
@@ -37,14 +38,14 @@ def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, n
                      pin_memory: bool | None, seed: int, drop_last: bool) -> Any:
     """A loader over ``dataset`` in ``sampler``'s order.
 
-    Workers are not persistent: each epoch's workers are forked after ``dataset.set_epoch`` so they
-    see the new epoch (the dataset's randomness is a function of (seed, epoch, index)).
+    The data loader tags every index with the dataset's epoch, so persistent workers are safe: each
+    sample's randomness is a function of (seed, epoch, index), whichever worker serves it.
     """
     from ..data import build_loader
 
     return build_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         sampler=sampler, drop_last=drop_last, pin_memory=pin_memory,
-                        persistent_workers=False, distributed=False, seed=seed)
+                        persistent_workers=None, distributed=False, seed=seed)
 
 
 def build_model(model_config: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
