@@ -55,6 +55,13 @@ def test_conventions_count_what_they_document():
         count_macs(model, x, "flops")
 
 
+def test_thop_counts_inflated_convolutions():
+    # thop adds batch norm on top of fvcore's convolutions: it can never count less.
+    thop = profile_model("i3d50", convention="thop").gmacs
+    fvcore = profile_model("i3d50", convention="fvcore").gmacs
+    assert fvcore < thop < fvcore * 1.01
+
+
 def test_profile_cli_json(capsys):
     assert main(["profile", "r2d50", "--num-classes", "174", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -67,12 +67,17 @@ class TemporalConv(nn.Conv3d):
         conv_padding = padding if temporal_padding == "zeros" else (0, padding[1], padding[2])
         super().__init__(in_channels, out_channels, kernel_size, stride, conv_padding, bias=False)
 
-    def forward_frames(self, x: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, int]:
-        batch_frames, channels, height, width = x.shape
-        video = x.view(batch_frames // num_frames, num_frames, channels, height, width).transpose(1, 2)
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``(N, C, T, H, W)`` -> ``(N, C', T, H', W')``."""
         if self.temporal_padding == "replicate" and self.time_pad:
             video = F.pad(video, (0, 0, 0, 0, self.time_pad, self.time_pad), mode="replicate")
-        out = super().forward(video)
+        return super().forward(video)
+
+    def forward_frames(self, x: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, int]:
+        """Frame-batched ``(N*T, C, H, W)`` in and out; returns the output and its T."""
+        batch_frames, channels, height, width = x.shape
+        video = x.view(batch_frames // num_frames, num_frames, channels, height, width).transpose(1, 2)
+        out = self(video)  # through __call__, so hooks (e.g. the thop counter) see it
         new_frames = out.shape[2]
         out = out.transpose(1, 2).reshape(-1, out.shape[1], out.shape[3], out.shape[4])
         return out, new_frames
