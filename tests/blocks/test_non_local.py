@@ -1,0 +1,168 @@
+"""Non-local family (nl, sa, ta, dnl, tape) against float64 references written from the equations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _block_refs import randomize_, reference_nl, reference_sa, reference_ta
+
+from videoattn.blocks import create
+from videoattn.blocks.non_local import resize_along_time
+from videoattn.errors import ConfigError, ShapeError
+
+CHANNELS, FRAMES = 8, 3
+
+
+def video(batch=2, channels=CHANNELS, frames=FRAMES, height=4, width=5, seed=1, dtype=torch.float64):
+    return torch.randn(batch, channels, frames, height, width, generator=torch.Generator().manual_seed(seed),
+                       dtype=dtype)
+
+
+@pytest.mark.parametrize("mode", ["embedded_gaussian", "dot_product", "gaussian", "concatenation"])
+@pytest.mark.parametrize("pool_position", ["after", "before"])
+def test_nl_matches_equation_reference(mode, pool_position):
+    block = randomize_(create("nl", CHANNELS, mode=mode, pool_position=pool_position).double())
+    x = video()
+    with torch.no_grad():
+        expected = reference_nl(block, x)
+        for impl in ("explicit", "sdpa", "chunked"):
+            block.attention_impl, block.chunk_size = impl, 7  # chunk_size 7 forces several chunks
+            torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10, msg=f"{mode} {impl}")
+
+
+@pytest.mark.parametrize("options", [
+    {"use_scale": True},
+    {"sub_sample": False},
+    {"inner_channels": 3, "use_scale": True, "mode": "gaussian"},
+])
+def test_nl_options_match_reference(options):
+    block = randomize_(create("nl", CHANNELS, **options).double())
+    x = video(height=3, width=3)  # odd sizes: ceil-mode pooling keeps the border
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_nl(block, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["embedded_gaussian", "dot_product", "concatenation"])
+def test_memory_efficient_paths_have_the_same_gradients(mode):
+    x = video(height=6, width=6).requires_grad_(True)
+    grads = {}
+    for impl in ("explicit", "sdpa", "chunked"):
+        block = randomize_(create("nl", CHANNELS, mode=mode, attention_impl=impl, chunk_size=10).double())
+        block.train()
+        out = block(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads[impl] = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+        x.grad = None
+    for impl in ("sdpa", "chunked"):
+        for got, want in zip(grads[impl], grads["explicit"]):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_sa_matches_equation_3():
+    block = randomize_(create("sa", CHANNELS).double())
+    x = video(height=4, width=3)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_sa(block, x), rtol=1e-10, atol=1e-10)
+        block.sub_sample, block.use_scale = False, False
+        torch.testing.assert_close(block(x), reference_sa(block, x), rtol=1e-10, atol=1e-10)
+
+
+def test_ta_matches_equation_4():
+    block = randomize_(create("ta", CHANNELS).double())
+    x = video()
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_ta(block, x), rtol=1e-10, atol=1e-10)
+
+
+def test_dnl_is_sa_then_ta_with_separate_projections():
+    block = randomize_(create("dnl", CHANNELS).double())
+    x = video()
+    assert block.spatial.query is not block.temporal.query
+    with torch.no_grad():
+        expected = reference_ta(block.temporal, reference_sa(block.spatial, x))
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_tape_matches_reference(spatial):
+    block = randomize_(create("tape", CHANNELS, num_frames=FRAMES, spatial=spatial).double())
+    x = video()
+    with torch.no_grad():
+        inner = reference_sa(block.spatial, x) if spatial else x
+        expected = reference_ta(block.temporal, inner, block.temporal.positional_embedding.embedding)
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_ta_is_permutation_equivariant_in_time_and_tape_is_not():
+    x = video(frames=4)
+    order = torch.tensor([2, 0, 3, 1])
+    ta = randomize_(create("ta", CHANNELS).double())
+    tape = randomize_(create("tape", CHANNELS, num_frames=4).double())
+    with torch.no_grad():
+        torch.testing.assert_close(ta(x[:, :, order]), ta(x)[:, :, order], rtol=1e-10, atol=1e-10)
+        difference = (tape(x[:, :, order]) - tape(x)[:, :, order]).abs().max()
+    assert difference > 1e-3
+
+
+@pytest.mark.parametrize("name,options", [
+    ("nl", {"mode": "gaussian"}), ("nl", {"mode": "concatenation"}), ("nl", {"pool_position": "before"}),
+    ("nl", {"mode": "dot_product"}), ("tape", {"spatial": True}),
+])
+def test_identity_at_init_and_gradients_for_options(name, options):
+    block = create(name, CHANNELS, num_frames=FRAMES, **options)
+    x = video(dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x)
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            torch.nn.init.ones_(module.weight)
+    block(x).square().sum().backward()
+    for param_name, param in block.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, param_name
+
+
+def test_input_errors_name_expected_and_actual_shapes():
+    block = create("nl", CHANNELS)
+    with pytest.raises(ShapeError, match=r"5-D video tensor.*4-D"):
+        block(torch.randn(2, CHANNELS, 4, 4))
+    with pytest.raises(ShapeError, match=r"C=8 channels.*C=6"):
+        block(torch.randn(1, 6, 2, 4, 4))
+    tape = create("tape", CHANNELS, num_frames=FRAMES)
+    with pytest.raises(ShapeError, match=r"num_frames=3.*T=5.*temporal_resize=True"):
+        tape(torch.randn(1, CHANNELS, 5, 4, 4))
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        create("nl", CHANNELS, mode="softmax")
+    with pytest.raises(ConfigError, match="pool_position"):
+        create("nl", CHANNELS, pool_position="middle")
+    with pytest.raises(ConfigError, match="attention_impl"):
+        create("sa", CHANNELS, attention_impl="flash")
+    with pytest.raises(ConfigError, match="inner width"):
+        create("ta", 2)  # 2 // 4 == 0
+    with pytest.raises(ConfigError, match="accepts"):
+        create("dnl", CHANNELS, num_groups=4)
+
+
+def test_tape_temporal_resize_interpolates_the_embedding():
+    tape = randomize_(create("tape", CHANNELS, num_frames=FRAMES, temporal_resize=True).double())
+    x = video(frames=5)
+    with torch.no_grad():
+        out = tape(x)
+        resized = resize_along_time(tape.temporal.positional_embedding.embedding, (1,), 5)
+        expected = reference_ta(tape.temporal, x, resized)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    embedding = tape.temporal.positional_embedding.embedding
+    torch.testing.assert_close(resized[:, 0], embedding[:, 0])
+    torch.testing.assert_close(resized[:, 2], embedding[:, 1])  # midpoint of 5 <-> midpoint of 3
+    torch.testing.assert_close(resized[:, 4], embedding[:, 2])
+
+
+def test_non_contiguous_input_gives_the_same_output():
+    block = randomize_(create("dnl", CHANNELS))
+    trunk = torch.randn(2 * FRAMES, CHANNELS, 4, 4)  # the backbone's (N*T, C, H, W) layout
+    view = trunk.view(2, FRAMES, CHANNELS, 4, 4).permute(0, 2, 1, 3, 4)
+    assert not view.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(block(view), block(view.contiguous()))
