@@ -18,6 +18,7 @@ from .errors import VideoAttnError
 _COMMAND_MODULES = (
     "videoattn.analysis.commands",
     "videoattn.engine.commands",
+    "videoattn.data.commands",
 )
 
 

@@ -370,7 +370,7 @@ def read_frame_list(annotations, root=None, labels=None, frame_template: str = "
     for frame_dir, count, label in parsed:
         record = VideoRecord(path=_join(root, frame_dir), label=label, video_id=frame_dir, is_frames=True,
                              num_frames=count, extra={"frame_template": frame_template})
-        if not 0 <= label < len(classes):
+        if label != -1 and not 0 <= label < len(classes):  # -1: unlabelled (test split)
             record.error = f"label {label} is outside the class list (0..{len(classes) - 1})"
             record.label = -1
         records.append(record)
@@ -378,7 +378,7 @@ def read_frame_list(annotations, root=None, labels=None, frame_template: str = "
 
 
 def read_video_list(annotations, root=None, labels=None):
-    """``video_path label [start_frame end_frame]`` per line."""
+    """``video_path label [start_frame end_frame]`` per line (``end_frame`` -1: to the end)."""
     parsed = []
     with _open_text(annotations, "video list") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -389,7 +389,8 @@ def read_video_list(annotations, root=None, labels=None):
             if len(parts) >= 4 and all(p.lstrip("-").isdigit() for p in parts[-3:]):
                 path = line.rsplit(None, 3)[0]
                 numbers = [_parse_int(p, str(annotations), line_number, "label/start/end") for p in parts[-3:]]
-                parsed.append((path, *numbers))
+                label, start, end = numbers
+                parsed.append((path, label, start, None if end < 0 else end))  # end -1: to the end
             elif len(parts) >= 2:
                 path, label = line.rsplit(None, 1)
                 parsed.append((path, _parse_int(label, str(annotations), line_number, "label"), 0, None))
@@ -400,7 +401,7 @@ def read_video_list(annotations, root=None, labels=None):
     for path, label, start, end in parsed:
         record = VideoRecord(path=_join(root, path), label=label, video_id=path, start_frame=start,
                              end_frame=end)
-        if not 0 <= label < len(classes):
+        if label != -1 and not 0 <= label < len(classes):  # -1: unlabelled (test split)
             record.error = f"label {label} is outside the class list (0..{len(classes) - 1})"
             record.label = -1
         records.append(record)

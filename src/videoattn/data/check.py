@@ -1,0 +1,148 @@
+"""``videoattn data check``: find every unusable entry of a dataset before training meets it.
+
+Per entry: label in the class list, media present (file or frame folder), file not empty, readable
+as a video with a video stream, not truncated, at least ``min_frames`` frames in the annotated range,
+and the first, middle and last frames decode. Frame folders additionally get every frame file's
+header checked (``thorough=True`` decodes every frame instead). Nothing an entry contains can crash
+the scan: any exception becomes a ``{"path", "reason"}`` entry of the report.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import DataError
+from ..utils.io import atomic_write_json
+from .annotations import FORMATS, VideoRecord, load_annotations
+from .decoders import Decoder, FrameFolderDecoder, build_decoder
+
+__all__ = ["check_dataset", "check_record", "CheckReport"]
+
+
+@dataclass
+class CheckReport:
+    format: str
+    annotations: str
+    root: str | None
+    num_entries: int = 0
+    num_ok: int = 0
+    bad: list[dict] = field(default_factory=list)
+    decoder: str = ""
+
+    @property
+    def num_bad(self) -> int:
+        return len(self.bad)
+
+    def reasons(self) -> dict[str, int]:
+        """Count of bad entries per kind of reason (the reason text up to its first parenthesis)."""
+        counts: dict[str, int] = {}
+        for item in self.bad:
+            kind = item["reason"].split(" (")[0].split(":")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "annotations": self.annotations, "root": self.root,
+                "decoder": self.decoder, "num_entries": self.num_entries, "num_ok": self.num_ok,
+                "num_bad": self.num_bad, "reasons": self.reasons(), "bad": self.bad}
+
+    def summary(self) -> str:
+        lines = [f"{self.num_entries} entries checked ({self.format}, {self.annotations}): "
+                 f"{self.num_ok} ok, {self.num_bad} bad"]
+        for kind, count in self.reasons().items():
+            lines.append(f"  {count:6d}  {kind}")
+        return "\n".join(lines)
+
+
+def _strip_path(message: str, path: str) -> str:
+    head, sep, tail = message.partition(": ")
+    return tail if sep and head == path else message
+
+
+def check_record(record: VideoRecord, decoder: Decoder, min_frames: int = 1, thorough: bool = False) -> dict | None:
+    """None when ``record`` is usable, else ``{"path", "reason"}``. Never raises."""
+    path = record.existing_path() or record.path
+    try:
+        if record.error:
+            return {"path": path, "reason": record.error}
+        if not os.path.exists(path):
+            return {"path": path, "reason": "frame folder is missing" if record.is_frames else "file is missing"}
+        if isinstance(decoder, FrameFolderDecoder):
+            decoder = decoder.with_template(record.extra.get("frame_template"))
+        total = decoder.num_frames(path)
+        end = total if record.end_frame is None else min(record.end_frame, total)
+        usable = end - record.start_frame
+        if usable < min_frames:
+            return {"path": path, "reason": f"too few frames ({max(usable, 0)} usable, at least {min_frames} needed)"}
+        if thorough:
+            wanted = np.arange(record.start_frame, end)
+        else:
+            wanted = np.unique(np.array([record.start_frame, record.start_frame + usable // 2, end - 1]))
+        if isinstance(decoder, FrameFolderDecoder) and not thorough:
+            _check_frame_headers(path, decoder, total)
+        decoder.get_frames(path, wanted)
+    except DataError as error:
+        return {"path": path, "reason": _strip_path(str(error), path)}
+    except Exception as error:  # the scan reports, it never crashes
+        return {"path": path, "reason": f"{type(error).__name__}: {error}"}
+    return None
+
+
+def _check_frame_headers(folder: str, decoder: FrameFolderDecoder, total: int) -> None:
+    from PIL import Image
+
+    for k in range(total):
+        name = os.path.join(folder, decoder.template.format(k + decoder.start_index))
+        try:
+            with Image.open(name) as image:
+                image.verify()
+        except FileNotFoundError as error:
+            raise DataError(f"{name}: frame file is missing (frames are not numbered contiguously)") from error
+        except Exception as error:
+            raise DataError(f"{name}: unreadable image ({type(error).__name__}: {error})") from error
+
+
+def check_dataset(format: str, annotations, root=None, labels=None, *, decoder: str = "auto",
+                  frame_template: str | None = None, subset=None, video_extension: str | None = None,
+                  min_frames: int = 1, thorough: bool = False, num_workers: int = 2, progress: bool = True,
+                  report=None) -> CheckReport:
+    """Scan every entry; return (and, with ``report``, atomically write as JSON) the :class:`CheckReport`."""
+    if format not in FORMATS:
+        load_annotations(format, annotations)  # raises the helpful unknown-format error
+    spec = FORMATS[format]
+    template = (frame_template or ("{:05d}.jpg" if format == "ssv1" else "img_{:05d}.jpg")) if spec.frames else None
+    records, _ = load_annotations(format, annotations, root=root, labels=labels, frame_template=template,
+                                  subset=subset, video_extension=video_extension)
+    backend = build_decoder(decoder, frames=spec.frames, frame_template=template)
+    result = CheckReport(format=format, annotations=str(annotations), root=None if root is None else str(root),
+                         num_entries=len(records), decoder=backend.name)
+
+    def one(record):
+        return check_record(record, backend, min_frames, thorough)
+
+    if num_workers > 1:
+        pool = ThreadPoolExecutor(num_workers)
+        outcomes = pool.map(one, records)
+    else:
+        pool = None
+        outcomes = map(one, records)
+    if progress:
+        from tqdm import tqdm
+
+        outcomes = tqdm(outcomes, total=len(records), desc="checking", unit="entry")
+    try:
+        for outcome in outcomes:
+            if outcome is None:
+                result.num_ok += 1
+            else:
+                result.bad.append(outcome)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    if report is not None:
+        atomic_write_json(report, result.to_dict())
+    return result

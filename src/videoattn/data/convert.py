@@ -1,0 +1,72 @@
+"""``videoattn data convert``: a released dataset's annotations -> the unified plain list + class file.
+
+Video datasets become a ``video_list`` (``relative/path label [start_frame end_frame]``), frame-folder
+datasets a ``frame_list`` (``relative/dir num_frames label``, the frame count read from the folder).
+Paths are written relative to ``root`` so the pair (list, root) loads with
+``build_dataset(format="video_list" | "frame_list", root=root, annotations=list, labels=classes)``.
+Entries whose media is missing (or whose label is not in the class list) are left out and reported.
+Unlabelled entries (test splits) are written with label ``-1``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import DataError
+from ..utils.io import atomic_write_text
+from .annotations import FORMATS, load_annotations
+from .decoders import FrameFolderDecoder
+
+__all__ = ["convert_annotations"]
+
+
+def convert_annotations(format: str, annotations, out_list, out_classes, root=None, labels=None, *,
+                        frame_template: str | None = None, subset=None, video_extension: str | None = None) -> dict:
+    """Write ``out_list`` and ``out_classes`` (one class name per line); return a summary dict.
+
+    The summary holds ``list_format`` ("video_list" or "frame_list"), ``num_entries``, ``written``,
+    ``frame_template`` (for frame lists) and ``missing``/``bad``: ``[{"path", "reason"}]``.
+    """
+    if format not in FORMATS:
+        load_annotations(format, annotations)
+    if root is None:
+        raise DataError("convert needs the media root (--root) to find each entry's media and write "
+                        "paths relative to it")
+    spec = FORMATS[format]
+    template = (frame_template or ("{:05d}.jpg" if format == "ssv1" else "img_{:05d}.jpg")) if spec.frames else None
+    records, classes = load_annotations(format, annotations, root=root, labels=labels, frame_template=template,
+                                        subset=subset, video_extension=video_extension)
+    if any("\n" in name for name in classes):
+        raise DataError("a class name contains a line break; it cannot be written one per line")
+    counter = FrameFolderDecoder(template) if spec.frames else None
+    lines, missing, bad = [], [], []
+    for record in records:
+        if record.error:
+            bad.append({"path": record.path, "reason": record.error})
+            continue
+        path = record.existing_path()
+        if path is None:
+            missing.append({"path": record.path,
+                            "reason": "frame folder is missing" if record.is_frames else "file is missing"})
+            continue
+        relative = os.path.relpath(path, root)
+        if any(ch.isspace() for ch in relative[-1:]) or "\n" in relative:
+            bad.append({"path": path, "reason": "path ends with white space or contains a line break"})
+            continue
+        if spec.frames:
+            try:
+                count = counter.num_frames(path)
+            except DataError as error:
+                bad.append({"path": path, "reason": str(error).partition(": ")[2] or str(error)})
+                continue
+            lines.append(f"{relative} {count} {record.label}")
+        elif record.start_frame or record.end_frame is not None:
+            end = -1 if record.end_frame is None else record.end_frame
+            lines.append(f"{relative} {record.label} {record.start_frame} {end}")
+        else:
+            lines.append(f"{relative} {record.label}")
+    atomic_write_text(out_classes, "".join(f"{name}\n" for name in classes))
+    atomic_write_text(out_list, "".join(f"{line}\n" for line in lines))
+    return {"list_format": "frame_list" if spec.frames else "video_list", "frame_template": template,
+            "num_entries": len(records), "written": len(lines), "missing": missing, "bad": bad,
+            "num_classes": len(classes)}

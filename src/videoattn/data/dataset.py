@@ -1,0 +1,386 @@
+"""The video dataset: annotations + decoder + sampling + transforms, with bad-data substitution.
+
+Determinism: every random choice for item ``index`` in epoch ``epoch`` (TSN offsets, crop, flip,
+colour jitter, and which entry replaces a bad one) is drawn from
+``numpy.random.default_rng([seed, epoch, index, attempt])``. Nothing depends on worker RNG state or
+on which worker serves the item, so any number of workers, and a run resumed at epoch ``e``, give
+bit-identical batches. The epoch reaches worker processes with each index (the loader's sampler
+yields ``(index, epoch)`` pairs, see :mod:`videoattn.data.loader`), so persistent workers see
+``set_epoch`` too.
+
+Bad data: an entry that cannot be used (missing or empty file, not a video, truncated, corrupt
+JPEG, too few frames, label outside the class list, any decoder failure) raises
+:class:`~videoattn.errors.DataError` internally. With ``strict=False`` the dataset records
+``{"path", "reason"}`` in the sample's ``"skipped"`` list and substitutes another entry chosen by the
+same seeded generator; with ``strict=True`` the error propagates, naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DataError
+from .annotations import FORMATS, VideoRecord, load_annotations
+from .decoders import Decoder, FrameFolderDecoder, build_decoder
+from .sampling import SAMPLING_MODES, sample_views
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, build_clip_transform
+
+__all__ = [
+    "VideoDataset",
+    "ImageFolderDataset",
+    "build_dataset",
+    "build_image_dataset",
+    "flip_label_map",
+    "summarize_skipped",
+    "FLIP_POLICIES",
+    "SPLITS",
+]
+
+FLIP_POLICIES = ("none", "standard", "skip_left_right", "swap_left_right")
+SPLITS = ("train", "val", "test")
+_LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def flip_label_map(classes: list[str], policy: str) -> list[int | None]:
+    """For each class, the label its horizontally mirrored video gets, or None if it must not flip.
+
+    ``standard``: every class keeps its label. ``skip_left_right``: classes whose name contains the
+    word "left" or "right" are never flipped (GTA appendix, SSv1/v2). ``swap_left_right``: such
+    classes flip to the class whose name has left and right exchanged ("pushing something from left
+    to right" <-> "... from right to left"); one without such a twin is not flipped. ``none``: no
+    class flips.
+    """
+    if policy not in FLIP_POLICIES:
+        raise ConfigError(f"flip must be one of {FLIP_POLICIES}, got {policy!r}")
+    if policy == "none":
+        return [None] * len(classes)
+    if policy == "standard":
+        return list(range(len(classes)))
+    lookup = {name: i for i, name in enumerate(classes)}
+    mapping: list[int | None] = []
+    for label, name in enumerate(classes):
+        if not _LEFT_RIGHT.search(name):
+            mapping.append(label)
+        elif policy == "skip_left_right":
+            mapping.append(None)
+        else:
+            swapped = _LEFT_RIGHT.sub(lambda m: _swap_word(m.group(0)), name)
+            mapping.append(lookup.get(swapped))
+    return mapping
+
+
+def _swap_word(word: str) -> str:
+    target = "right" if word.lower() == "left" else "left"
+    if word.isupper():
+        return target.upper()
+    if word[0].isupper():
+        return target.capitalize()
+    return target
+
+
+def summarize_skipped(skipped: list[dict]) -> list[dict]:
+    """Unique bad entries with how often they were met: ``[{"path", "reason", "count"}]``."""
+    summary: dict[tuple[str, str], int] = {}
+    for item in skipped:
+        key = (item["path"], item["reason"])
+        summary[key] = summary.get(key, 0) + 1
+    return [{"path": p, "reason": r, "count": c} for (p, r), c in sorted(summary.items())]
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Map-style dataset over :class:`~videoattn.data.annotations.VideoRecord` entries.
+
+    Items are dicts: ``video`` float32 ``(C, T, H, W)`` (or ``(V, C, T, H, W)`` with ``V =
+    num_clips * num_crops > 1`` views, clip-major), ``label`` int (``-1`` for unlabelled test
+    entries), ``index`` (the entry actually used) and ``skipped`` (bad entries met on the way).
+    An item may also be asked for as ``(index, epoch)``, which is what the loader's sampler does.
+    """
+
+    def __init__(self, records: list[VideoRecord], classes: list[str], *, decoder: Decoder,
+                 transform: ClipTransform, split: str = "train", num_frames: int = 8, sampling: str = "tsn",
+                 frame_interval: int = 1, num_clips: int = 1, flip: str = "standard",
+                 flip_prob: float = 0.5, strict: bool = False, seed: int = 0, min_frames: int = 1,
+                 max_substitutions: int = 20, format_name: str = "custom"):
+        if split not in SPLITS:
+            raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        if sampling not in SAMPLING_MODES:
+            raise ConfigError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+        if num_frames < 1 or frame_interval < 1 or num_clips < 1 or min_frames < 1:
+            raise ConfigError(f"num_frames ({num_frames}), frame_interval ({frame_interval}), num_clips "
+                              f"({num_clips}) and min_frames ({min_frames}) must be positive")
+        if not records:
+            raise DataError("the annotation file has no entries")
+        self.records = records
+        self.classes = list(classes)
+        self.decoder = decoder
+        self.transform = transform
+        self.split = split
+        self.num_frames = num_frames
+        self.sampling = sampling
+        self.frame_interval = frame_interval
+        self.num_clips = num_clips if split == "test" else 1
+        self.flip = flip
+        self.flip_map = flip_label_map(self.classes, flip)
+        self.flip_prob = flip_prob
+        self.strict = strict
+        self.seed = int(seed)
+        self.min_frames = min_frames
+        self.max_substitutions = max_substitutions
+        self.format_name = format_name
+        self.epoch = 0
+        if strict:
+            for record in records:
+                if record.error:
+                    raise DataError(f"{record.path}: {record.error}")
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def decoder_backend(self) -> str:
+        return self.decoder.name
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.transform.num_crops if self.split == "test" else 1
+
+    def metadata(self) -> dict:
+        """What a run should record about its data (decoding differences change accuracy)."""
+        info = {"format": self.format_name, "split": self.split, "num_entries": len(self.records),
+                "num_classes": len(self.classes), "decoder": self.decoder_backend,
+                "num_frames": self.num_frames, "sampling": self.sampling,
+                "frame_interval": self.frame_interval, "num_views": self.num_views,
+                "size": self.transform.size, "scale_size": self.transform.scale_size, "flip": self.flip,
+                "seed": self.seed}
+        try:
+            if self.decoder_backend == "pyav":
+                import av
+
+                info["decoder_version"] = f"PyAV {av.__version__}"
+            elif self.decoder_backend == "torchcodec":
+                import torchcodec
+
+                info["decoder_version"] = f"torchcodec {torchcodec.__version__}"
+            else:
+                import PIL
+
+                info["decoder_version"] = f"Pillow {PIL.__version__}"
+        except Exception:  # version strings are informative only
+            pass
+        return info
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws items use (see the module docstring)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    # ------------------------------------------------------------------ items
+    def _rng(self, index: int, epoch: int, attempt: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, max(epoch, 0), index, attempt])
+
+    def _decoder_for(self, record: VideoRecord) -> Decoder:
+        template = record.extra.get("frame_template")
+        if template and isinstance(self.decoder, FrameFolderDecoder):
+            return self.decoder.with_template(template)
+        return self.decoder
+
+    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
+        """Produce entry ``index`` or raise :class:`DataError` naming its path (no substitution)."""
+        record = self.records[index]
+        if record.error:
+            raise DataError(f"{record.path}: {record.error}")
+        path = record.existing_path()
+        if path is None:
+            what = "frame folder" if record.is_frames else "file"
+            raise DataError(f"{record.path}: {what} is missing")
+        rng = self._rng(index, epoch, attempt) if self.split == "train" else None
+        decoder = self._decoder_for(record)
+
+        def indices_for(total: int) -> np.ndarray:
+            end = total if record.end_frame is None else min(record.end_frame, total)
+            usable = end - record.start_frame
+            if usable < self.min_frames:
+                raise DataError(f"{path}: too few frames ({max(usable, 0)} usable, at least "
+                                f"{self.min_frames} needed)")
+            views = sample_views(usable, self.num_frames, self.sampling, self.frame_interval,
+                                 self.num_clips, rng)
+            return (views + record.start_frame).reshape(-1)
+
+        try:
+            frames = decoder.read(path, indices_for)
+        except DataError:
+            raise
+        except Exception as error:  # any decoder surprise is a bad entry, never a crash
+            raise DataError(f"{path}: {type(error).__name__}: {error}") from error
+        if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
+            raise DataError(f"{path}: decoded frames have shape {tuple(frames.shape)}, expected (T, H, W, 3)")
+        label = record.label
+        flip = False
+        if rng is not None and label >= 0 and self.flip_map[label] is not None \
+                and rng.random() < self.flip_prob:
+            flip = True
+            label = int(self.flip_map[label])
+        clips = frames.reshape(self.num_clips, self.num_frames, *frames.shape[1:])
+        if self.split == "train":
+            video = self.transform(clips[0], rng, flip)
+        else:
+            views = [view for clip in clips for view in self.transform(clip, None, False)]
+            video = views[0] if len(views) == 1 else torch.stack(views)
+        return {"video": video, "label": int(label), "index": int(index), "skipped": []}
+
+    def __getitem__(self, key) -> dict:
+        if isinstance(key, (tuple, list)):
+            index, epoch = int(key[0]), int(key[1])
+        else:
+            index, epoch = int(key), self.epoch
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} entries")
+        skipped: list[dict] = []
+        current = index
+        for attempt in range(self.max_substitutions + 1):
+            try:
+                sample = self.load(current, epoch, attempt)
+            except DataError as error:
+                if self.strict:
+                    raise
+                path = self.records[current].existing_path() or self.records[current].path
+                skipped.append({"path": path, "reason": _reason(error, path)})
+                current = int(self._rng(index, epoch, attempt).integers(len(self.records))) \
+                    if len(self.records) > 1 else current
+                continue
+            sample["skipped"] = skipped
+            return sample
+        raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
+                        f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+
+def _reason(error: DataError, path: str) -> str:
+    """The error text without a leading ``"<path>: "`` when that path is the entry's own."""
+    text = str(error)
+    head, sep, tail = text.partition(": ")
+    return tail if sep and head == path else text
+
+
+# ---------------------------------------------------------------------------------------------------
+# Builder
+
+
+_DEFAULT_TEMPLATES = {"ssv1": "{:05d}.jpg", "frame_list": "img_{:05d}.jpg"}
+
+
+def build_dataset(format: str, root=None, annotations=None, labels=None, split: str = "train",
+                  num_frames: int = 8, sampling: str = "tsn", frame_interval: int = 1, size: int = 224,
+                  scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "standard",
+                  decoder: str = "auto", strict: bool = False, seed: int = 0, *,
+                  frame_template: str | None = None, subset=None, video_extension: str | None = None,
+                  crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,
+                  max_substitutions: int = 20, decode_threads: int = 1, mean=IMAGENET_MEAN,
+                  std=IMAGENET_STD) -> VideoDataset:
+    """Build a :class:`VideoDataset` from a dataset as released (see ``docs/data.md``).
+
+    ``format`` is one of :func:`~videoattn.data.annotations.list_formats`. ``split`` "train" uses
+    random sampling and augmentation (``crop``: "multiscale" for TSN sampling, "jitter" for dense
+    clips by default), "val" one centre view, "test" ``num_clips`` x ``num_crops`` views.
+    ``scale_size`` is the shorter side before cropping (an int), or a fixed ``(height, width)`` such
+    as ``(240, 320)`` for the GTA/TSN recipe; None means ``round(size * 256 / 224)``.
+    ``color_jitter``: None or (brightness, contrast, saturation, hue).
+    """
+    if format not in FORMATS:
+        load_annotations(format, annotations)  # raises the "unknown format ... did you mean" error
+    spec = FORMATS[format]
+    if root is not None and not Path(root).exists():
+        raise DataError(f"dataset root {str(root)!r} does not exist")
+    options = {"frame_template": frame_template or _DEFAULT_TEMPLATES.get(format) if spec.frames else None,
+               "subset": subset, "video_extension": video_extension}
+    records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
+    if split != "test":  # train: one random view; val: one centre view
+        num_clips, num_crops = 1, 1
+    if crop is None:
+        crop = "multiscale" if sampling == "tsn" else "jitter"
+    transform = build_clip_transform(split, size=size, scale_size=scale_size, num_crops=num_crops, crop=crop,
+                                     color=color_jitter, mean=mean, std=std)
+    decoder_options = {"num_threads": decode_threads} if decoder in ("auto", "pyav", "torchcodec") \
+        and not spec.frames else {}
+    backend = build_decoder(decoder, frames=spec.frames, frame_template=options["frame_template"],
+                            **decoder_options)
+    return VideoDataset(records, classes, decoder=backend, transform=transform, split=split,
+                        num_frames=num_frames, sampling=sampling, frame_interval=frame_interval,
+                        num_clips=num_clips, flip=flip, flip_prob=flip_prob, strict=strict, seed=seed,
+                        min_frames=min_frames, max_substitutions=max_substitutions, format_name=format)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images (2D classification, e.g. ImageNet-style pre-training of a backbone)
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """``<root>/<class>/<image>`` images; items ``{"image": (C, H, W), "label", "index", "skipped"}``.
+
+    Training: random resized crop + flip; evaluation: shorter side ``scale_size`` + centre crop.
+    Unreadable images are recorded and substituted exactly as in :class:`VideoDataset`.
+    """
+
+    def __init__(self, root, split: str = "train", size: int = 224, scale_size=None, strict: bool = False,
+                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        from .annotations import read_image_folder
+
+        self.samples, self.classes = read_image_folder(root)
+        if not self.samples:
+            raise DataError(f"image folder {str(root)!r} has no images")
+        self.split = split
+        self.strict = strict
+        self.seed = seed
+        self.epoch = 0
+        crop = "random_resized" if split == "train" else "multiscale"
+        self.transform = build_clip_transform(split, size=size, scale_size=scale_size, crop=crop,
+                                              mean=mean, std=std)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, index: int, epoch: int, attempt: int) -> dict:
+        from PIL import Image, UnidentifiedImageError
+
+        path, label = self.samples[index]
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image.convert("RGB"))[None]
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
+            raise DataError(f"{path}: unreadable image ({type(error).__name__}: {error})") from error
+        if self.split == "train":
+            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
+            clip = self.transform(frame, rng, bool(rng.random() < 0.5))
+        else:
+            clip = self.transform(frame, None, False)[0]
+        return {"image": clip[:, 0], "label": label, "index": index, "skipped": []}
+
+    def __getitem__(self, key) -> dict:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
+        skipped = []
+        current = index
+        for attempt in range(21):
+            try:
+                sample = self._load(current, epoch, attempt)
+            except DataError as error:
+                if self.strict:
+                    raise
+                bad_path = self.samples[current][0]
+                skipped.append({"path": bad_path, "reason": _reason(error, bad_path)})
+                rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
+                current = int(rng.integers(len(self.samples)))
+                continue
+            sample["skipped"] = skipped
+            return sample
+        raise DataError(f"21 unreadable images in a row while producing item {index}")
+
+
+def build_image_dataset(root, split: str = "train", size: int = 224, **options) -> ImageFolderDataset:
+    """An :class:`ImageFolderDataset` (class per sub-folder)."""
+    return ImageFolderDataset(root, split=split, size=size, **options)

@@ -1,0 +1,423 @@
+"""Video decoders: PyAV (default), torchcodec (optional) and JPEG frame folders (Pillow).
+
+A decoder answers two questions about a media path: how many frames it has (``num_frames``) and
+what the frames at given indices look like (``get_frames`` -> uint8 ``(T, H, W, 3)`` RGB, in the
+order asked, repeats allowed). Every failure is a :class:`~videoattn.errors.DataError` whose message
+names the path and the reason, so the dataset can record it and substitute another sample.
+
+PyAV decoding seeks instead of decoding the whole video: a first pass *demuxes* the packets of the
+video stream (no decoding) to learn every frame's timestamp and which frames are keyframes; the
+frames asked for are then grouped by the keyframe that precedes them, and for each group the decoder
+seeks to that keyframe (unless it is already decoding inside that group of pictures) and decodes
+forward only up to the last frame needed, converting only the wanted frames to RGB. Frame ``i`` is
+the ``i``-th frame in presentation order, which is also what decode-everything counting gives.
+The packet index of a file is cached (per process, bounded) so later epochs skip the demux pass.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from ..errors import DataError, unknown_name
+
+__all__ = [
+    "Decoder",
+    "PyAVDecoder",
+    "TorchCodecDecoder",
+    "FrameFolderDecoder",
+    "build_decoder",
+    "DECODERS",
+    "torchcodec_available",
+]
+
+
+class Decoder:
+    """Interface: ``name``, ``num_frames(path)``, ``get_frames(path, indices)``."""
+
+    name = "base"
+
+    def num_frames(self, path: str) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_frames(self, path: str, indices) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read(self, path: str, indices_fn) -> np.ndarray:
+        """``indices_fn(num_frames) -> indices``; returns the frames. One open for both steps."""
+        return self.get_frames(path, indices_fn(self.num_frames(path)))
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file is missing")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected a video file")
+    if os.path.getsize(path) == 0:
+        raise DataError(f"{path}: file is empty (0 bytes)")
+
+
+class _LRU:
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.items: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key, value):
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
+
+
+class _PacketIndex:
+    """Presentation timestamps of all frames (sorted) and the frame numbers of keyframes."""
+
+    __slots__ = ("pts", "keyframes", "pts_to_index")
+
+    def __init__(self, pts: list[int], keyframe_pts: list[int]):
+        self.pts = pts
+        self.pts_to_index = {p: i for i, p in enumerate(pts)}
+        self.keyframes = sorted(self.pts_to_index[p] for p in keyframe_pts if p in self.pts_to_index)
+        if not self.keyframes or self.keyframes[0] != 0:
+            self.keyframes.insert(0, 0)
+
+    def keyframe_before(self, index: int) -> int:
+        return self.keyframes[bisect.bisect_right(self.keyframes, index) - 1]
+
+
+class PyAVDecoder(Decoder):
+    """Seek-based PyAV decoding (see the module docstring).
+
+    ``num_threads``: FFmpeg decoding threads per process (0 lets FFmpeg choose); ``thread_type``
+    "AUTO" uses frame and slice threading. ``seek``: False decodes every frame up to the last one
+    needed (the baseline the benchmark compares against). ``cache_size``: packet indexes kept.
+    """
+
+    name = "pyav"
+
+    def __init__(self, num_threads: int = 1, thread_type: str = "AUTO", seek: bool = True,
+                 cache_size: int = 4096):
+        import av  # noqa: F401  (fail early if PyAV is missing)
+
+        self.num_threads = num_threads
+        self.thread_type = thread_type
+        self.seek = seek
+        self._index_cache = _LRU(cache_size)
+
+    def _open(self, path: str):
+        import av
+
+        _check_file(path)
+        try:
+            container = av.open(path, metadata_errors="ignore")
+        except Exception as error:  # PyAV raises many subclasses (InvalidDataError, ...)
+            raise DataError(f"{path}: not a readable video ({type(error).__name__}: {error})") from error
+        if not container.streams.video:
+            container.close()
+            raise DataError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = self.thread_type
+        stream.thread_count = self.num_threads
+        return container, stream
+
+    def _index(self, path: str, container, stream) -> _PacketIndex | None:
+        try:
+            stat = os.stat(path)
+            key = (path, stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self._index_cache.get(key) if key else None
+        if cached is not None:
+            return cached
+        pts, keys = [], []
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.pts is None:
+                    if packet.size and packet.pts is None:
+                        return None  # no timestamps: fall back to sequential counting
+                    continue
+                pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(packet.pts)
+        except Exception as error:
+            raise DataError(f"{path}: cannot read packets ({type(error).__name__}: {error})") from error
+        pts = sorted(set(pts))
+        if not pts:
+            raise DataError(f"{path}: the video stream has no frames")
+        expected = _expected_frames(container, stream)
+        if expected is not None and len(pts) < 0.75 * expected and expected - len(pts) >= 2:
+            raise DataError(f"{path}: truncated: the header announces about {expected} frames but only "
+                            f"{len(pts)} are present")
+        index = _PacketIndex(pts, keys)
+        if key:
+            self._index_cache.put(key, index)
+        return index
+
+    def num_frames(self, path: str) -> int:
+        container, stream = self._open(path)
+        try:
+            index = self._index(path, container, stream)
+            if index is not None:
+                return len(index.pts)
+            container.seek(0)
+            return sum(1 for _ in self._decode(path, container, stream))
+        finally:
+            container.close()
+
+    def _decode(self, path, container, stream):
+        try:
+            yield from container.decode(stream)
+        except Exception as error:
+            raise DataError(f"{path}: decoding failed ({type(error).__name__}: {error})") from error
+
+    def read(self, path: str, indices_fn) -> np.ndarray:
+        container, stream = self._open(path)
+        try:
+            index = self._index(path, container, stream)
+            total = len(index.pts) if index is not None else None
+            if total is None:
+                container.seek(0)
+                total = sum(1 for _ in self._decode(path, container, stream))
+            indices = np.asarray(indices_fn(total), dtype=np.int64).reshape(-1)
+            if indices.size and (indices.min() < 0 or indices.max() >= total):
+                raise DataError(f"{path}: frame indices {indices.min()}..{indices.max()} outside the video's "
+                                f"{total} frames")
+            if index is None or not self.seek:
+                frames = self._decode_sequential(path, container, stream, indices)
+            else:
+                frames = self._decode_seeking(path, container, stream, index, indices)
+        finally:
+            container.close()
+        return frames
+
+    def get_frames(self, path: str, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return self.read(path, lambda total: indices)
+
+    def _gather(self, path, wanted: np.ndarray, found: dict) -> np.ndarray:
+        missing = [int(i) for i in np.unique(wanted) if int(i) not in found]
+        if missing:
+            if not found:
+                raise DataError(f"{path}: no frame could be decoded (truncated or corrupt file?)")
+            # A truncated tail: use the nearest decoded frame, but only for a few frames.
+            have = np.array(sorted(found))
+            if len(missing) > max(2, len(np.unique(wanted)) // 4):
+                raise DataError(f"{path}: frames {missing[:5]}... could not be decoded (truncated file?); "
+                                f"decoded {len(found)} of the frames asked")
+            for i in missing:
+                found[i] = found[int(have[np.abs(have - i).argmin()])]
+        return np.stack([found[int(i)] for i in wanted])
+
+    def _decode_sequential(self, path, container, stream, indices: np.ndarray) -> np.ndarray:
+        container.seek(0)
+        wanted = set(indices.tolist())
+        last = max(wanted) if wanted else -1
+        found = {}
+        for position, frame in enumerate(self._decode(path, container, stream)):
+            if position in wanted:
+                found[position] = frame.to_ndarray(format="rgb24")
+            if position >= last:
+                break
+        return self._gather(path, indices, found)
+
+    def _decode_seeking(self, path, container, stream, index: _PacketIndex, indices: np.ndarray) -> np.ndarray:
+        targets = sorted(set(indices.tolist()))
+        found: dict[int, np.ndarray] = {}
+        iterator = None
+        position = -1  # index of the last frame decoded by ``iterator``
+        for group_start, group in _group_by_keyframe(targets, index):
+            last_needed = group[-1]
+            if iterator is None or position >= group[0] or position < group_start - 1:
+                container.seek(index.pts[group_start], stream=stream, backward=True, any_frame=False)
+                iterator = self._decode(path, container, stream)
+                position = -1
+            wanted = set(group)
+            for frame in iterator:
+                if frame.pts is None:
+                    continue
+                position = index.pts_to_index.get(frame.pts, position + 1)
+                if position in wanted:
+                    found[position] = frame.to_ndarray(format="rgb24")
+                if position >= last_needed:
+                    break
+        return self._gather(path, indices, found)
+
+
+def _expected_frames(container, stream) -> int | None:
+    """Frame count announced by the container header (duration x frame rate), if it announces one."""
+    try:
+        rate = stream.average_rate or stream.guessed_rate
+        if stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            seconds = container.duration / 1_000_000
+        else:
+            return None
+        if stream.frames:
+            return int(stream.frames)
+        return round(seconds * float(rate)) if rate else None
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _group_by_keyframe(targets: list[int], index: _PacketIndex):
+    groups: list[tuple[int, list[int]]] = []
+    for target in targets:
+        key = index.keyframe_before(target)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(target)
+        else:
+            groups.append((key, [target]))
+    return groups
+
+
+def torchcodec_available() -> bool:
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:  # ImportError, or missing FFmpeg libraries raising OSError/RuntimeError
+        return False
+    return True
+
+
+class TorchCodecDecoder(Decoder):
+    """torchcodec's ``VideoDecoder`` (optional dependency; frame-accurate seeking in C++)."""
+
+    name = "torchcodec"
+
+    def __init__(self, num_threads: int = 1, seek_mode: str = "approximate"):
+        if not torchcodec_available():
+            raise DataError("decoder 'torchcodec' was asked for but torchcodec (with its FFmpeg libraries) "
+                            "cannot be imported; install it with `pip install torchcodec` or use "
+                            "decoder='pyav'")
+        self.num_threads = num_threads
+        self.seek_mode = seek_mode
+
+    def _decoder(self, path: str):
+        from torchcodec.decoders import VideoDecoder
+
+        _check_file(path)
+        try:
+            return VideoDecoder(path, seek_mode=self.seek_mode, num_ffmpeg_threads=self.num_threads)
+        except TypeError:  # older torchcodec without these keywords
+            return VideoDecoder(path)
+        except Exception as error:
+            raise DataError(f"{path}: not a readable video ({type(error).__name__}: {error})") from error
+
+    def num_frames(self, path: str) -> int:
+        decoder = self._decoder(path)
+        count = decoder.metadata.num_frames
+        if not count:
+            raise DataError(f"{path}: the video stream has no frames")
+        return int(count)
+
+    def read(self, path: str, indices_fn) -> np.ndarray:
+        decoder = self._decoder(path)
+        total = int(decoder.metadata.num_frames or 0)
+        if total < 1:
+            raise DataError(f"{path}: the video stream has no frames")
+        indices = np.asarray(indices_fn(total), dtype=np.int64).reshape(-1)
+        try:
+            batch = decoder.get_frames_at(indices=indices.tolist())
+        except Exception as error:
+            raise DataError(f"{path}: decoding failed ({type(error).__name__}: {error})") from error
+        data = batch.data if hasattr(batch, "data") else batch
+        return data.permute(0, 2, 3, 1).contiguous().numpy()
+
+    def get_frames(self, path: str, indices) -> np.ndarray:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return self.read(path, lambda total: indices)
+
+
+class FrameFolderDecoder(Decoder):
+    """JPEG (or PNG) frame folders read with Pillow.
+
+    ``template`` names frame ``k`` (1-based, ``start_index``) inside the folder, e.g. ``"{:05d}.jpg"``
+    (SSv1) or ``"img_{:05d}.jpg"`` (TSN lists). The frame count is the number of files matching the
+    template's pattern (cached per folder and modification time).
+    """
+
+    name = "frames"
+
+    def __init__(self, template: str = "{:05d}.jpg", start_index: int = 1, cache_size: int = 65536):
+        self.template = template
+        self.start_index = start_index
+        self._counts = _LRU(cache_size)
+        self._pattern = self._compile(template)
+
+    @staticmethod
+    def _compile(template: str):
+        head, _, rest = template.partition("{")
+        _, _, tail = rest.partition("}")
+        return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + "$")
+
+    def with_template(self, template: str | None) -> FrameFolderDecoder:
+        if template is None or template == self.template:
+            return self
+        return FrameFolderDecoder(template, self.start_index)
+
+    def num_frames(self, path: str) -> int:
+        if not os.path.isdir(path):
+            raise DataError(f"{path}: frame folder is missing" if not os.path.exists(path)
+                            else f"{path}: expected a frame folder, found a file")
+        key = (path, os.stat(path).st_mtime_ns)
+        count = self._counts.get(key)
+        if count is None:
+            numbers = sorted(int(m.group(1)) for name in os.listdir(path)
+                             if (m := self._pattern.match(name)))
+            count = len(numbers)
+            self._counts.put(key, count)
+        if count == 0:
+            raise DataError(f"{path}: frame folder has no frames named like {self.template!r}")
+        return count
+
+    def get_frames(self, path: str, indices) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        loaded: dict[int, np.ndarray] = {}
+        for i in np.unique(indices).tolist():
+            name = os.path.join(path, self.template.format(i + self.start_index))
+            try:
+                with Image.open(name) as image:
+                    loaded[i] = np.asarray(image.convert("RGB"))
+            except FileNotFoundError as error:
+                raise DataError(f"{name}: frame file is missing") from error
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+                raise DataError(f"{name}: unreadable image ({type(error).__name__}: {error})") from error
+        shapes = {frame.shape for frame in loaded.values()}
+        if len(shapes) > 1:
+            raise DataError(f"{path}: frames have different sizes {sorted(shapes)}")
+        return np.stack([loaded[i] for i in indices.tolist()])
+
+
+DECODERS = ("auto", "pyav", "torchcodec", "frames")
+
+
+def build_decoder(name: str, frames: bool = False, frame_template: str | None = None, **options) -> Decoder:
+    """``name`` in :data:`DECODERS`; "auto" picks "frames" for frame-folder datasets, else "pyav"."""
+    if name not in DECODERS:
+        raise unknown_name("decoder", name, list(DECODERS))
+    if name == "auto":
+        name = "frames" if frames else "pyav"
+    if name == "frames":
+        return FrameFolderDecoder(frame_template or "{:05d}.jpg")
+    if frames:
+        raise DataError(f"decoder {name!r} reads video files, but this dataset's media are frame folders; "
+                        f"use decoder='frames' or 'auto'")
+    if name == "pyav":
+        return PyAVDecoder(**options)
+    return TorchCodecDecoder(**options)

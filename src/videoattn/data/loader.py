@@ -1,0 +1,157 @@
+"""DataLoader builder: seeded shuffling, epoch-tagged indices, workers, pinned memory, DDP sampler.
+
+The sampler of a loader built here yields ``(index, epoch)`` pairs, reading the epoch from the
+dataset (``dataset.set_epoch``) each time an epoch's iteration starts in the main process. The
+dataset derives all randomness from ``(seed, epoch, index)``, so worker processes (persistent or
+not, however many) never need their own random state and batches are bit-identical across worker
+counts and across a resume. Shuffling is a permutation drawn from ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from ..errors import ConfigError
+
+__all__ = ["build_loader", "collate_samples", "SeededShuffleSampler", "SeededDistributedSampler",
+           "EpochTaggedSampler", "VideoLoader"]
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``."""
+    if not samples:
+        raise ConfigError("collate_samples got an empty batch")
+    batch: dict = {}
+    for key in ("video", "image"):
+        if key in samples[0]:
+            batch[key] = torch.stack([s[key] for s in samples])
+    batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
+    batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
+    batch["skipped"] = [item for s in samples for item in s.get("skipped", [])]
+    return batch
+
+
+class SeededShuffleSampler(Sampler):
+    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)``."""
+
+    def __init__(self, length: int, seed: int = 0):
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class SeededDistributedSampler(Sampler):
+    """Rank ``rank``'s share of a seeded permutation (padded to equal shares, as DistributedSampler)."""
+
+    def __init__(self, length: int, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        if num_replicas is None or rank is None:
+            import torch.distributed as dist
+
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ConfigError("distributed=True needs torch.distributed to be initialised (torchrun), "
+                                  "or pass num_replicas and rank")
+            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+            rank = dist.get_rank() if rank is None else rank
+        if not 0 <= rank < num_replicas:
+            raise ConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        self.length, self.num_replicas, self.rank = length, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.epoch = 0
+        if drop_last:
+            self.num_samples = length // num_replicas
+        else:
+            self.num_samples = math.ceil(length / num_replicas)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        total = self.num_samples * self.num_replicas
+        if total > len(order):
+            order += (order * math.ceil(total / max(len(order), 1)))[: total - len(order)]
+        order = order[:total]
+        return iter(order[self.rank:total:self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class EpochTaggedSampler(Sampler):
+    """Wraps a sampler of indices; yields ``(index, epoch)`` with the dataset's current epoch."""
+
+    def __init__(self, base: Sampler, dataset):
+        self.base = base
+        self.dataset = dataset
+
+    def __iter__(self):
+        epoch = int(getattr(self.dataset, "epoch", 0))
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+        for index in self.base:
+            yield (int(index), epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+class VideoLoader(DataLoader):
+    """A DataLoader with ``set_epoch`` (forwards to the dataset; the sampler follows the dataset)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+
+def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int = 2, sampler=None,
+                 drop_last: bool = True, pin_memory: bool | None = None, persistent_workers: bool | None = None,
+                 distributed: bool = False, seed: int = 0, prefetch_factor: int | None = None,
+                 num_replicas: int | None = None, rank: int | None = None) -> VideoLoader:
+    """A loader over ``dataset`` batching with :func:`collate_samples`.
+
+    ``sampler`` (any index sampler) overrides ``shuffle``/``distributed``. ``pin_memory`` None pins
+    when CUDA is available; ``persistent_workers`` None keeps workers alive when there are any.
+    ``distributed`` shards with :class:`SeededDistributedSampler` (rank/world size from
+    ``torch.distributed`` unless given).
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    if sampler is None:
+        if distributed:
+            sampler = SeededDistributedSampler(len(dataset), num_replicas, rank, shuffle=shuffle, seed=seed,
+                                               drop_last=drop_last)
+        elif shuffle:
+            sampler = SeededShuffleSampler(len(dataset), seed=seed)
+        else:
+            sampler = range(len(dataset))
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    if persistent_workers is None:
+        persistent_workers = num_workers > 0
+    extra = {}
+    if num_workers > 0:
+        extra["persistent_workers"] = persistent_workers
+        if prefetch_factor is not None:
+            extra["prefetch_factor"] = prefetch_factor
+    return VideoLoader(dataset, batch_size=batch_size, sampler=EpochTaggedSampler(sampler, dataset),
+                       num_workers=num_workers, collate_fn=collate_samples, pin_memory=pin_memory,
+                       drop_last=drop_last, **extra)
