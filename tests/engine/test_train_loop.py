@@ -1,0 +1,124 @@
+"""The training loop on the real model and the real (synthetic) data: files, resume, NaN, BN modes."""
+
+import json
+
+import pytest
+import torch
+
+from videoattn.engine import train
+from videoattn.engine.checkpoint import load_checkpoint
+from videoattn.engine.trainer import TrainingDivergedError
+from videoattn.errors import ConfigError
+
+
+def test_run_writes_work_dir_and_reports_history(make_config, tmp_path):
+    events = []
+    config = make_config(tmp_path / "run", train={"checkpoint_interval": 3})
+    result = train(config, callbacks=[lambda event, record: events.append((event, record))])
+    work = tmp_path / "run"
+    for name in ("config.yaml", "metadata.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json"):
+        assert (work / name).is_file(), name
+    assert list((work / "tensorboard").glob("events.out.tfevents.*"))
+    metadata = json.loads((work / "metadata.json").read_text())
+    assert metadata["videoattn_version"] and metadata["torch_version"] == torch.__version__
+    assert metadata["decoder_backend"] and metadata["world_size"] == 1 and metadata["device"] == "cpu"
+    assert "git_commit" in metadata
+
+    assert [record["epoch"] for record in result.history] == [1, 2]
+    for record in result.history:
+        assert {"train_loss", "train_top1", "val_top1", "val_top5", "val_mean_class_accuracy", "seconds",
+                "clips_per_second", "data_wait_fraction", "lr"} <= set(record)
+        assert 0.0 <= record["data_wait_fraction"] <= 1.0
+    assert result.global_step == 2 * result.summary["global_step"] // 2 > 0
+    assert result.best_checkpoint is not None and result.best_top1 is not None
+
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["clips_per_second"] > 0 and "skipped_samples" in summary
+    lines = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines if line["kind"] == "epoch"] == [1, 2]
+    assert sum(line["kind"] == "step" for line in lines) == result.global_step
+
+    last = load_checkpoint(work / "last.pt")
+    assert last["position"] == {**last["position"], "epoch": 2, "step_in_epoch": 0,
+                                "global_step": result.global_step}
+    assert set(last["model"]) == set(load_checkpoint(work / "best.pt")["model"])
+    assert [e for e, _ in events].count("epoch") == 2 and events[-1][0] == "end"
+
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config)
+
+
+def test_stop_and_resume_equals_uninterrupted(make_config, tmp_path):
+    full = train(make_config(tmp_path / "full", train={"val_interval": 0}))
+    # Stop mid-epoch 1 (step 3 of 4 per epoch), then resume to the end.
+    train(make_config(tmp_path / "split", train={"val_interval": 0, "max_steps": 3}))
+    stopped = load_checkpoint(tmp_path / "split" / "last.pt")
+    assert stopped["position"]["global_step"] == 3 and stopped["position"]["step_in_epoch"] == 3
+    resumed = train(make_config(tmp_path / "split", train={"val_interval": 0}), resume=True)
+    assert resumed.global_step == full.global_step
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines if '"step"' in line and '"kind": "step"' in line] \
+        == list(range(1, full.global_step + 1))
+
+
+class _NaNAfter(torch.nn.Module):
+    def __init__(self, inner, calls):
+        super().__init__()
+        self.inner = inner
+        self.calls = calls
+
+    def forward(self, video):
+        self.calls -= 1
+        logits = self.inner(video)
+        return logits * float("nan") if self.calls < 0 else logits
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_config, tmp_path, monkeypatch):
+    import videoattn.engine.trainer as trainer_module
+
+    real_build = trainer_module.build_model
+    monkeypatch.setattr(trainer_module, "build_model",
+                        lambda *args, **kwargs: _NaNAfter(real_build(*args, **kwargs), calls=3))
+    config = make_config(tmp_path / "nan", train={"checkpoint_interval": 1, "val_interval": 0})
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan.*optimizer step 3.*last good checkpoint"):
+        train(config)
+    state = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert state["position"]["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_gradient_accumulation_matches_full_batch(make_config, tmp_path):
+    # Frozen BN and no dropout: the update of 2 micro-batches of 2 equals one batch of 4.
+    common = {"freeze_bn": "all", "val_interval": 0, "max_steps": 2}
+    one = train(make_config(tmp_path / "one", train=common, model={"dropout": 0.0}))
+    two = train(make_config(tmp_path / "two", train={**common, "accumulation_steps": 2},
+                        model={"dropout": 0.0}))
+    assert one.global_step == two.global_step == 2
+    a = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_partial_bn_freezes_all_but_first_bn_and_bf16_runs(make_config, tmp_path):
+    config = make_config(tmp_path / "pbn",
+                     train={"freeze_bn": "partial", "precision": "bf16", "max_steps": 2, "val_interval": 0})
+    train(config)
+    state = load_checkpoint(tmp_path / "pbn" / "last.pt")["model"]
+    means = [key for key in state if key.endswith("running_mean")]
+    assert not torch.equal(state[means[0]], torch.zeros_like(state[means[0]]))  # first BN learns stats
+    for key in means[1:]:
+        assert torch.equal(state[key], torch.zeros_like(state[key])), key  # the rest keep their init
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_batch_that_does_not_split_over_accumulation_is_refused(make_config, tmp_path):
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        make_config(tmp_path / "x", train={"batch_size": 6, "accumulation_steps": 4})
+    with pytest.raises(ConfigError, match="fewer than one step"):
+        train(make_config(tmp_path / "y", train={"batch_size": 64}))
