@@ -16,6 +16,7 @@ from .errors import VideoAttnError
 
 # Order here is the order in `videoattn --help`.
 _COMMAND_MODULES = (
+    "videoattn.demo",
     "videoattn.analysis.commands",
     "videoattn.engine.commands",
     "videoattn.data.commands",

@@ -1,0 +1,131 @@
+"""Figures: accuracy per model, training curves, GTA's learned temporal matrices (GTA Fig. 5).
+
+Every function writes one PNG atomically and returns its path. matplotlib runs headless (Agg).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..utils.io import atomic_write
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    with atomic_write(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+    return Path(path)
+
+
+def plot_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, chance: float | None = None,
+                  order_blind_ceiling: float | None = None, title: str = "Validation accuracy") -> Path:
+    """Bar chart of ``top1`` (and ``top5`` if present) per ``model``; optional reference lines."""
+    plt = _pyplot()
+    names = [row["model"] for row in rows]
+    top1 = [100 * row["top1"] for row in rows]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    x = np.arange(len(rows))
+    bars = ax.bar(x, top1, color="#3b75af", label="top-1")
+    for bar, value in zip(bars, top1):
+        ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.1f}", ha="center", fontsize=9)
+    if order_blind_ceiling is not None:
+        ax.axhline(100 * order_blind_ceiling, color="#c44e52", linestyle="--", linewidth=1,
+                   label=f"order-blind ceiling ({100 * order_blind_ceiling:.0f}%)")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label=f"chance ({100 * chance:.1f}%)")
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathLike) -> Path:
+    """Training loss and validation top-1 per epoch; ``histories[model]`` is a list of epoch records
+    with ``epoch`` and any of ``train_loss``, ``val_top1``."""
+    plt = _pyplot()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, records in histories.items():
+        epochs = [r["epoch"] for r in records if r.get("train_loss") is not None]
+        if epochs:
+            loss_ax.plot(epochs, [r["train_loss"] for r in records if r.get("train_loss") is not None],
+                         marker="o", markersize=3, label=name)
+        epochs = [r["epoch"] for r in records if r.get("val_top1") is not None]
+        if epochs:
+            acc_ax.plot(epochs, [100 * r["val_top1"] for r in records if r.get("val_top1") is not None],
+                        marker="o", markersize=3, label=name)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss")
+    loss_ax.set_title("Training loss")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation top-1 (%)")
+    acc_ax.set_ylim(0, 100)
+    acc_ax.set_title("Validation accuracy")
+    acc_ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def gta_temporal_matrices(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
+    """The learned temporal matrices of every GTA module of ``model``, averaged over groups and heads
+    into one ``T x T`` matrix per branch (as shown in GTA Fig. 5). Keys: module path, then
+    ``"pixel"``/``"region"``; entry ``[t_out, t_in]`` weighs input frame ``t_in`` in output frame ``t_out``."""
+    from ..blocks.gta import GlobalTemporalAttention
+
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, GlobalTemporalAttention):
+            branches = {}
+            for branch in ("pixel", "region"):
+                matrix = getattr(module, f"{branch}_matrix", None)
+                if isinstance(matrix, torch.Tensor):
+                    flat = matrix.detach().float().cpu().reshape(-1, *matrix.shape[-2:])
+                    branches[branch] = flat.mean(0).numpy()
+            found[name.removeprefix("backbone.")] = branches
+    return found
+
+
+def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
+                           title: str = "GTA learned temporal matrices (mean over groups and heads)") -> Path:
+    """One heatmap per (module, branch): rows are output frames, columns input frames."""
+    plt = _pyplot()
+    panels = [(module, branch, m) for module, branches in matrices.items() for branch, m in branches.items()]
+    if not panels:
+        raise ValueError("no temporal matrices to plot (the model has no GTA block)")
+    columns = min(4, len(panels))
+    rows = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (module, branch, matrix) in zip(axes.flat, panels):
+        limit = float(np.abs(matrix).max()) or 1.0
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"{module}\n{branch}", fontsize=8)
+        ax.set_xlabel("input frame", fontsize=8)
+        ax.set_ylabel("output frame", fontsize=8)
+        ticks = range(matrix.shape[0])
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.tick_params(labelsize=6)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
