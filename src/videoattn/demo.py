@@ -251,7 +251,7 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
                                          order_blind_ceiling=0.5 if pairs else None).name,
                "curves": plot_curves(histories, out_dir / "training_curves.png").name}
     if matrices:
-        flat = {f"{key}: {module}": branches for key, by_module in matrices.items()
+        flat = {f"{key}: {module.removesuffix('.temporal').replace('.after_block', '')}": branches for key, by_module in matrices.items()
                 for module, branches in by_module.items()}
         figures["gta_matrices"] = plot_temporal_matrices(flat, out_dir / "gta_temporal_matrices.png").name
     report = {

@@ -38,25 +38,31 @@ def _save(fig, path: str | os.PathLike) -> Path:
 
 def plot_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, chance: float | None = None,
                   order_blind_ceiling: float | None = None, title: str = "Validation accuracy") -> Path:
-    """Bar chart of ``top1`` (and ``top5`` if present) per ``model``; optional reference lines."""
+    """Bars of ``top1`` per ``model`` (and ``within_pair_top1`` beside them when present), with
+    optional chance and order-blind reference lines."""
     plt = _pyplot()
     names = [row["model"] for row in rows]
-    top1 = [100 * row["top1"] for row in rows]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4))
+    series = [("top-1", "top1", "#3b75af")]
+    if any(row.get("within_pair_top1") is not None for row in rows):
+        series.append(("within-pair top-1", "within_pair_top1", "#e1812c"))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(rows) + 3), 4))
     x = np.arange(len(rows))
-    bars = ax.bar(x, top1, color="#3b75af", label="top-1")
-    for bar, value in zip(bars, top1):
-        ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.1f}", ha="center", fontsize=9)
+    width = 0.8 / len(series)
+    for offset, (label, key, colour) in enumerate(series):
+        values = [100 * (row.get(key) or 0.0) for row in rows]
+        bars = ax.bar(x + (offset - (len(series) - 1) / 2) * width, values, width, color=colour, label=label)
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, value + 1, f"{value:.0f}", ha="center", fontsize=8)
     if order_blind_ceiling is not None:
         ax.axhline(100 * order_blind_ceiling, color="#c44e52", linestyle="--", linewidth=1,
                    label=f"order-blind ceiling ({100 * order_blind_ceiling:.0f}%)")
     if chance is not None:
         ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1, label=f"chance ({100 * chance:.1f}%)")
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 108)
+    ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return _save(fig, path)
 
 
@@ -113,19 +119,21 @@ def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], pat
         raise ValueError("no temporal matrices to plot (the model has no GTA block)")
     columns = min(4, len(panels))
     rows = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.2 * rows), squeeze=False,
+                             constrained_layout=True)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (module, branch, matrix) in zip(axes.flat, panels):
         limit = float(np.abs(matrix).max()) or 1.0
         image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"{module}\n{branch}", fontsize=8)
+        ax.set_title(f"{module}\n{branch} branch", fontsize=8)
         ax.set_xlabel("input frame", fontsize=8)
         ax.set_ylabel("output frame", fontsize=8)
         ticks = range(matrix.shape[0])
         ax.set_xticks(ticks)
         ax.set_yticks(ticks)
         ax.tick_params(labelsize=6)
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        colorbar.ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
