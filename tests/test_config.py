@@ -100,6 +100,8 @@ def test_views():
     assert parse_views("1X1") == (1, 1)
     with pytest.raises(ConfigError):
         parse_views("0x3")
+    with pytest.raises(ConfigError, match="spatial crops must be 1"):
+        parse_views("2x2")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)

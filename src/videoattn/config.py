@@ -273,6 +273,9 @@ def parse_views(views: str) -> tuple[int, int]:
     parts = text.split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise _fail("eval.views", views, "expected CLIPSxCROPS with positive integers, e.g. '1x1', '10x3'")
+    if int(parts[1]) not in (1, 3, 5, 10):
+        raise _fail("eval.views", views, "the number of spatial crops must be 1 (centre), 3 (fully "
+                    "convolutional left/centre/right), 5 or 10 (corners + centre, and flips)")
     return int(parts[0]), int(parts[1])
 
 

@@ -25,8 +25,10 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         raise ConfigError(f"config key 'data.{split}_annotations' is required for the {split} split "
                           f"but not set")
     num_clips, num_crops = parse_views(views)
+    # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
+    mode = "train" if split == "train" else ("val" if num_clips * num_crops == 1 else "test")
     return build_dataset(
-        format=data.format, root=data.root, annotations=annotations, labels=data.labels, split=split,
+        format=data.format, root=data.root, annotations=annotations, labels=data.labels, split=mode,
         num_frames=num_frames or config.model.num_frames, sampling=data.sampling,
         frame_interval=data.frame_interval, size=data.size,
         scale_size=tuple(data.scale_size) if isinstance(data.scale_size, list) else data.scale_size,
@@ -46,6 +48,16 @@ def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, n
     return build_loader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         sampler=sampler, drop_last=drop_last, pin_memory=pin_memory,
                         persistent_workers=None, distributed=False, seed=seed)
+
+
+def check_model_name(name: str) -> None:
+    """Raise the "unknown model ... did you mean" error before any data is read."""
+    from .. import list_models
+    from ..errors import unknown_name
+
+    known = list_models()
+    if name not in known:
+        raise unknown_name("model", name, known)
 
 
 def build_model(model_config: Any, num_classes: int, pretrained: bool = True) -> nn.Module:

@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: N812
 from ..config import Config, ModelConfig, _section_from_dict, parse_views
 from ..errors import CheckpointError
 from ..utils.io import atomic_write_json, atomic_write_text
-from .builders import autocast_context, build_dataset_for, build_loader_for, build_model
+from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .metrics import confusion_matrix, summarize_scores
@@ -147,6 +147,7 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
         for path in checkpoints:
             state = load_checkpoint(path)
             model_config = _member_model_config(config, state, path)
+            check_model_name(model_config.name)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
             classes = list(getattr(dataset, "classes", []) or [])
             model = build_model(model_config, model_config.num_classes, pretrained=False)

@@ -43,6 +43,7 @@ from ..errors import ConfigError, VideoAttnError
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
+    check_model_name,
     autocast_context,
     build_dataset_for,
     build_loader_for,
@@ -191,6 +192,7 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     for bad settings or data, before training starts.
     """
     require(config, "model.name", "data.root", "data.train_annotations", "train.work_dir")
+    check_model_name(config.model.name)
     t = config.train
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
