@@ -43,11 +43,11 @@ from ..errors import ConfigError, VideoAttnError
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
-    check_model_name,
     autocast_context,
     build_dataset_for,
     build_loader_for,
     build_model,
+    check_model_name,
     frozen_bn_layers,
 )
 from .checkpoint import (
