@@ -83,6 +83,13 @@ class DataConfig:
     strict: bool = False
     num_workers: int = 2
     pin_memory: bool | None = None
+    #: Mini-Kinetics-style subset files (lists of video ids) restricting each split's annotations.
+    train_subset: str | None = None
+    val_subset: str | None = None
+    test_subset: str | None = None
+    #: Further keyword arguments of ``build_dataset`` for every split (``video_extension``,
+    #: ``frame_template``, ``color_jitter``, ``decode_threads``, ...).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -24,6 +24,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
     if not annotations:
         raise ConfigError(f"config key 'data.{split}_annotations' is required for the {split} split "
                           f"but not set")
+    subset = {"train": data.train_subset, "val": data.val_subset, "test": data.test_subset}[split]
     num_clips, num_crops = parse_views(views)
     # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
     mode = "train" if split == "train" else ("val" if num_clips * num_crops == 1 else "test")
@@ -33,7 +34,8 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         frame_interval=data.frame_interval, size=data.size,
         scale_size=tuple(data.scale_size) if isinstance(data.scale_size, list) else data.scale_size,
         num_clips=num_clips, num_crops=num_crops, flip=data.flip, decoder=data.decoder,
-        strict=data.strict, seed=config.train.seed)
+        strict=data.strict, seed=config.train.seed,
+        **({"subset": subset} if subset else {}), **data.options)
 
 
 def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, num_workers: int,
