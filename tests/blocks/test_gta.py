@@ -24,13 +24,13 @@ def test_temporal_mix_is_equation_7_8(head_mode):
     shape = {"cross_channel": (groups, groups, frames, frames), "multi_head": (groups, frames, frames),
              "single": (frames, frames)}[head_mode]
     matrix = torch.randn(shape, dtype=torch.float64)
-    values = torch.randn(2, channels, frames, samples, dtype=torch.float64)
+    values = torch.randn(2, frames, samples, channels, dtype=torch.float64)  # channels-last (N, T, S, C)
     got = temporal_mix(matrix, values, head_mode, groups)
     for n in range(2):
         for s in range(samples):
-            expected = reference_temporal_mix(matrix, [values[n, :, t, s] for t in range(frames)], head_mode, groups)
+            expected = reference_temporal_mix(matrix, [values[n, t, s] for t in range(frames)], head_mode, groups)
             for t in range(frames):
-                torch.testing.assert_close(got[n, :, t, s], expected[t], rtol=1e-12, atol=1e-12)
+                torch.testing.assert_close(got[n, t, s], expected[t], rtol=1e-12, atol=1e-12)
 
 
 def test_cross_channel_heads_sum_over_groups():
@@ -38,10 +38,11 @@ def test_cross_channel_heads_sum_over_groups():
     groups, frames = 2, 2
     matrix = torch.zeros(groups, groups, frames, frames, dtype=torch.float64)
     matrix[1, 0] = torch.eye(frames)  # only group 1 feeds head 0
-    values = torch.arange(8, dtype=torch.float64).view(1, 4, frames, 1)  # channels 0-1 group 0, 2-3 group 1
+    # (N, T, S, C) with channels 0-1 = group 0, channels 2-3 = group 1
+    values = torch.arange(8, dtype=torch.float64).view(1, frames, 1, 4)
     out = temporal_mix(matrix, values, "cross_channel", groups)
-    torch.testing.assert_close(out[0, :2], values[0, 2:])  # head 0 = group 1's values
-    torch.testing.assert_close(out[0, 2:], torch.zeros_like(out[0, 2:]))
+    torch.testing.assert_close(out[..., :2], values[..., 2:])  # head 0 = group 1's values
+    torch.testing.assert_close(out[..., 2:], torch.zeros_like(out[..., 2:]))
 
 
 GTA_VARIANTS = [

@@ -166,3 +166,17 @@ def test_non_contiguous_input_gives_the_same_output():
     assert not view.is_contiguous()
     with torch.no_grad():
         torch.testing.assert_close(block(view), block(view.contiguous()))
+
+
+@pytest.mark.parametrize("height,width", [(4, 6), (5, 3), (1, 1)])
+def test_token_max_pool_matches_max_pool3d_values_and_gradients(height, width):
+    from videoattn.blocks._attention import subsample_2x2, subsample_tokens_2x2
+
+    x = torch.randn(2, 3, height, width, 5, dtype=torch.float64, requires_grad=True)  # (N, T, H, W, C)
+    ours = subsample_tokens_2x2(x)
+    reference = subsample_2x2(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
+    torch.testing.assert_close(ours, reference)
+    weights = torch.randn_like(ours)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), x)
+    torch.testing.assert_close(grad_ours, grad_reference)

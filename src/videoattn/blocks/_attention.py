@@ -14,12 +14,15 @@ implementations that compute the same function:
     (measured in ``benchmarks/blocks.py``: about 4x less peak memory than explicit at the res3
     Non-local shape, and faster). It also works for float64 and under bf16 autocast.
 ``"chunked"``
-    splits the queries into chunks and wraps each chunk in activation checkpointing, so the
-    backward pass recomputes one chunk's weights at a time: peak memory ``chunk_size x S``
-    instead of ``L x S``. Device- and op-agnostic (used for pairwise functions SDPA cannot
-    express, e.g. the Non-local "concatenation" mode).
+    splits the queries into chunks; the softmax version is a custom autograd function in the
+    flash-attention style (forward keeps the output and each query's log-sum-exp, backward
+    recomputes one chunk's weights at a time), so peak memory is ``chunk_size x S`` instead of
+    ``L x S``. Written with plain tensor ops, so it is device-agnostic. Other pairwise functions
+    (the Non-local "concatenation" mode, which SDPA cannot express) are chunked with activation
+    checkpointing.
 ``"auto"``
-    ``"sdpa"`` for softmax attention, ``"chunked"`` for other pairwise functions when the
+    ``"sdpa"`` for softmax attention (``"explicit"`` when the weight matrix per batch element has
+    at most 1024 entries, e.g. TA's 8 x 8), ``"chunked"`` for other pairwise functions when the
     weight matrix would be large, else ``"explicit"``.
 """
 
@@ -38,6 +41,8 @@ ATTENTION_IMPLS = ("auto", "explicit", "sdpa", "chunked")
 
 # Above this many weight-matrix entries per batch element "auto" avoids materialising the matrix.
 _LARGE_WEIGHT_MATRIX = 1 << 20
+# At or below this many entries per batch element "auto" uses the explicit softmax.
+_SMALL_WEIGHT_MATRIX = 1024
 
 
 def check_attention_impl(block: str, attention_impl: str) -> str:
@@ -74,13 +79,100 @@ def inner_width(block: str, channels: int, inner_channels: int | None, reduction
     return width
 
 
-def projection(in_channels: int, out_channels: int, std: float = 0.01) -> nn.Conv3d:
-    """A 1x1x1 convolution (a per-position linear map W x + b) initialised as in the Non-local
-    paper's Caffe2 code: weights ~ N(0, std^2) with std 0.01, bias 0."""
-    conv = nn.Conv3d(in_channels, out_channels, kernel_size=1)
+class PointwiseProjection(nn.Conv3d):
+    """A 1x1x1 convolution (per-position linear map ``W x + b``) applied to CHANNELS-LAST tokens.
+
+    ``forward`` takes ``(..., in_channels)`` and returns ``(..., out_channels)`` through one GEMM
+    (``F.linear``). Keeping it a ``Conv3d`` keeps the parameter names/shapes of the Non-local
+    implementations (``weight`` is ``(out, in, 1, 1, 1)``) and lets module-level counters
+    (thop convention) see it; working channels-last avoids the layout conversions and extra saved
+    copies of ``conv3d`` on CPU and gives attention its ``(tokens, width)`` layout for free.
+    """
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if tokens.shape[-1] != self.in_channels:
+            raise ShapeError(
+                f"projection expects channels-last tokens with {self.in_channels} channels, "
+                f"got shape {tuple(tokens.shape)}"
+            )
+        return F.linear(tokens, self.weight.flatten(1), self.bias)
+
+
+def projection(in_channels: int, out_channels: int, std: float = 0.01, bias: bool = True) -> PointwiseProjection:
+    """A :class:`PointwiseProjection` initialised as in the Non-local paper's Caffe2 code:
+    weights ~ N(0, std^2) with std 0.01, bias 0."""
+    conv = PointwiseProjection(in_channels, out_channels, kernel_size=1, bias=bias)
     nn.init.normal_(conv.weight, std=std)
-    nn.init.zeros_(conv.bias)
+    if bias:
+        nn.init.zeros_(conv.bias)
     return conv
+
+
+def fused_projections(projections: list[PointwiseProjection], tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Apply several projections of the same channels-last ``tokens`` as ONE GEMM with the stacked
+    weights, returning per-projection views of the result.
+
+    Same function as calling each projection; but autograd then keeps one input and produces one
+    input gradient instead of one per projection plus their sums (at the res3 Non-local shape this
+    saves about 25 MiB of the training peak). Module-level (thop-style) counters do not see these
+    calls; the fvcore-style counter sees the GEMM with the same MACs.
+    """
+    if len(projections) == 1:
+        return [projections[0](tokens)]
+    weight = torch.cat([p.weight.flatten(1) for p in projections])
+    biases = [p.bias for p in projections]
+    bias = None if any(b is None for b in biases) else torch.cat(biases)
+    out = F.linear(tokens, weight, bias)
+    return list(out.split([p.out_channels for p in projections], dim=-1))
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, T, H, W)`` -> contiguous ``(N, T, H, W, C)``; one copy shared by all projections
+    (none when the input already is channels-last in memory)."""
+    return x.permute(0, 2, 3, 4, 1).contiguous()
+
+
+def channels_first(tokens: torch.Tensor) -> torch.Tensor:
+    """``(N, T, H, W, C)`` -> ``(N, C, T, H, W)`` view (channels_last_3d strides, which
+    BatchNorm3d and element-wise ops handle without a copy)."""
+    return tokens.permute(0, 4, 1, 2, 3)
+
+
+class _MaxPool2x2Tokens(torch.autograd.Function):
+    """2x2 spatial max-pool of channels-last ``(N, T, H, W, C)`` tokens (H, W even) that saves only
+    the position of each window's maximum (one byte per output) for backward, instead of the full-
+    resolution input plus int64 indices that ``max_pool3d`` keeps. Same values and, except at exact
+    ties, the same gradients as ``F.max_pool3d``."""
+
+    @staticmethod
+    def forward(ctx, tokens: torch.Tensor) -> torch.Tensor:
+        n, frames, h, w, c = tokens.shape
+        windows = tokens.reshape(n, frames, h // 2, 2, w // 2, 2, c).permute(0, 1, 2, 4, 6, 3, 5)
+        values, position = windows.reshape(n, frames, h // 2, w // 2, c, 4).max(dim=-1)
+        ctx.save_for_backward(position.to(torch.uint8))
+        ctx.input_shape = tokens.shape
+        return values
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (position,) = ctx.saved_tensors
+        n, frames, h, w, c = ctx.input_shape
+        spread = grad.new_zeros(n, frames, h // 2, w // 2, c, 4)
+        spread.scatter_(-1, position.long().unsqueeze(-1), grad.unsqueeze(-1))
+        spread = spread.reshape(n, frames, h // 2, w // 2, c, 2, 2).permute(0, 1, 2, 5, 3, 6, 4)
+        return spread.reshape(n, frames, h, w, c)
+
+
+def subsample_tokens_2x2(tokens: torch.Tensor) -> torch.Tensor:
+    """1x2x2 spatial max-pool (stride 2, ceil mode) of channels-last ``(N, T, H, W, C)`` tokens;
+    the same function as :func:`subsample_2x2` on the channels-first view. Odd sizes are padded
+    with -inf (so the border row/column pools alone, as ceil mode does)."""
+    h, w = tokens.shape[2], tokens.shape[3]
+    if h % 2 or w % 2:
+        tokens = F.pad(tokens, (0, 0, 0, w % 2, 0, h % 2), value=float("-inf"))
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return subsample_2x2(channels_first(tokens)).permute(0, 2, 3, 4, 1)
+    return _MaxPool2x2Tokens.apply(tokens)
 
 
 def zero_init_bn(channels: int) -> nn.BatchNorm3d:
@@ -105,6 +197,18 @@ def _explicit_softmax_attention(q, k, v, scale):
     return torch.matmul(weights, v)
 
 
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """SDPA in the layout its fused kernels accept: 4-D ``(B, heads, L, d)`` with a unit-stride last
+    dim. With 3-D or transposed inputs PyTorch (2.x, CPU) silently falls back to the math path,
+    which materialises the weights and saves them for backward (measured: no memory saving)."""
+    squeeze = q.dim() == 3
+    if squeeze:
+        q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return out.squeeze(1) if squeeze else out
+
+
 def _chunked(fn: Callable, q: torch.Tensor, *rest, chunk_size: int) -> torch.Tensor:
     """Apply ``fn(q_chunk, *rest)`` over query chunks; checkpoint each chunk when training."""
     length = q.shape[-2]
@@ -122,6 +226,50 @@ def _chunked(fn: Callable, q: torch.Tensor, *rest, chunk_size: int) -> torch.Ten
     return torch.cat(outputs, dim=-2)
 
 
+class _ChunkedSoftmaxAttention(torch.autograd.Function):
+    """``softmax(scale * q k^T) v`` computed over query chunks, flash-attention style: the forward
+    keeps only the output and each query's log-sum-exp; the backward recomputes one chunk's
+    weights at a time. Peak extra memory is a few ``chunk_size x S`` blocks instead of ``L x S``."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale: float, chunk_size: int):
+        out = q.new_empty(*q.shape[:-1], v.shape[-1])
+        log_sum_exp = q.new_empty(q.shape[:-1])
+        key_t = k.transpose(-2, -1)
+        for start in range(0, q.shape[-2], chunk_size):
+            rows = slice(start, start + chunk_size)
+            scores = torch.matmul(q[..., rows, :], key_t).mul_(scale)
+            top = scores.amax(dim=-1, keepdim=True)
+            weights = scores.sub_(top).exp_()
+            total = weights.sum(dim=-1, keepdim=True)
+            out[..., rows, :] = torch.matmul(weights, v).div_(total)
+            log_sum_exp[..., rows] = (top + total.log()).squeeze(-1)
+        ctx.save_for_backward(q, k, v, out, log_sum_exp)
+        ctx.scale, ctx.chunk_size = scale, chunk_size
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        q, k, v, out, log_sum_exp = ctx.saved_tensors
+        scale, chunk_size = ctx.scale, ctx.chunk_size
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(dim=-1)  # D_i = sum_c dO_ic O_ic
+        grad_q = torch.empty_like(q)
+        grad_k = torch.zeros_like(k)
+        grad_v = torch.zeros_like(v)
+        key_t, value_t = k.transpose(-2, -1), v.transpose(-2, -1)
+        for start in range(0, q.shape[-2], chunk_size):
+            rows = slice(start, start + chunk_size)
+            q_chunk, grad_chunk = q[..., rows, :], grad_out[..., rows, :]
+            weights = torch.matmul(q_chunk, key_t).mul_(scale).sub_(log_sum_exp[..., rows, None]).exp_()
+            grad_v += torch.matmul(weights.transpose(-2, -1), grad_chunk)
+            grad_scores = torch.matmul(grad_chunk, value_t).sub_(delta[..., rows, None]).mul_(weights).mul_(scale)
+            grad_q[..., rows, :] = torch.matmul(grad_scores, k)
+            grad_k += torch.matmul(grad_scores.transpose(-2, -1), q_chunk)
+        return grad_q, grad_k, grad_v, None, None
+
+
 def softmax_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -133,14 +281,16 @@ def softmax_attention(
     """``softmax(scale * q k^T) v`` over the last two dims: q ``(..., L, d)``, k ``(..., S, d)``,
     v ``(..., S, dv)`` -> ``(..., L, dv)``. Every ``impl`` computes the same function."""
     if impl == "auto":
-        impl = "sdpa"
+        # Short sequences (TA's T x T) gain nothing from the fused kernel.
+        impl = "sdpa" if q.shape[-2] * k.shape[-2] > _SMALL_WEIGHT_MATRIX else "explicit"
     if impl == "explicit":
         return _explicit_softmax_attention(q, k, v, scale)
     if impl == "sdpa":
-        # SDPA wants matching dtypes; under autocast they already match.
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return _sdpa(q, k, v, scale)
     if impl == "chunked":
-        return _chunked(_explicit_softmax_attention, q, k, v, scale, chunk_size=chunk_size)
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return _explicit_softmax_attention(q, k, v, scale)
+        return _ChunkedSoftmaxAttention.apply(q, k, v, scale, chunk_size)
     raise ConfigError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")
 
 

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError
-from ._attention import check_video_input, inner_width, projection, zero_init_bn
+from ._attention import channels_first, channels_last, check_video_input, inner_width, projection, zero_init_bn
 from .non_local import SpatialSelfAttention, resize_along_time
 from .registry import register_block
 
@@ -54,23 +54,23 @@ REGION_SOURCES = ("value", "input")
 
 
 def temporal_mix(matrix: torch.Tensor, values: torch.Tensor, head_mode: str, num_groups: int) -> torch.Tensor:
-    """Apply a learned temporal matrix to ``values`` of shape ``(N, C, T, S)`` (S samples: pixels
-    or regions), returning ``(N, C, T, S)``.
+    """Apply a learned temporal matrix to channels-last ``values`` of shape ``(N, T, S, C)``
+    (S samples: pixels or regions), returning ``(N, T, S, C)``.
 
-    * ``single``: ``out[:, c, t] = sum_t' M[t, t'] V[:, c, t']`` (eq. 6).
+    * ``single``: ``out[:, t, :, c] = sum_t' M[t, t'] V[:, t', :, c]`` (eq. 6).
     * ``multi_head``: channels split into G groups, group g uses its own ``M[g]`` (Table 11).
     * ``cross_channel``: output head k (channel block k) = ``sum_g M[g, k] V_g`` (eq. 7-8).
     """
     matrix = matrix.to(values.dtype)
     if head_mode == "single":
-        return torch.einsum("ab,ncbs->ncas", matrix, values)
-    n, channels, frames, samples = values.shape
-    grouped = values.reshape(n, num_groups, channels // num_groups, frames, samples)
+        return torch.einsum("ab,nbsc->nasc", matrix, values)
+    n, frames, samples, channels = values.shape
+    grouped = values.reshape(n, frames, samples, num_groups, channels // num_groups)
     if head_mode == "multi_head":
-        mixed = torch.einsum("gab,ngcbs->ngcas", matrix, grouped)
+        mixed = torch.einsum("gab,nbsgc->nasgc", matrix, grouped)
     else:
-        mixed = torch.einsum("gkab,ngcbs->nkcas", matrix, grouped)
-    return mixed.reshape(n, channels, frames, samples)
+        mixed = torch.einsum("gkab,nbsgc->naskc", matrix, grouped)
+    return mixed.reshape(n, frames, samples, channels)
 
 
 class GlobalTemporalAttention(nn.Module):
@@ -159,8 +159,7 @@ class GlobalTemporalAttention(nn.Module):
         if region:
             self.region_value = projection(channels, width)
             source_channels = width if region_source == "value" else channels
-            self.region_transform = nn.Conv3d(source_channels, regions, kernel_size=1, bias=False)  # W_G
-            nn.init.normal_(self.region_transform.weight, std=0.01)
+            self.region_transform = projection(source_channels, regions, bias=False)  # W_G, no bias (eq.)
             self.region_matrix = temporal_matrix()
             self.region_out_proj = projection(width, channels)
             self.region_out_norm = zero_init_bn(channels)
@@ -184,35 +183,36 @@ class GlobalTemporalAttention(nn.Module):
         dims = (matrix.dim() - 2, matrix.dim() - 1)
         return resize_along_time(matrix, dims, frames) * (self.num_frames / frames)
 
-    def pixel_branch(self, x: torch.Tensor) -> torch.Tensor:
-        """A_P = M_P V_P (eq. 6-8), ``(N, inner, T, H, W)``."""
-        values = self.pixel_value(x)
-        n, width, frames, h, w = values.shape
+    def pixel_branch(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """A_P = M_P V_P (eq. 6-8) for channels-last ``(N, T, H, W, C)``, as ``(N, T, H, W, inner)``."""
+        values = self.pixel_value(x_cl)
+        n, frames, h, w, width = values.shape
         matrix = self.effective_matrix(self.pixel_matrix, frames)
-        mixed = temporal_mix(matrix, values.reshape(n, width, frames, h * w), self.head_mode, self.num_groups)
-        return mixed.reshape(n, width, frames, h, w)
+        mixed = temporal_mix(matrix, values.reshape(n, frames, h * w, width), self.head_mode, self.num_groups)
+        return mixed.reshape(n, frames, h, w, width)
 
-    def region_branch(self, x: torch.Tensor) -> torch.Tensor:
-        """A_R(t) = G_R(t)^T (M_R V_R)(t) with regions X_G(t) = G_R(t) V_R(t) (eq. 6-8)."""
-        values = self.region_value(x)
-        n, width, frames, h, w = values.shape
-        source = values if self.region_source == "value" else x
-        transform = self.region_transform(source).reshape(n, self.num_regions, frames, h * w)  # G_R(t)
-        values = values.reshape(n, width, frames, h * w)
-        region_values = torch.einsum("nktp,nctp->nctk", transform, values)  # G_R(t) V_R(t)
+    def region_branch(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """A_R(t) = G_R(t)^T (M_R X_G)(t), regions X_G(t) = G_R(t) V_R(t) (eq. 6-8), channels-last."""
+        values = self.region_value(x_cl)
+        n, frames, h, w, width = values.shape
+        source = values if self.region_source == "value" else x_cl
+        transform = self.region_transform(source).reshape(n, frames, h * w, self.num_regions)  # G_R(t)^T
+        values = values.reshape(n, frames, h * w, width)
+        region_values = torch.einsum("ntpk,ntpc->ntkc", transform, values)  # X_G(t) = G_R(t) V_R(t)
         matrix = self.effective_matrix(self.region_matrix, frames)
         mixed = temporal_mix(matrix, region_values, self.head_mode, self.num_groups)  # M_R X_G
-        pixels = torch.einsum("nktp,nctk->nctp", transform, mixed)  # G_R(t)^T (...)(t)
-        return pixels.reshape(n, width, frames, h, w)
+        pixels = torch.einsum("ntpk,ntkc->ntpc", transform, mixed)  # G_R(t)^T (M_R X_G)(t)
+        return pixels.reshape(n, frames, h, w, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
+        x_cl = channels_last(x)
         out = x
         if self.pixel_value is not None:
-            out = out + self.pixel_out_norm(self.pixel_out_proj(self.pixel_branch(x)))
+            out = out + self.pixel_out_norm(channels_first(self.pixel_out_proj(self.pixel_branch(x_cl))))
         if self.region_value is not None:
-            out = out + self.region_out_norm(self.region_out_proj(self.region_branch(x)))
+            out = out + self.region_out_norm(channels_first(self.region_out_proj(self.region_branch(x_cl))))
         return out
 
 

@@ -32,13 +32,16 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from ._attention import (
+    channels_first,
+    channels_last,
     check_attention_impl,
     check_video_input,
+    fused_projections,
     inner_width,
     pairwise_attention,
     projection,
     softmax_attention,
-    subsample_2x2,
+    subsample_tokens_2x2,
     zero_init_bn,
 )
 from .registry import register_block
@@ -46,32 +49,25 @@ from .registry import register_block
 NL_MODES = ("embedded_gaussian", "dot_product", "gaussian", "concatenation")
 
 
-def _to_tokens(t: torch.Tensor) -> torch.Tensor:
-    """(N, d, T, H, W) -> (N, T*H*W, d): every spacetime position is a token."""
-    n, d = t.shape[:2]
-    return t.reshape(n, d, -1).transpose(1, 2)
+def _flat(tokens: torch.Tensor) -> torch.Tensor:
+    """Channels-last ``(N, T, H, W, d)`` -> ``(N, T*H*W, d)``: every spacetime position is a token."""
+    return tokens.reshape(tokens.shape[0], -1, tokens.shape[-1])
 
 
-def _frame_tokens(t: torch.Tensor) -> torch.Tensor:
-    """(N, d, T, H, W) -> (N*T, H*W, d): tokens of one frame attend to each other."""
-    n, d, frames, h, w = t.shape
-    return t.permute(0, 2, 3, 4, 1).reshape(n * frames, h * w, d)
+def _frame_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """``(N, T, H, W, d)`` -> ``(N*T, H*W, d)``: the positions of one frame attend to each other."""
+    n, frames, h, w, d = tokens.shape
+    return tokens.reshape(n * frames, h * w, d)
 
 
-def _from_frame_tokens(z: torch.Tensor, n: int, frames: int, h: int, w: int) -> torch.Tensor:
-    d = z.shape[-1]
-    return z.reshape(n, frames, h, w, d).permute(0, 4, 1, 2, 3)
-
-
-def _time_tokens(t: torch.Tensor) -> torch.Tensor:
-    """(N, d, T, H, W) -> (N*H*W, T, d): the T frames at one spatial position attend to each other."""
-    n, d, frames, h, w = t.shape
-    return t.permute(0, 3, 4, 2, 1).reshape(n * h * w, frames, d)
+def _time_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """``(N, T, H, W, d)`` -> ``(N*H*W, T, d)``: the T frames at one position attend to each other."""
+    n, frames, h, w, d = tokens.shape
+    return tokens.permute(0, 2, 3, 1, 4).reshape(n * h * w, frames, d)
 
 
 def _from_time_tokens(z: torch.Tensor, n: int, frames: int, h: int, w: int) -> torch.Tensor:
-    d = z.shape[-1]
-    return z.reshape(n, h, w, frames, d).permute(0, 4, 3, 1, 2)
+    return z.reshape(n, h, w, frames, z.shape[-1]).permute(0, 3, 1, 2, 4)
 
 
 def resize_along_time(param: torch.Tensor, dims: tuple[int, ...], new_frames: int) -> torch.Tensor:
@@ -150,53 +146,55 @@ class NonLocalBlock(nn.Module):
         self.out_proj = projection(width, channels)
         self.out_norm = zero_init_bn(channels)
 
-    def _keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Query tokens, key tokens and value tokens, each ``(N, positions, width)``."""
+    def _keys_values(self, x_cl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query, key and value tokens ``(N, positions, width)`` from channels-last ``x_cl``."""
         embed = self.mode != "gaussian"
-        query = self.theta(x) if embed else x
         if self.sub_sample and self.pool_position == "before":
-            pooled = subsample_2x2(x)
-            key = self.phi(pooled) if embed else pooled
-            value = self.g(pooled)
+            query = self.theta(x_cl) if embed else x_cl
+            pooled = subsample_tokens_2x2(x_cl)
+            key, value = fused_projections([self.phi, self.g], pooled) if embed else (pooled, self.g(pooled))
         else:
-            key = self.phi(x) if embed else x
-            value = self.g(x)
+            if embed:
+                query, key, value = fused_projections([self.theta, self.phi, self.g], x_cl)
+                # A contiguous query lets the fused output (and its full-resolution keys/values)
+                # be freed after pooling instead of being pinned by attention's saved query.
+                query = query.contiguous() if self.sub_sample else query
+            else:
+                query, key, value = x_cl, x_cl, self.g(x_cl)
             if self.sub_sample:
-                key, value = subsample_2x2(key), subsample_2x2(value)
-        return _to_tokens(query), _to_tokens(key), _to_tokens(value)
+                key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
+        return _flat(query), _flat(key), _flat(value)
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """z of NL eq. 1 as ``(N, inner, T, H, W)``."""
-        n, _, frames, h, w = x.shape
-        query, key, value = self._keys_values(x)
+    def attention(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """z of NL eq. 1 for channels-last input ``(N, T, H, W, C)``, as ``(N, T*H*W, inner)``."""
+        query, key, value = self._keys_values(x_cl)
         impl = self.attention_impl
         if self.mode in ("embedded_gaussian", "gaussian"):
             scale = 1.0 / math.sqrt(query.shape[-1]) if self.use_scale else 1.0
-            z = softmax_attention(query, key, value, scale, impl, self.chunk_size)
-        elif self.mode == "dot_product":
-            num_keys = key.shape[1]
+            return softmax_attention(query, key, value, scale, impl, self.chunk_size)
+        num_keys = key.shape[1]
+        if self.mode == "dot_product":
             if impl == "explicit":
-                z = torch.matmul(torch.matmul(query, key.transpose(1, 2)) / num_keys, value)
-            else:
-                # Same function re-associated: (Q K^T / S) V = Q (K^T V) / S, never forming L x S.
-                z = torch.matmul(query, torch.matmul(key.transpose(1, 2), value)) / num_keys
-        else:  # concatenation: w_f^T [theta_i, phi_j] = a . theta_i + b . phi_j
-            width = query.shape[-1]
-            weight_query, weight_key = self.concat_weight[:width], self.concat_weight[width:]
-            score_key = torch.matmul(key, weight_key.to(key.dtype))  # (N, S)
-            num_keys = key.shape[1]
+                return torch.matmul(torch.matmul(query, key.transpose(1, 2)) / num_keys, value)
+            # Same function re-associated: (Q K^T / S) V = Q (K^T V) / S, never forming L x S.
+            return torch.matmul(query, torch.matmul(key.transpose(1, 2), value)) / num_keys
+        # concatenation: w_f^T [theta_i, phi_j] = a . theta_i + b . phi_j
+        width = query.shape[-1]
+        weight_query, weight_key = self.concat_weight[:width], self.concat_weight[width:]
+        score_key = torch.matmul(key, weight_key.to(key.dtype))  # (N, S)
 
-            def weights(q_chunk, _key):
-                score_query = torch.matmul(q_chunk, weight_query.to(q_chunk.dtype))
-                return F.relu(score_query.unsqueeze(-1) + score_key.unsqueeze(-2)) / num_keys
+        def weights(q_chunk, _key):
+            score_query = torch.matmul(q_chunk, weight_query.to(q_chunk.dtype))
+            return F.relu(score_query.unsqueeze(-1) + score_key.unsqueeze(-2)) / num_keys
 
-            z = pairwise_attention(weights, query, key, value, impl, self.chunk_size)
-        return z.transpose(1, 2).reshape(n, -1, frames, h, w)
+        return pairwise_attention(weights, query, key, value, impl, self.chunk_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("nl", x, self.channels)
-        z = self.attention(x)
-        return x + self.out_norm(self.out_proj(z))
+        x_cl = channels_last(x)
+        z = self.attention(x_cl)
+        out = self.out_proj(z).reshape(x_cl.shape)
+        return x + self.out_norm(channels_first(out))
 
 
 class _FactorisedSelfAttention(nn.Module):
@@ -231,32 +229,39 @@ class _FactorisedSelfAttention(nn.Module):
         self.out_proj = projection(width, channels)
         self.out_norm = zero_init_bn(channels)
 
-    def _embed_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+    def _embed_input(self, x_cl: torch.Tensor) -> torch.Tensor:
+        return x_cl
 
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        """A_s (eq. 3) or A_t (eq. 4) as ``(N, inner, T, H, W)``."""
-        n, _, frames, h, w = x.shape
-        x_embedded = self._embed_input(x)
-        query, key, value = self.query(x_embedded), self.key(x_embedded), self.value(x_embedded)
+    def attention(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """A_s (eq. 3) or A_t (eq. 4) for channels-last input, as channels-last ``(N, T, H, W, inner)``."""
+        n, frames, h, w, _ = x_cl.shape
+        embedded = self._embed_input(x_cl)
+        query, key, value = fused_projections([self.query, self.key, self.value], embedded)
         if self.sub_sample:
-            key, value = subsample_2x2(key), subsample_2x2(value)
+            query = query.contiguous()  # see NonLocalBlock._keys_values
+        if self.sub_sample:
+            key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
         scale = 1.0 / math.sqrt(self.inner_channels) if self.use_scale else 1.0
         if self.axis == "space":
             z = softmax_attention(
                 _frame_tokens(query), _frame_tokens(key), _frame_tokens(value),
                 scale, self.attention_impl, self.chunk_size,
             )
-            return _from_frame_tokens(z, n, frames, h, w)
+            return z.reshape(n, frames, h, w, -1)
         z = softmax_attention(
             _time_tokens(query), _time_tokens(key), _time_tokens(value),
             scale, self.attention_impl, self.chunk_size,
         )
         return _from_time_tokens(z, n, frames, h, w)
 
+    def check_frames(self, x: torch.Tensor) -> None:
+        """Blocks with T-sized parameters raise a ShapeError here for a T they cannot handle."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
-        return x + self.out_norm(self.out_proj(self.attention(x)))
+        self.check_frames(x)
+        z = self.attention(channels_last(x))
+        return x + self.out_norm(channels_first(self.out_proj(z)))
 
 
 @register_block("sa", description="spatial self-attention within each frame (GTA paper eq. 3)")
@@ -293,18 +298,22 @@ class _TemporalPositionalEmbedding(nn.Module):
         self.embedding = nn.Parameter(torch.empty(channels, num_frames))
         nn.init.normal_(self.embedding, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def check_frames(self, x: torch.Tensor) -> None:
         frames = x.shape[2]
+        if frames != self.num_frames and not self.temporal_resize:
+            raise ShapeError(
+                f"block {self.block_name!r} was built for num_frames={self.num_frames} but got input of "
+                f"shape {tuple(x.shape)} with T={frames}; build it with num_frames={frames} or pass "
+                f"temporal_resize=True to interpolate its positional embedding (an approximation)"
+            )
+
+    def forward(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """Add P[:, t] at frame t of channels-last ``(N, T, H, W, C)`` tokens."""
+        frames = x_cl.shape[1]
         embedding = self.embedding
         if frames != self.num_frames:
-            if not self.temporal_resize:
-                raise ShapeError(
-                    f"block {self.block_name!r} was built for num_frames={self.num_frames} but got input "
-                    f"of shape {tuple(x.shape)} with T={frames}; build it with num_frames={frames} or "
-                    f"pass temporal_resize=True to interpolate its positional embedding"
-                )
             embedding = resize_along_time(embedding, (1,), frames)
-        return x + embedding.to(x.dtype)[None, :, :, None, None]
+        return x_cl + embedding.to(x_cl.dtype).t()[None, :, None, None, :]
 
 
 @register_block("ta", description="temporal self-attention across frames at each position (GTA paper eq. 4)")
@@ -347,8 +356,12 @@ class TemporalSelfAttention(_FactorisedSelfAttention):
         else:
             self.positional_embedding = None
 
-    def _embed_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.positional_embedding is None else self.positional_embedding(x)
+    def check_frames(self, x: torch.Tensor) -> None:
+        if self.positional_embedding is not None:
+            self.positional_embedding.check_frames(x)
+
+    def _embed_input(self, x_cl: torch.Tensor) -> torch.Tensor:
+        return x_cl if self.positional_embedding is None else self.positional_embedding(x_cl)
 
 
 @register_block("dnl", description="decoupled non-local: SA then TA with separate projections (GTA Fig. 2b)")
@@ -425,6 +438,7 @@ class TemporalAttentionPE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("tape", x, self.channels)
+        self.temporal.check_frames(x)  # fail before doing the spatial work
         if self.spatial is not None:
             x = self.spatial(x)
         return self.temporal(x)
