@@ -14,7 +14,10 @@ from videoattn.errors import ConfigError
 def test_run_writes_work_dir_and_reports_history(make_config, tmp_path):
     events = []
     config = make_config(tmp_path / "run", train={"checkpoint_interval": 3})
+    threads = torch.get_num_threads()
     result = train(config, callbacks=[lambda event, record: events.append((event, record))])
+    # The run used 1 thread and deterministic algorithms; the caller's settings are restored.
+    assert torch.get_num_threads() == threads and not torch.are_deterministic_algorithms_enabled()
     work = tmp_path / "run"
     for name in ("config.yaml", "metadata.json", "metrics.jsonl", "last.pt", "best.pt", "summary.json"):
         assert (work / name).is_file(), name
@@ -115,6 +118,14 @@ def test_partial_bn_freezes_all_but_first_bn_and_bf16_runs(make_config, tmp_path
     for key in means[1:]:
         assert torch.equal(state[key], torch.zeros_like(state[key])), key  # the rest keep their init
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_fp16_without_cuda_fails_before_anything_is_written(make_config, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid with CUDA")
+    with pytest.raises(ConfigError, match="'train.precision'.*fp16.*bf16"):
+        train(make_config(tmp_path / "fp16", train={"precision": "fp16"}))
+    assert not (tmp_path / "fp16").exists()
 
 
 def test_batch_that_does_not_split_over_accumulation_is_refused(make_config, tmp_path):

@@ -129,8 +129,10 @@ class _Progress:
         if enabled:
             from tqdm import tqdm
 
+            interactive = sys.stderr.isatty()
             self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="step",
-                            dynamic_ncols=True, leave=True, file=sys.stderr)
+                            dynamic_ncols=True, leave=True, file=sys.stderr,
+                            mininterval=0.2 if interactive else 10.0)
 
     def update(self, **postfix: Any) -> None:
         if self.bar is not None:
@@ -209,9 +211,16 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
     ctx = ctx or init_distributed(t.device)
+    # Process-wide settings this run changes, restored afterwards so a caller (a notebook, the demo,
+    # a test session) keeps its own.
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
         return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
     finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
         if own_ctx:
             ctx.close()
 
@@ -230,6 +239,7 @@ class _Trainer:
                               f"into {ctx.world_size} process(es) x {t.accumulation_steps} accumulation "
                               f"step(s)")
         self.micro_batch = t.batch_size // per_step
+        autocast_context(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
         # Every process checks (the work dir must be on storage all processes share to resume).
         resume_path = _check_work_dir(work_dir, resume)
         self.resume_state = load_checkpoint(resume_path) if resume_path else None
