@@ -1,0 +1,275 @@
+"""Forward+backward time and peak training memory of attention blocks at the res3 / res4 shapes.
+
+Usage::
+
+    python benchmarks/blocks.py                       # every registered case, results merged into
+                                                      # benchmarks/results/blocks.json
+    python benchmarks/blocks.py --only nl --runs 5    # cases whose label contains "nl"
+    python benchmarks/blocks.py --device cuda
+
+Each case runs in a FRESH subprocess, so one case's allocator state cannot hide another's:
+
+* time: median (and min/max) over ``--runs`` forward+backward passes after one warm-up pass, block
+  in train mode, loss = sum of the output times a fixed random tensor;
+* peak memory, CPU: growth of the process's peak resident set size (``ru_maxrss``) over the
+  baseline taken after building the block and input and after a warm-up on a tiny input (which
+  loads kernels and thread pools), i.e. the extra memory the training step needs at its peak:
+  activations kept for backward, temporaries, gradients and the output. The child runs with
+  ``MALLOC_MMAP_THRESHOLD_=65536`` so glibc maps every block >= 64 KiB separately and returns it
+  on free: the RSS then follows live memory. CUDA: ``torch.cuda.max_memory_allocated`` growth.
+* MACs: fvcore convention (``videoattn.analysis.complexity.count_macs``) of one forward pass,
+  counted on the meta device, for context.
+
+Other block families add their cases with :func:`add_cases` (label, registry name, options) —
+typically one line per block at each shape in :data:`SHAPES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "blocks.json"
+
+# (channels, frames, height, width) of the feature maps where the five blocks of NL/GTA sit in
+# R2D-50 at 8x224x224.
+SHAPES = {"res3": (512, 8, 28, 28), "res4": (1024, 8, 14, 14)}
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str  # unique with the shape, e.g. "nl/sdpa"
+    block: str  # registry name
+    shape: str  # key of SHAPES
+    options: dict = field(default_factory=dict)
+
+
+CASES: list[Case] = []
+
+
+def add_cases(label: str, block: str, shapes=tuple(SHAPES), **options) -> None:
+    for shape in shapes:
+        CASES.append(Case(label, block, shape, options))
+
+
+# --- Non-local family and GTA (issue 3) ---------------------------------------------------------------
+add_cases("nl/explicit", "nl", attention_impl="explicit")
+add_cases("nl/sdpa", "nl", attention_impl="sdpa")
+add_cases("nl/chunked", "nl", attention_impl="chunked", chunk_size=1024)
+add_cases("nl/pool_before", "nl", pool_position="before")
+add_cases("sa", "sa")
+add_cases("ta", "ta")
+add_cases("dnl", "dnl")
+add_cases("sa+tape", "tape", spatial=True)
+add_cases("gta", "gta")
+add_cases("gta/no_region", "gta", region=False)
+
+
+# --- one case, inside the child process --------------------------------------------------------------
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def _count_macs(case: Case, batch: int) -> int:
+    import torch
+
+    from videoattn.analysis.complexity import count_macs
+    from videoattn.blocks import create, get_block_spec
+
+    channels, frames, height, width = SHAPES[case.shape]
+    with torch.device("meta"):
+        needs_frames = get_block_spec(case.block).needs_num_frames
+        block = create(case.block, channels, num_frames=frames if needs_frames else None, **case.options)
+        inputs = torch.empty(batch, channels, frames, height, width)
+    return count_macs(block, inputs, "fvcore")
+
+
+def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None) -> dict:
+    import torch
+
+    from videoattn.blocks import create, get_block_spec
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    channels, frames, height, width = SHAPES[case.shape]
+    needs_frames = get_block_spec(case.block).needs_num_frames
+    block = create(case.block, channels, num_frames=frames if needs_frames else None, **case.options)
+    block = block.to(device).train()
+    params = sum(p.numel() for p in block.parameters())
+    x = torch.randn(batch, channels, frames, height, width, device=device, requires_grad=True)
+    weights = torch.randn_like(x)
+
+    def step(inputs, grad_weights):
+        out = block(inputs)
+        (out * grad_weights).sum().backward()
+        inputs.grad = None
+        block.zero_grad(set_to_none=True)
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    tiny = torch.randn(1, channels, frames, 4, 4, device=device, requires_grad=True)
+    step(tiny, torch.ones_like(tiny))  # load kernels / thread pools before the memory baseline
+    del tiny
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        baseline = _peak_rss_bytes()
+    times = []
+    for _ in range(runs + 1):  # the first pass is a warm-up, not timed
+        sync()
+        start = time.perf_counter()
+        step(x, weights)
+        sync()
+        times.append(time.perf_counter() - start)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() - baseline
+    else:
+        peak = _peak_rss_bytes() - baseline
+    timed = times[1:]
+    return {
+        "label": case.label, "block": case.block, "shape": case.shape, "options": case.options,
+        "input_shape": [batch, channels, frames, height, width], "device": device,
+        "threads": torch.get_num_threads(), "runs": len(timed),
+        "time_s_median": statistics.median(timed), "time_s_min": min(timed), "time_s_max": max(timed),
+        "peak_memory_mib": peak / 2**20, "params": params, "gmacs_forward": _count_macs(case, batch) / 1e9,
+        "memory_method": "cuda max_memory_allocated growth" if device.startswith("cuda")
+        else "peak RSS growth over baseline (fresh process)",
+    }
+
+
+# --- driver --------------------------------------------------------------------------------------------
+
+
+def _run_in_subprocess(case: Case, args) -> dict:
+    command = [sys.executable, __file__, "--child", json.dumps(asdict(case)), "--batch", str(args.batch),
+               "--runs", str(args.runs), "--device", args.device]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    # A fixed mmap threshold makes glibc serve every allocation >= 64 KiB with mmap and unmap it on
+    # free, so the resident set follows live tensor memory (with the default dynamic threshold,
+    # freed blocks up to 32 MiB stay resident and the peak RSS over-states live memory by tens of MiB).
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout)
+    if proc.returncode != 0:
+        return {"label": case.label, "block": case.block, "shape": case.shape, "options": case.options,
+                "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(results: list[dict]) -> dict:
+    """Ratios the issue asks for: memory-efficient NL vs explicit, GTA vs NL (res3)."""
+    by_key = {(r["label"], r["shape"]): r for r in results if "error" not in r}
+    summary = {}
+    for shape in SHAPES:
+        explicit = by_key.get(("nl/explicit", shape))
+        for label in ("nl/sdpa", "nl/chunked"):
+            fast = by_key.get((label, shape))
+            if explicit and fast:
+                summary[f"{shape} {label} vs nl/explicit"] = {
+                    "peak_memory_ratio": round(fast["peak_memory_mib"] / explicit["peak_memory_mib"], 3),
+                    "time_ratio": round(fast["time_s_median"] / explicit["time_s_median"], 3),
+                }
+        default_nl = by_key.get(("nl/sdpa", shape))
+        for label in ("gta", "dnl", "sa+tape"):
+            other = by_key.get((label, shape))
+            for nl_label, nl in (("nl/explicit", explicit), ("nl/sdpa", default_nl)):
+                if other and nl:
+                    summary[f"{shape} {label} vs {nl_label}"] = {
+                        "time_ratio": round(other["time_s_median"] / nl["time_s_median"], 3),
+                        "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
+                        "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
+                    }
+    return summary
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = ["| block | shape | fwd+bwd time (s, median) | peak train memory (MiB) | fwd GMACs | params |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['label']} | {r['shape']} | error: {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['label']} | {r['shape']} | {r['time_s_median']:.3f} | {r['peak_memory_mib']:.0f} | "
+                     f"{r['gmacs_forward']:.2f} | {r['params'] / 1e6:.3f} M |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", action="append", default=[], help="run cases whose label contains this")
+    parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="restrict to these shapes")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads in each case")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per case")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        case = Case(**json.loads(args.child))
+        print(json.dumps(run_case(case, args.batch, args.runs, args.device, args.threads)))
+        return 0
+
+    cases = [c for c in CASES if (not args.only or any(o in c.label for o in args.only))
+             and (not args.shape or c.shape in args.shape)]
+    results = []
+    for case in cases:
+        result = _run_in_subprocess(case, args)
+        results.append(result)
+        if "error" in result:
+            print(f"{case.label:16s} {case.shape}: ERROR {result['error']}", flush=True)
+        else:
+            print(f"{case.label:16s} {case.shape}: {result['time_s_median']:.3f} s  "
+                  f"{result['peak_memory_mib']:.0f} MiB  {result['gmacs_forward']:.2f} GMACs", flush=True)
+
+    # Merge with earlier results so families can re-run their own cases without losing the others.
+    previous = []
+    if args.output.exists():
+        try:
+            previous = json.loads(args.output.read_text()).get("results", [])
+        except (json.JSONDecodeError, AttributeError):
+            previous = []
+    fresh = {(r["label"], r["shape"]) for r in results}
+    merged = [r for r in previous if (r.get("label"), r.get("shape")) not in fresh] + results
+    import torch
+
+    from videoattn.utils.io import atomic_write_json
+
+    report = {
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                        "device": args.device, "batch": args.batch},
+        "results": merged,
+        "summary": summarise(merged),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.output, report)
+    print(markdown_table(merged))
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
