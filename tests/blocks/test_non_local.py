@@ -180,3 +180,20 @@ def test_token_max_pool_matches_max_pool3d_values_and_gradients(height, width):
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
     (grad_reference,) = torch.autograd.grad((reference * weights).sum(), x)
     torch.testing.assert_close(grad_ours, grad_reference)
+
+
+@pytest.mark.parametrize("impl", ["explicit", "sdpa", "chunked"])
+def test_every_attention_impl_runs_under_bf16_autocast(impl):
+    block = randomize_(create("nl", CHANNELS, attention_impl=impl, chunk_size=16)).train()
+    x = video(dtype=torch.float32, height=6, width=6).requires_grad_(True)
+    with torch.no_grad():
+        reference = block.eval()(x)
+    block.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block.eval()(x)
+    torch.testing.assert_close(out.float(), reference, rtol=0.05, atol=0.1)
+    block.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    out.float().sum().backward()
+    assert torch.isfinite(x.grad).all()
