@@ -123,8 +123,8 @@ def tiny_run(epochs: int, work_dir: Path) -> dict:
     synthetic = Path(config.data.train_annotations).parent
     if not synthetic.is_absolute():
         synthetic = REPO / synthetic
-    if not (synthetic / "train.json").exists():
-        generate_synthetic(synthetic)
+    if not (synthetic / "train.json").exists():  # the command of the config's header
+        generate_synthetic(synthetic, num_videos=320, frames=24, size=48)
     overrides = {"root": str(synthetic / "videos"), "train_annotations": str(synthetic / "train.json"),
                  "val_annotations": str(synthetic / "validation.json"), "labels": str(synthetic / "labels.json")}
     for key, value in overrides.items():
