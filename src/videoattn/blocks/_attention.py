@@ -114,11 +114,12 @@ def fused_projections(projections: list[PointwiseProjection], tokens: torch.Tens
 
     Same function as calling each projection; but autograd then keeps one input and produces one
     input gradient instead of one per projection plus their sums (at the res3 Non-local shape this
-    saves about 25 MiB of the training peak). Module-level (thop-style) counters do not see these
-    calls; the fvcore-style counter sees the GEMM with the same MACs.
+    saves about 25 MiB of the training peak). When a projection carries forward hooks (module-level,
+    thop-style counters) the projections are called one by one so the hooks see every call.
     """
-    if len(projections) == 1:
-        return [projections[0](tokens)]
+    hooked = any(p._forward_hooks or p._forward_pre_hooks for p in projections)
+    if len(projections) == 1 or hooked:  # module-level counters (thop) hook each projection
+        return [p(tokens) for p in projections]
     weight = torch.cat([p.weight.flatten(1) for p in projections])
     biases = [p.bias for p in projections]
     bias = None if any(b is None for b in biases) else torch.cat(biases)
@@ -193,7 +194,8 @@ def subsample_2x2(x: torch.Tensor) -> torch.Tensor:
 
 
 def _explicit_softmax_attention(q, k, v, scale):
-    weights = torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * scale, dim=-1)
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    weights = torch.softmax(scores if scale == 1.0 else scores * scale, dim=-1)
     return torch.matmul(weights, v)
 
 
