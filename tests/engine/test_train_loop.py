@@ -52,12 +52,14 @@ def test_run_writes_work_dir_and_reports_history(make_config, tmp_path):
 
 
 def test_stop_and_resume_equals_uninterrupted(make_config, tmp_path):
-    full = train(make_config(tmp_path / "full", train={"val_interval": 0}))
+    # With a loader worker process: each sample's randomness must not depend on worker state.
+    data = {"num_workers": 1}
+    full = train(make_config(tmp_path / "full", train={"val_interval": 0}, data=data))
     # Stop mid-epoch 1 (step 3 of 4 per epoch), then resume to the end.
-    train(make_config(tmp_path / "split", train={"val_interval": 0, "max_steps": 3}))
+    train(make_config(tmp_path / "split", train={"val_interval": 0, "max_steps": 3}, data=data))
     stopped = load_checkpoint(tmp_path / "split" / "last.pt")
     assert stopped["position"]["global_step"] == 3 and stopped["position"]["step_in_epoch"] == 3
-    resumed = train(make_config(tmp_path / "split", train={"val_interval": 0}), resume=True)
+    resumed = train(make_config(tmp_path / "split", train={"val_interval": 0}, data=data), resume=True)
     assert resumed.global_step == full.global_step
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
