@@ -176,6 +176,8 @@ def _setup_determinism(config: Config) -> None:
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
     torch.manual_seed(t.seed)
     import random
 
@@ -300,6 +302,12 @@ class _Trainer:
         self.logger = RunLogger(work_dir, ctx.is_main, resume_step=self.global_step if resume_path else None)
         if ctx.is_main:
             self._write_run_files(resumed_from=str(resume_path) if resume_path else None)
+            if t.progress:
+                where = (f"resuming at epoch {self.epoch + 1}, step {self.global_step}" if resume_path
+                         else "starting")
+                print(f"{config.model.name}: {len(self.train_set)} training videos, {num_classes} classes, "
+                      f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs on {ctx.world_size} x "
+                      f"{ctx.device.type}; {where}; work dir {work_dir}", file=sys.stderr)
 
     # ---------------------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:
