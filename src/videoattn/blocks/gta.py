@@ -45,7 +45,15 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ShapeError
-from ._attention import channels_first, channels_last, check_video_input, inner_width, projection, zero_init_bn
+from ._attention import (
+    channels_first,
+    channels_last,
+    check_video_input,
+    inner_width,
+    norm_tokens,
+    projection,
+    zero_init_bn,
+)
 from .non_local import SpatialSelfAttention, resize_along_time
 from .registry import register_block
 
@@ -210,9 +218,11 @@ class GlobalTemporalAttention(nn.Module):
         x_cl = channels_last(x)
         out = x
         if self.pixel_value is not None:
-            out = out + self.pixel_out_norm(channels_first(self.pixel_out_proj(self.pixel_branch(x_cl))))
+            pixel = norm_tokens(self.pixel_out_norm, self.pixel_out_proj(self.pixel_branch(x_cl)))
+            out = out + channels_first(pixel)
         if self.region_value is not None:
-            out = out + self.region_out_norm(channels_first(self.region_out_proj(self.region_branch(x_cl))))
+            region = norm_tokens(self.region_out_norm, self.region_out_proj(self.region_branch(x_cl)))
+            out = out + channels_first(region)
         return out
 
 

@@ -38,6 +38,7 @@ from ._attention import (
     check_video_input,
     fused_projections,
     inner_width,
+    norm_tokens,
     pairwise_attention,
     projection,
     softmax_attention,
@@ -194,7 +195,7 @@ class NonLocalBlock(nn.Module):
         x_cl = channels_last(x)
         z = self.attention(x_cl)
         out = self.out_proj(z).reshape(x_cl.shape)
-        return x + self.out_norm(channels_first(out))
+        return x + channels_first(norm_tokens(self.out_norm, out))
 
 
 class _FactorisedSelfAttention(nn.Module):
@@ -261,7 +262,7 @@ class _FactorisedSelfAttention(nn.Module):
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
         z = self.attention(channels_last(x))
-        return x + self.out_norm(channels_first(self.out_proj(z)))
+        return x + channels_first(norm_tokens(self.out_norm, self.out_proj(z)))
 
 
 @register_block("sa", description="spatial self-attention within each frame (GTA paper eq. 3)")
