@@ -97,3 +97,11 @@ def test_unsafe_checkpoint_is_refused_by_the_cli(trained, tmp_path, capsys, make
     config_path = make_config_file(tmp_path / "c.yaml", base / "run4")
     code = main(["test", "--config", str(config_path), "--checkpoint", str(tmp_path / "evil.pt")])
     assert code == 2 and "refused" in capsys.readouterr().err
+
+
+def test_unlabelled_videos_are_left_out_of_metrics():
+    from videoattn.engine.evaluation import _labelled_metrics
+
+    scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    metrics = _labelled_metrics(scores, torch.tensor([0, -1, 1]), "prob")
+    assert metrics["num_videos"] == 2 and metrics["top1"] == 50.0

@@ -98,6 +98,13 @@ def _flatten_skipped(skipped: Any) -> list[dict]:
     return out
 
 
+def _labelled_metrics(scores: torch.Tensor, labels: torch.Tensor, average: str) -> dict[str, Any]:
+    """Metrics over the videos that have a label (test splits may have none: label -1)."""
+    labelled = labels >= 0
+    return {**summarize_scores(scores[labelled], labels[labelled]),
+            "loss": score_loss(scores[labelled], labels[labelled], average)}
+
+
 def score_loss(scores: torch.Tensor, labels: torch.Tensor, average: str) -> float:
     """Cross-entropy of video-level scores (NLL of averaged probabilities; CE of averaged logits)."""
     if labels.numel() == 0:
@@ -150,6 +157,9 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             check_model_name(model_config.name)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
             classes = list(getattr(dataset, "classes", []) or [])
+            records = getattr(dataset, "records", None) or []
+            video_ids = [str(getattr(r, "video_id", "") or Path(str(getattr(r, "path", ""))).stem)
+                         for r in records]
             model = build_model(model_config, model_config.num_classes, pretrained=False)
             load_model_weights(model, state, source=f"checkpoint {path!r}")
             model.to(ctx.device)
@@ -163,22 +173,21 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
                 raise CheckpointError(f"ensemble member {path!r} scored a different set of videos")
             indices_ref, labels_ref = indices, labels
             members.append({"checkpoint": str(path), "num_frames": model_config.num_frames,
-                            **summarize_scores(scores, labels),
-                            "loss": score_loss(scores, labels, config.eval.average)})
+                            **_labelled_metrics(scores, labels, config.eval.average)})
             ensemble_scores = scores if ensemble_scores is None else ensemble_scores + scores
             del model
         assert ensemble_scores is not None and labels_ref is not None and indices_ref is not None
         ensemble_scores = ensemble_scores / len(checkpoints)
         metrics: dict[str, Any] = {
-            **summarize_scores(ensemble_scores, labels_ref),
-            "loss": score_loss(ensemble_scores, labels_ref, config.eval.average),
+            **_labelled_metrics(ensemble_scores, labels_ref, config.eval.average),
+            "num_unlabelled": int((labels_ref < 0).sum()),
             "views": views, "split": split, "checkpoints": [str(p) for p in checkpoints],
             "members": members, "seconds": time.perf_counter() - start,
             "skipped": _unique_skipped(skipped), "files": {},
         }
         if output_dir is not None and ctx.is_main:
             metrics["files"] = _write_outputs(Path(output_dir), metrics, ensemble_scores, labels_ref,
-                                              indices_ref, classes)
+                                              indices_ref, classes, video_ids)
         return metrics
     finally:
         if own_ctx:
@@ -194,23 +203,25 @@ def _unique_skipped(skipped: list[dict]) -> list[dict]:
 
 
 def _write_outputs(output_dir: Path, metrics: dict[str, Any], scores: torch.Tensor, labels: torch.Tensor,
-                   indices: torch.Tensor, classes: list[str]) -> dict[str, str]:
+                   indices: torch.Tensor, classes: list[str], video_ids: list[str]) -> dict[str, str]:
     output_dir.mkdir(parents=True, exist_ok=True)
     num_classes = scores.shape[1]
     names = classes if len(classes) == num_classes else [str(i) for i in range(num_classes)]
-    matrix = confusion_matrix(scores.argmax(dim=1), labels, num_classes)
+    labelled = labels >= 0
+    matrix = confusion_matrix(scores[labelled].argmax(dim=1), labels[labelled], num_classes)
     header = "true\\predicted," + ",".join(_csv(n) for n in names)
     rows = [f"{_csv(names[i])}," + ",".join(str(int(v)) for v in matrix[i]) for i in range(num_classes)]
     atomic_write_text(output_dir / "confusion_matrix.csv", "\n".join([header, *rows]) + "\n")
     k = min(5, num_classes)
     top_scores, top_classes = scores.topk(k, dim=1)
-    lines = ["index,label,label_name,predicted,predicted_name,correct,top5,top5_scores"]
+    lines = ["index,video_id,label,label_name,predicted,predicted_name,correct,top5,top5_scores"]
     for row in range(scores.shape[0]):
-        label = int(labels[row])
-        predicted = int(top_classes[row, 0])
+        index, label, predicted = int(indices[row]), int(labels[row]), int(top_classes[row, 0])
+        video_id = video_ids[index] if index < len(video_ids) else ""
         lines.append(",".join([
-            str(int(indices[row])), str(label), _csv(names[label]), str(predicted), _csv(names[predicted]),
-            str(int(label == predicted)), " ".join(str(int(c)) for c in top_classes[row]),
+            str(index), _csv(video_id), str(label), _csv(names[label]) if label >= 0 else "",
+            str(predicted), _csv(names[predicted]), str(int(label == predicted)) if label >= 0 else "",
+            " ".join(str(int(c)) for c in top_classes[row]),
             " ".join(f"{float(s):.5f}" for s in top_scores[row])]))
     atomic_write_text(output_dir / "predictions.csv", "\n".join(lines) + "\n")
     files = {"metrics": str(output_dir / "metrics.json"),
