@@ -34,7 +34,10 @@ class RunLogger:
         if not enabled:
             return
         if resume_step is None:
+            # A fresh run: drop logs a run without any checkpoint left behind.
             atomic_write_text(self.path, "")
+            for stale in (Path(work_dir) / "tensorboard").glob("events.out.tfevents.*"):
+                stale.unlink(missing_ok=True)
         else:
             self._truncate_after(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
