@@ -135,3 +135,23 @@ def test_batch_that_does_not_split_over_accumulation_is_refused(make_config, tmp
         make_config(tmp_path / "x", train={"batch_size": 6, "accumulation_steps": 4})
     with pytest.raises(ConfigError, match="fewer than one step"):
         train(make_config(tmp_path / "y", train={"batch_size": 64}))
+
+
+def test_bad_video_is_skipped_and_listed_in_the_summary(synthetic_root, make_config, tmp_path):
+    import json
+    import shutil
+
+    data_root = tmp_path / "data"
+    shutil.copytree(synthetic_root, data_root)
+    train_ids = [entry["id"] for entry in json.loads((data_root / "train.json").read_text())]
+    broken = next((data_root / "videos").glob(f"{train_ids[0]}.*"))
+    broken.write_bytes(b"not a video")
+    config = make_config(tmp_path / "run", train={"val_interval": 0}, data={
+        "root": str(data_root / "videos"), "train_annotations": str(data_root / "train.json"),
+        "val_annotations": None, "labels": str(data_root / "labels.json")})
+    result = train(config)
+    skipped = result.summary["skipped_samples"]
+    assert [item["path"] for item in skipped] == [str(broken)]
+    assert skipped[0]["reason"] and skipped[0]["count"] >= 1
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["num_skipped"] == sum(item["count"] for item in skipped)
