@@ -6,10 +6,12 @@ Papers
     sections 3.1-3.2 (eq. 1-4), Fig. 2(a)-(b), Table 6 (SA, TA, SA+TA, SA+TAPE).
 
 Every block maps ``(N, C, T, H, W) -> (N, C, T, H, W)`` as ``y = x + BN(W_out z)`` where ``z`` is
-the attention output, ``W_out`` a 1x1x1 projection and ``BN`` a BatchNorm3d whose gamma starts at
-zero (NL paper sec. 4.1), so every block is the identity at initialisation
-(``identity_at_init = True``). Query/key/value projections are 1x1x1 convolutions initialised
-N(0, 0.01^2) with zero bias, as in the NL paper's Caffe2 code; the GTA paper gives no other init.
+the attention output, ``W_out`` a 1x1x1 projection and ``BN`` a BatchNorm3d (``TokenBatchNorm``,
+fed channels-last tokens) whose gamma starts at zero (NL paper sec. 4.1), so every block is the
+identity at initialisation (``identity_at_init = True``). Query/key/value projections are 1x1x1
+convolutions initialised N(0, 0.01^2) with zero bias, as in the NL paper's Caffe2 code; the GTA
+paper gives no other init. Internally everything runs on channels-last ``(N, T, H, W, C)`` tokens
+(one copy of the input; projections are GEMMs), see :mod:`videoattn.blocks._attention`.
 
 Widths (see ``docs/blocks.md`` for the derivation against Tables 1 and 6):
 
