@@ -16,10 +16,11 @@ from videoattn.data.decoders import (
 from videoattn.errors import DataError, UnknownNameError
 
 
+@pytest.mark.parametrize("seek_gap", [0, 8])  # 0: seek to every keyframe group; 8: decode on over short gaps
 @pytest.mark.parametrize("name", ["clip.mp4", "clip.webm"])
-def test_pyav_seeking_returns_the_frames_asked(media_dir, name):
+def test_pyav_seeking_returns_the_frames_asked(media_dir, name, seek_gap):
     path = str(media_dir / name)
-    seeking, sequential = PyAVDecoder(seek=True), PyAVDecoder(seek=False)
+    seeking, sequential = PyAVDecoder(seek=True, seek_gap=seek_gap), PyAVDecoder(seek=False)
     assert seeking.num_frames(path) == 12 == sequential.num_frames(path)
     indices = [11, 0, 5, 5, 9, 2]  # unsorted, repeated, across several keyframe groups (gop 4)
     frames = seeking.get_frames(path, indices)

@@ -105,17 +105,20 @@ class PyAVDecoder(Decoder):
     ``num_threads``: FFmpeg decoding threads per process (0 lets FFmpeg choose); ``thread_type``
     "AUTO" uses frame and slice threading. ``seek``: False decodes every frame up to the last one
     needed (the baseline the benchmark compares against). ``cache_size``: packet indexes kept.
+    ``seek_gap``: keep decoding instead of seeking when the next keyframe needed is at most this many
+    frames ahead.
     """
 
     name = "pyav"
 
     def __init__(self, num_threads: int = 1, thread_type: str = "AUTO", seek: bool = True,
-                 cache_size: int = 4096):
+                 cache_size: int = 4096, seek_gap: int = 8):
         import av  # noqa: F401  (fail early if PyAV is missing)
 
         self.num_threads = num_threads
         self.thread_type = thread_type
         self.seek = seek
+        self.seek_gap = seek_gap
         self._index_cache = _LRU(cache_size)
 
     def _open(self, path: str):
@@ -241,7 +244,9 @@ class PyAVDecoder(Decoder):
         position = -1  # index of the last frame decoded by ``iterator``
         for group_start, group in _group_by_keyframe(targets, index):
             last_needed = group[-1]
-            if iterator is None or position >= group[0] or position < group_start - 1:
+            # Seek unless already decoding inside this group of pictures, or close enough before its
+            # keyframe that decoding on is cheaper than a seek (which flushes the decoder).
+            if iterator is None or position >= group[0] or position < group_start - 1 - self.seek_gap:
                 container.seek(index.pts[group_start], stream=stream, backward=True, any_frame=False)
                 iterator = self._decode(path, container, stream)
                 position = -1
