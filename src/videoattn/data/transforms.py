@@ -10,11 +10,13 @@ costs one resize instead of two.
 Recipes (``docs/data.md``):
 
 * ``crop="multiscale"`` -- TSN multi-scale crop (Wang et al. 2016; GTA appendix for SSv1/v2 with
-  240x320 frames): crop width and height each chosen from ``scales`` x shorter side
+  240x320 frames; BAT section 4.1 uses TSN's augmentation too): crop width and height each chosen
+  from ``scales`` x shorter side
   (1, .875, .75, .66), their scale indices differing by at most ``max_distort``; position one of
   the 5 (or 13 with ``more_fix_crop``) fixed positions, then resized to ``size``.
-* ``crop="jitter"`` -- scale jittering (Non-local / BAT section 4.1, RNL section IV): shorter side
-  uniform in ``jitter_range`` (default 256..320 for 224 crops), random ``size`` x ``size`` crop.
+* ``crop="jitter"`` -- scale jittering of the Non-local network, which RNL section IV follows ("224x224
+  randomly cropped from a resized image"): shorter side uniform in ``jitter_range`` (default 256..320
+  for 224 crops), random ``size`` x ``size`` crop.
 * ``crop="random_resized"`` -- Inception-style random resized crop (area, aspect ratio).
 * Evaluation: shorter side to ``scale_size``, then 1 centre crop, 3 crops along the longer side
   (the "three crops" of NL/RNL/BAT testing; with ``size == scale_size`` they cover the frame
