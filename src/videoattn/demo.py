@@ -31,27 +31,27 @@ from .errors import ConfigError, DataError
 
 @dataclass(frozen=True)
 class DemoModel:
-    """One contestant: a short ``key``, the registry name of its temporal block, and model options."""
+    """One contestant: a short ``key``, the registry name of its temporal block, the model preset and
+    its option overrides."""
 
     key: str
     block: str
+    preset: str
     options: dict = field(default_factory=dict)
     description: str = ""
 
 
-# R2D-18 (stem width ``base_channels``) with one attention block in res3 and one in res4 (ResNet-18's
-# two blocks per stage; index 1 is the later one, as in the five-block layout of deeper nets).
-_DEMO_PLAN = "res3: 1; res4: 1"
+# R2D-18 presets (stem width ``base_channels``); the attention presets put one block after res3 block 1
+# and one after res4 block 1 (see videoattn.models.presets_attention).
 DEMO_MODELS: dict[str, DemoModel] = {
-    "r2d": DemoModel("r2d", "none", {}, "per-frame 2D CNN, average over time"),
-    "tsm": DemoModel("tsm", "tsm", {"variant": "tsm"}, "temporal shift in every residual block"),
-    "nl": DemoModel("nl", "nl", {"blocks": [{"name": "nl", "plan": _DEMO_PLAN}]}, "space-time non-local"),
-    "dnl": DemoModel("dnl", "dnl", {"blocks": [{"name": "dnl", "plan": _DEMO_PLAN}]},
-                     "decoupled spatial + temporal self-attention"),
-    "tape": DemoModel("tape", "tape", {"blocks": [{"name": "tape", "plan": _DEMO_PLAN}]},
-                      "temporal attention + learned positional embedding"),
+    "r2d": DemoModel("r2d", "none", "r2d18", {}, "per-frame 2D CNN, average over time"),
+    "tsm": DemoModel("tsm", "tsm", "r2d18", {"variant": "tsm"}, "temporal shift in every residual block"),
+    "nl": DemoModel("nl", "nl", "r2d18_nl", {}, "space-time non-local"),
+    "dnl": DemoModel("dnl", "dnl", "r2d18_dnl", {}, "decoupled spatial + temporal self-attention"),
+    "tape": DemoModel("tape", "tape", "r2d18_tape", {}, "spatial attention + temporal attention with a learned "
+                      "positional embedding"),
     # 4 groups (not the paper's 8): the demo's narrow res3 has an inner width of 8 channels.
-    "gta": DemoModel("gta", "gta", {"blocks": [{"name": "gta", "plan": _DEMO_PLAN, "options": {"num_groups": 4}}]},
+    "gta": DemoModel("gta", "gta", "r2d18_gta", {"block_options": {"num_groups": 4}},
                      "spatial attention + global temporal attention"),
 }
 
@@ -93,10 +93,11 @@ def ensure_synthetic_dataset(settings: DemoSettings, seed: int, cache_dir: Path 
     interrupted generation is never mistaken for a finished one.
     """
     from .data import generate_synthetic
+    from .data.synthetic import GENERATOR_VERSION
 
     cache_dir = cache_dir or default_cache_dir()
     key = f"n{settings.num_videos}-f{settings.video_frames}-s{settings.video_size}-seed{seed}"
-    target = cache_dir / f"synthetic-v1-{key}"
+    target = cache_dir / f"synthetic-v{GENERATOR_VERSION}-{key}"
     if (target / "synthetic.json").is_file():
         log(f"using the cached synthetic dataset {target}")
         return target
@@ -164,7 +165,7 @@ def _config_for(model: DemoModel, settings: DemoSettings, files: dict[str, Path]
 
     options = {"base_channels": settings.base_channels, **model.options}
     return config_from_dict({
-        "model": {"name": "r2d18", "num_frames": settings.num_frames, "dropout": 0.2, "options": options},
+        "model": {"name": model.preset, "num_frames": settings.num_frames, "dropout": 0.2, "options": options},
         "data": {
             "format": "ssv2", "root": str(files["root"]), "train_annotations": str(files["train"]),
             "val_annotations": str(files["validation"]), "labels": str(files["labels"]),
@@ -251,7 +252,8 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
                                          order_blind_ceiling=0.5 if pairs else None).name,
                "curves": plot_curves(histories, out_dir / "training_curves.png").name}
     if matrices:
-        flat = {f"{key}: {module.removesuffix('.temporal').replace('.after_block', '')}": branches for key, by_module in matrices.items()
+        flat = {f"{key}: {module.removesuffix('.temporal').replace('.after_block', '')}": branches
+                for key, by_module in matrices.items()
                 for module, branches in by_module.items()}
         figures["gta_matrices"] = plot_temporal_matrices(flat, out_dir / "gta_temporal_matrices.png").name
     report = {
