@@ -103,7 +103,7 @@ def test_class_b_video_is_a_rendered_class_a_event_reversed(generated):
 
 def test_deterministic_given_seed(tmp_path):
     first = generate_synthetic(tmp_path / "a", num_videos=16, frames=8, size=16, seed=5)
-    second = generate_synthetic(tmp_path / "b", num_videos=16, frames=8, size=16, seed=5)
+    second = generate_synthetic(tmp_path / "b", num_videos=16, frames=8, size=16, seed=5, workers=2)
     other = generate_synthetic(tmp_path / "c", num_videos=16, frames=8, size=16, seed=6)
     assert (first / "train.json").read_text() == (second / "train.json").read_text()
     decoder = PyAVDecoder()
