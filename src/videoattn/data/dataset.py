@@ -25,7 +25,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .annotations import FORMATS, VideoRecord, load_annotations
-from .decoders import Decoder, FrameFolderDecoder, build_decoder
+from .cache import CachingDecoder
+from .decoders import Decoder, build_decoder
 from .sampling import SAMPLING_MODES, sample_views
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, build_clip_transform
 
@@ -184,7 +185,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def _decoder_for(self, record: VideoRecord) -> Decoder:
         template = record.extra.get("frame_template")
-        if template and isinstance(self.decoder, FrameFolderDecoder):
+        if template and hasattr(self.decoder, "with_template"):  # frame folders, possibly cached
             return self.decoder.with_template(template)
         return self.decoder
 
@@ -279,7 +280,7 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
                   frame_template: str | None = None, subset=None, video_extension: str | None = None,
                   crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,
                   max_substitutions: int = 20, decode_threads: int = 1, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD) -> VideoDataset:
+                  std=IMAGENET_STD, cache_decoded: bool = False) -> VideoDataset:
     """Build a :class:`VideoDataset` from a dataset as released (see ``docs/data.md``).
 
     ``format`` is one of :func:`~videoattn.data.annotations.list_formats`. ``split`` "train" uses
@@ -287,7 +288,9 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     clips by default), "val" one centre view, "test" ``num_clips`` x ``num_crops`` views.
     ``scale_size`` is the shorter side before cropping (an int), or a fixed ``(height, width)`` such
     as ``(240, 320)`` for the GTA/TSN recipe; None means ``round(size * 256 / 224)``.
-    ``color_jitter``: None or (brightness, contrast, saturation, hue).
+    ``color_jitter``: None or (brightness, contrast, saturation, hue). ``cache_decoded``: decode each
+    video once and keep its frames in a process-wide memory cache (:mod:`videoattn.data.cache`), for
+    small datasets trained on many times; clips are identical to uncached ones.
     """
     if format not in FORMATS:
         load_annotations(format, annotations)  # raises the "unknown format ... did you mean" error
@@ -307,6 +310,8 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
         and not spec.frames else {}
     backend = build_decoder(decoder, frames=spec.frames, frame_template=options["frame_template"],
                             **decoder_options)
+    if cache_decoded:
+        backend = CachingDecoder(backend)
     return VideoDataset(records, classes, decoder=backend, transform=transform, split=split,
                         num_frames=num_frames, sampling=sampling, frame_interval=frame_interval,
                         num_clips=num_clips, flip=flip, flip_prob=flip_prob, strict=strict, seed=seed,
