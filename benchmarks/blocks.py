@@ -157,6 +157,41 @@ def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None
     }
 
 
+def run_paired(cases: list[Case], batch: int, runs: int, device: str, threads: int | None) -> dict:
+    """Time several cases of ONE shape in one process, alternating them pass by pass, so they share
+    the same background load: the fairest ratio on a shared machine. Time only (no memory)."""
+    import torch
+
+    from videoattn.blocks import create, get_block_spec
+
+    if threads:
+        torch.set_num_threads(threads)
+    channels, frames, height, width = SHAPES[cases[0].shape]
+    blocks = []
+    for case in cases:
+        torch.manual_seed(0)
+        needs_frames = get_block_spec(case.block).needs_num_frames
+        block = create(case.block, channels, num_frames=frames if needs_frames else None, **case.options)
+        blocks.append(block.to(device).train())
+    x = torch.randn(batch, channels, frames, height, width, device=device, requires_grad=True)
+    weights = torch.randn_like(x)
+    times: list[list[float]] = [[] for _ in cases]
+    for repeat in range(runs + 1):
+        for index, block in enumerate(blocks):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            (block(x) * weights).sum().backward()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if repeat:  # the first round is a warm-up
+                times[index].append(time.perf_counter() - start)
+            x.grad = None
+            block.zero_grad(set_to_none=True)
+    return {f"{case.label}|{case.shape}": {"paired_time_s_median": statistics.median(t), "paired_time_s_min": min(t)}
+            for case, t in zip(cases, times)}
+
+
 # --- driver --------------------------------------------------------------------------------------------
 
 
@@ -177,6 +212,28 @@ def _run_in_subprocess(case: Case, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _run_paired_in_subprocess(cases: list[Case], args) -> dict:
+    command = [sys.executable, __file__, "--child-paired", json.dumps([asdict(c) for c in cases]),
+               "--batch", str(args.batch), "--runs", str(args.runs), "--device", args.device]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=args.timeout * len(cases))
+    if proc.returncode != 0:
+        print(f"paired timing failed: {proc.stderr.strip()[-500:]}", flush=True)
+        return {}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _time_ratio(a: dict, b: dict) -> dict:
+    out = {"time_ratio": round(a["time_s_median"] / b["time_s_median"], 3),
+           "time_ratio_of_minima": round(a["time_s_min"] / b["time_s_min"], 3)}
+    if "paired_time_s_median" in a and "paired_time_s_median" in b:
+        out["paired_time_ratio"] = round(a["paired_time_s_median"] / b["paired_time_s_median"], 3)
+        out["paired_time_ratio_of_minima"] = round(a["paired_time_s_min"] / b["paired_time_s_min"], 3)
+    return out
+
+
 def summarise(results: list[dict]) -> dict:
     """Ratios the issue asks for: memory-efficient NL vs explicit, GTA vs NL (res3)."""
     by_key = {(r["label"], r["shape"]): r for r in results if "error" not in r}
@@ -188,8 +245,7 @@ def summarise(results: list[dict]) -> dict:
             if explicit and fast:
                 summary[f"{shape} {label} vs nl/explicit"] = {
                     "peak_memory_ratio": round(fast["peak_memory_mib"] / explicit["peak_memory_mib"], 3),
-                    "time_ratio": round(fast["time_s_median"] / explicit["time_s_median"], 3),
-                    "time_ratio_of_minima": round(fast["time_s_min"] / explicit["time_s_min"], 3),
+                    **_time_ratio(fast, explicit),
                 }
         default_nl = by_key.get(("nl/sdpa", shape))
         for label in ("gta", "dnl", "sa+tape"):
@@ -197,8 +253,7 @@ def summarise(results: list[dict]) -> dict:
             for nl_label, nl in (("nl/explicit", explicit), ("nl/sdpa", default_nl)):
                 if other and nl:
                     summary[f"{shape} {label} vs {nl_label}"] = {
-                        "time_ratio": round(other["time_s_median"] / nl["time_s_median"], 3),
-                        "time_ratio_of_minima": round(other["time_s_min"] / nl["time_s_min"], 3),
+                        **_time_ratio(other, nl),
                         "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
                         "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
                     }
@@ -231,7 +286,11 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--summarise-only", action="store_true",
                         help="re-render the table and summary of --output without running anything")
+    parser.add_argument("--paired", action="store_true",
+                        help="also time the selected cases of each shape in one process, alternating "
+                             "(paired_time_s_*; used for the summary ratios)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-paired", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.summarise_only:
@@ -247,6 +306,10 @@ def main(argv=None) -> int:
     if args.child:
         case = Case(**json.loads(args.child))
         print(json.dumps(run_case(case, args.batch, args.runs, args.device, args.threads)))
+        return 0
+    if args.child_paired:
+        paired_cases = [Case(**c) for c in json.loads(args.child_paired)]
+        print(json.dumps(run_paired(paired_cases, args.batch, args.runs, args.device, args.threads)))
         return 0
 
     cases = [c for c in CASES if (not args.only or any(o in c.label for o in args.only))
@@ -278,6 +341,17 @@ def main(argv=None) -> int:
                 previous_best["rounds"] += 1
             best[key]["peak_memory_mib"] = peak
     results = [best[(c.label, c.shape)] for c in cases]
+    if args.paired:
+        for shape in SHAPES:
+            shape_cases = [c for c in cases if c.shape == shape]
+            if len(shape_cases) < 2:
+                continue
+            paired = _run_paired_in_subprocess(shape_cases, args)
+            for result in results:
+                result.update(paired.get(f"{result['label']}|{result['shape']}", {}))
+            for key, value in paired.items():
+                print(f"paired {key}: median {value['paired_time_s_median']:.3f} s, "
+                      f"min {value['paired_time_s_min']:.3f} s", flush=True)
 
     # Merge with earlier results so families can re-run their own cases without losing the others.
     previous = []
