@@ -65,7 +65,7 @@ def add_cases(label: str, block: str, shapes=tuple(SHAPES), **options) -> None:
 # --- Non-local family and GTA (issue 3) ---------------------------------------------------------------
 add_cases("nl/explicit", "nl", attention_impl="explicit")
 add_cases("nl/sdpa", "nl", attention_impl="sdpa")
-add_cases("nl/chunked", "nl", attention_impl="chunked", chunk_size=1024)
+add_cases("nl/chunked", "nl", attention_impl="chunked")
 add_cases("nl/pool_before", "nl", pool_position="before")
 add_cases("sa", "sa")
 add_cases("ta", "ta")

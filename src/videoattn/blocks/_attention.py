@@ -299,7 +299,7 @@ def softmax_attention(
     v: torch.Tensor,
     scale: float,
     impl: str = "auto",
-    chunk_size: int = 1024,
+    chunk_size: int = 512,
 ) -> torch.Tensor:
     """``softmax(scale * q k^T) v`` over the last two dims: q ``(..., L, d)``, k ``(..., S, d)``,
     v ``(..., S, dv)`` -> ``(..., L, dv)``. Every ``impl`` computes the same function."""
@@ -323,7 +323,7 @@ def pairwise_attention(
     k: torch.Tensor,
     v: torch.Tensor,
     impl: str = "auto",
-    chunk_size: int = 1024,
+    chunk_size: int = 512,
 ) -> torch.Tensor:
     """``weight_fn(q, k) @ v`` for a general pairwise function (no softmax), optionally chunked
     over queries with checkpointing so the ``L x S`` matrix is never held whole for backward."""

@@ -255,7 +255,7 @@ class GTABlock(nn.Module):
         temporal_resize: bool = False,
         use_scale: bool = True,
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
     ):
         super().__init__()
         self.channels = channels

@@ -122,7 +122,7 @@ class NonLocalBlock(nn.Module):
         sub_sample: bool = True,
         pool_position: str = "after",
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
     ):
         super().__init__()
         if mode not in NL_MODES:
@@ -285,7 +285,7 @@ class SpatialSelfAttention(_FactorisedSelfAttention):
         use_scale: bool = True,
         sub_sample: bool = True,
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
     ):
         super().__init__(channels, "space", inner_channels, use_scale, sub_sample, attention_impl, chunk_size)
 
@@ -354,7 +354,7 @@ class TemporalSelfAttention(_FactorisedSelfAttention):
         positional_embedding: bool = False,
         temporal_resize: bool = False,
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
         positional_init_std: float = 1.0,
     ):
         super().__init__(channels, "time", inner_channels, use_scale, False, attention_impl, chunk_size)
@@ -394,7 +394,7 @@ class DecoupledNonLocal(nn.Module):
         use_scale: bool = True,
         spatial_sub_sample: bool = True,
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
     ):
         super().__init__()
         self.channels = channels
@@ -437,7 +437,7 @@ class TemporalAttentionPE(nn.Module):
         use_scale: bool = True,
         temporal_resize: bool = False,
         attention_impl: str = "auto",
-        chunk_size: int = 1024,
+        chunk_size: int = 512,
         positional_init_std: float = 1.0,
     ):
         super().__init__()
