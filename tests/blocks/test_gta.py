@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _block_refs import randomize_, reference_gta_temporal, reference_sa, reference_temporal_mix
 
 from videoattn.blocks import create
 from videoattn.blocks.gta import temporal_mix
 from videoattn.errors import ConfigError, ShapeError
+
+from ._block_refs import randomize_, reference_gta_temporal, reference_sa, reference_temporal_mix
 
 CHANNELS, FRAMES = 16, 3
 

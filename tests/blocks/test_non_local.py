@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _block_refs import randomize_, reference_nl, reference_sa, reference_ta
 
 from videoattn.blocks import create
 from videoattn.blocks.non_local import resize_along_time
 from videoattn.errors import ConfigError, ShapeError
+
+from ._block_refs import randomize_, reference_nl, reference_sa, reference_ta
 
 CHANNELS, FRAMES = 8, 3
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from _data_media import moving_square_frames
+
+from ._data_media import moving_square_frames
 
 
 @pytest.fixture(scope="session")

@@ -33,9 +33,9 @@ def bad_videos(media_dir, tmp_path_factory):
     (root / "truncated.mp4").write_bytes(data[: len(data) // 2])
     data = (media_dir / "clip.webm").read_bytes()
     (root / "truncated.webm").write_bytes(data[: len(data) // 3])
-    from _data_media import moving_square_frames
-
     from videoattn.data.synthetic import encode_video
+
+    from ._data_media import moving_square_frames
 
     encode_video(moving_square_frames(2), root / "short.webm", "webm")
     lines = ["good.mp4 0", "good.webm 1"] + [f"{name} 0" for name in BAD_KINDS] + ["good.mp4 5"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _data_media import frame_number
 
 from videoattn.data.decoders import (
     FrameFolderDecoder,
@@ -14,6 +13,8 @@ from videoattn.data.decoders import (
     torchcodec_available,
 )
 from videoattn.errors import DataError, UnknownNameError
+
+from ._data_media import frame_number
 
 
 @pytest.mark.parametrize("seek_gap", [0, 8])  # 0: seek to every keyframe group; 8: decode on over short gaps

@@ -15,8 +15,9 @@ from videoattn.errors import CheckpointError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, synthetic_root):
     """One short run (2 epochs) and a 2-frame sibling for ensembles."""
-    from conftest import tiny_config_dict
     from videoattn.config import config_from_dict
+
+    from .conftest import tiny_config_dict
 
     base = tmp_path_factory.mktemp("trained")
     config = config_from_dict(tiny_config_dict(synthetic_root, base / "run4"))
