@@ -54,7 +54,7 @@ from ._attention import (
     projection,
     zero_init_bn,
 )
-from .non_local import SpatialSelfAttention, resize_along_time
+from .non_local import SpatialSelfAttention, SpatialThenTemporal, resize_along_time
 from .registry import register_block
 
 HEAD_MODES = ("cross_channel", "multi_head", "single")
@@ -230,7 +230,7 @@ class GlobalTemporalAttention(nn.Module):
     "gta", needs_num_frames=True,
     description="spatial self-attention + Global Temporal Attention (He et al. 2021, eq. 3, 5-8)",
 )
-class GTABlock(nn.Module):
+class GTABlock(SpatialThenTemporal):
     """GTA block: SA (eq. 3) followed by :class:`GlobalTemporalAttention` (eq. 5-8), Fig. 2(c).
 
     ``spatial=False`` drops SA (Table 9 "+ Pixel GTA" rows); ``pixel``/``region``/``head_mode``
@@ -238,7 +238,7 @@ class GTABlock(nn.Module):
     (Table 10) their sizes. ``use_scale``/``attention_impl``/``chunk_size`` configure SA.
     """
 
-    identity_at_init = True
+    block_name = "gta"
 
     def __init__(
         self,
@@ -268,10 +268,3 @@ class GTABlock(nn.Module):
             channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
             num_regions, region_source, temporal_resize,
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video_input("gta", x, self.channels)
-        self.temporal.check_frames(x)  # fail before doing the spatial work
-        if self.spatial is not None:
-            x = self.spatial(x)
-        return self.temporal(x)

@@ -379,13 +379,28 @@ class TemporalSelfAttention(_FactorisedSelfAttention):
         return x_cl if self.positional_embedding is None else self.positional_embedding(x_cl)
 
 
+class SpatialThenTemporal(nn.Module):
+    """Shared body of DNL, TAPE and GTA: optional SA (eq. 3, ``self.spatial``, None to skip) followed
+    by a temporal module (``self.temporal``) that checks T before any spatial work is done."""
+
+    identity_at_init = True
+    block_name = ""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_video_input(self.block_name, x, self.channels)
+        self.temporal.check_frames(x)  # fail before doing the spatial work
+        if self.spatial is not None:
+            x = self.spatial(x)
+        return self.temporal(x)
+
+
 @register_block("dnl", description="decoupled non-local: SA then TA with separate projections (GTA Fig. 2b)")
-class DecoupledNonLocal(nn.Module):
+class DecoupledNonLocal(SpatialThenTemporal):
     """DNL, GTA paper sec. 3.2 and Fig. 2(b): SA (eq. 3) followed by TA (eq. 4), each with its own
     query/key/value/output projections and zero-initialised BN. Options other than the ones below
     go to both halves."""
 
-    identity_at_init = True
+    block_name = "dnl"
 
     def __init__(
         self,
@@ -405,10 +420,6 @@ class DecoupledNonLocal(nn.Module):
             channels, None, inner_channels, use_scale, attention_impl=attention_impl, chunk_size=chunk_size
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video_input("dnl", x, self.channels)
-        return self.temporal(self.spatial(x))
-
 
 class _TemporalWithPositionalEmbedding(TemporalSelfAttention):
     block_name = "tape"
@@ -418,7 +429,7 @@ class _TemporalWithPositionalEmbedding(TemporalSelfAttention):
     "tape", needs_num_frames=True,
     description="temporal self-attention with a learned temporal positional embedding (GTA Table 6)",
 )
-class TemporalAttentionPE(nn.Module):
+class TemporalAttentionPE(SpatialThenTemporal):
     """TAPE (GTA paper Table 6 "+SA+TAPE", Table 9): TA (eq. 4) whose input gets a learned
     per-frame embedding, so it can tell frame order apart.
 
@@ -426,7 +437,7 @@ class TemporalAttentionPE(nn.Module):
     in front, the "+SA+TAPE" row of Table 6 used by the ``r2d50_tape`` preset.
     """
 
-    identity_at_init = True
+    block_name = "tape"
 
     def __init__(
         self,
@@ -452,10 +463,3 @@ class TemporalAttentionPE(nn.Module):
             temporal_resize=temporal_resize, attention_impl=attention_impl, chunk_size=chunk_size,
             positional_init_std=positional_init_std,
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_video_input("tape", x, self.channels)
-        self.temporal.check_frames(x)  # fail before doing the spatial work
-        if self.spatial is not None:
-            x = self.spatial(x)
-        return self.temporal(x)
