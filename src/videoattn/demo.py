@@ -177,7 +177,9 @@ def _config_for(model: DemoModel, settings: DemoSettings, files: dict[str, Path]
         "train": {
             "work_dir": str(work_dir), "epochs": settings.epochs, "batch_size": settings.batch_size,
             "lr": settings.lr, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
-            "warmup_epochs": 1, "clip_grad_norm": 20.0, "seed": seed, "val_interval": settings.epochs,
+            "warmup_epochs": 1, "clip_grad_norm": 20.0, "seed": seed,
+            # About six validation points for the curves (the last epoch is always validated).
+            "val_interval": max(1, settings.epochs // 6),
             "progress": False, "log_interval": 10**9,
         },
         "eval": {"views": "1x1", "batch_size": 32},
