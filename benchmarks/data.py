@@ -9,7 +9,8 @@ Measures, on videos written here (nothing downloaded):
    default decoder (packet index + seek to the keyframe before each needed group of frames).
 2. Training-loader clips/s (TSN 8 frames, 224 px multi-scale crop, batch 8) from h264 mp4, vp9 webm
    and JPEG folders, with 1 and 2 workers.
-3. Loader clips/s at the demo's settings (synthetic webm, 8 of 32 frames, 48 px crops) next to the
+3. Loader clips/s at the demo's settings (synthetic webm, ``DemoSettings.preset(quick=False)``), uncached and
+   from the in-memory cache the demo uses, next to the
    training clips/s of the demo model (R2D-18, 16 base channels) measured here, and the engine
    benchmark's tiny-config numbers (``benchmarks/results/train.json`` or ``train_loop.json``) when
    present.
@@ -153,33 +154,45 @@ def bench_loader(paths: dict[str, list[str]], folder: Path, batches: int, worker
 
 
 def bench_demo(folder: Path, quick: bool) -> dict:
+    """Loader clips/s at ``videoattn demo``'s default settings: decoding every epoch with 1 or 2
+    workers, and from the in-memory cache of decoded videos the demo uses (after the first epoch)."""
+    import dataclasses
+
     import torch
 
     from videoattn.data import build_dataset, build_loader, generate_synthetic
+    from videoattn.demo import DemoSettings
 
     torch.set_num_threads(1)
+    demo = DemoSettings.preset(quick=False)
     start = time.perf_counter()
-    synth = generate_synthetic(folder / "synth", num_videos=400, frames=32, size=64, seed=0)
+    synth = generate_synthetic(folder / "synth", num_videos=400, frames=demo.video_frames, size=demo.video_size,
+                               seed=0)
     generation_s = time.perf_counter() - start
-    settings = {"num_frames": 8, "size": 48, "scale_size": 55, "batch_size": 16, "video_frames": 32,
-                "video_size": 64}
-    out = {"settings": settings, "synth_generate_400_videos_s": round(generation_s, 2)}
-    for workers in (1, 2):
-        ds = build_dataset("ssv2", root=synth / "videos", annotations=synth / "train.json",
-                           labels=synth / "labels.json", size=48, scale_size=55, num_frames=8, flip="none")
-        loader = build_loader(ds, 16, num_workers=workers)
-        iterator = iter(loader)
-        next(iterator)
+    out = {"settings": dataclasses.asdict(demo), "synth_generate_400_videos_s": round(generation_s, 2)}
+    kwargs = dict(format="ssv2", root=synth / "videos", annotations=synth / "train.json",
+                  labels=synth / "labels.json", size=demo.size, scale_size=round(demo.size * 8 / 7),
+                  num_frames=demo.num_frames, flip="none")
+
+    def rate(loader) -> float:
         clips, start = 0, time.perf_counter()
-        for batch in iterator:
+        for batch in loader:
             clips += batch["video"].shape[0]
-        out[f"loader_workers{workers}_clips_per_s"] = round(clips / (time.perf_counter() - start), 2)
-    out["model_train"] = _model_train_speed(quick)
+        return round(clips / (time.perf_counter() - start), 2)
+
+    for workers in (1, 2):
+        out[f"loader_workers{workers}_clips_per_s"] = rate(build_loader(build_dataset(**kwargs), demo.batch_size,
+                                                                         num_workers=workers))
+    cached = build_dataset(**kwargs, cache_decoded=True)
+    out["loader_cached_first_epoch_clips_per_s"] = rate(build_loader(cached, demo.batch_size, num_workers=0))
+    cached.set_epoch(1)
+    out["loader_cached_clips_per_s"] = rate(build_loader(cached, demo.batch_size, num_workers=0))
+    out["model_train"] = _model_train_speed(quick, demo)
     return out
 
 
-def _model_train_speed(quick: bool) -> dict:
-    """Training clips/s of the demo model measured here, plus the engine benchmark's numbers if present."""
+def _model_train_speed(quick: bool, demo) -> dict:
+    """Training clips/s of the demo's models measured here, plus the engine benchmark's numbers if present."""
     out: dict = {}
     for name in ("train.json", "train_loop.json"):
         path = RESULTS / name
@@ -191,28 +204,29 @@ def _model_train_speed(quick: bool) -> dict:
             break
     import torch
 
-    try:
-        from videoattn import create_model
+    from videoattn import create_model
 
-        model = create_model("r2d18", num_classes=8, num_frames=8, base_channels=16)
-    except Exception as error:  # the model zoo may not provide this preset
-        out["measured"] = {"source": "not measured", "reason": f"{type(error).__name__}: {error}"}
-        return out
     torch.set_num_threads(2)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    clips = torch.randn(16, 3, 8, 48, 48)
-    labels = torch.randint(0, 8, (16,))
-    steps = 3 if quick else 10
-    for step in range(steps + 2):
-        if step == 2:
-            start = time.perf_counter()
-        loss = torch.nn.functional.cross_entropy(model(clips), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    rate = steps * 16 / (time.perf_counter() - start)
-    out["measured"] = {"model": "r2d18, base_channels=16, 8 frames, 48x48, batch 16, SGD step, 2 threads, "
-                                "no attention block", "train_clips_per_s": round(rate, 2)}
+    size, batch = demo.size, demo.batch_size
+    clips = torch.randn(batch, 3, demo.num_frames, size, size)
+    labels = torch.randint(0, 8, (batch,))
+    out["measured"] = {}
+    for name, options in (("r2d18", {}), ("r2d18_gta", {"block_options": {"num_groups": 4}})):
+        model = create_model(name, num_classes=8, num_frames=demo.num_frames, base_channels=demo.base_channels,
+                             **options)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        steps = 5 if quick else 30
+        for step in range(steps + 3):
+            if step == 3:
+                start = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(clips), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        out["measured"][name] = {
+            "setting": f"base_channels={demo.base_channels}, {demo.num_frames} frames, {size}x{size}, batch {batch}, "
+                       "SGD step, 2 threads",
+            "train_clips_per_s": round(steps * batch / (time.perf_counter() - start), 2)}
     return out
 
 
