@@ -245,3 +245,16 @@ def reference_gta_temporal(module, x: torch.Tensor) -> torch.Tensor:
                     out[n, :, t, i, j] += batch_norm_eval(module.region_out_norm,
                                                           linear(module.region_out_proj, back[p]))
     return out
+
+
+def assert_identity_then_gradients(block: torch.nn.Module, x: torch.Tensor) -> None:
+    """The block is the identity at init (zero BN gamma) and, once gamma is 1, every parameter gets a
+    non-zero gradient."""
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x)
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            torch.nn.init.ones_(module.weight)
+    block(x).square().sum().backward()
+    for name, param in block.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name

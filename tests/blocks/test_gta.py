@@ -9,7 +9,13 @@ from videoattn.blocks import create
 from videoattn.blocks.gta import temporal_mix
 from videoattn.errors import ConfigError, ShapeError
 
-from ._block_refs import randomize_, reference_gta_temporal, reference_sa, reference_temporal_mix
+from ._block_refs import (
+    assert_identity_then_gradients,
+    randomize_,
+    reference_gta_temporal,
+    reference_sa,
+    reference_temporal_mix,
+)
 
 CHANNELS, FRAMES = 16, 3
 
@@ -86,15 +92,7 @@ def test_default_sizes_follow_the_paper():
 @pytest.mark.parametrize("options", [{}, {"pixel": False}, {"head_mode": "multi_head"}, {"spatial": False}])
 def test_identity_at_init_and_gradient_to_every_parameter(options):
     block = create("gta", CHANNELS, num_frames=FRAMES, num_groups=2, **options)
-    x = video(dtype=torch.float32)
-    with torch.no_grad():
-        torch.testing.assert_close(block(x), x)
-    for module in block.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            torch.nn.init.ones_(module.weight)
-    block(x).square().sum().backward()
-    for name, param in block.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert_identity_then_gradients(block, video(dtype=torch.float32))
 
 
 def test_gta_sees_frame_order():

@@ -9,7 +9,7 @@ from videoattn.blocks import create
 from videoattn.blocks.non_local import resize_along_time
 from videoattn.errors import ConfigError, ShapeError
 
-from ._block_refs import randomize_, reference_nl, reference_sa, reference_ta
+from ._block_refs import assert_identity_then_gradients, randomize_, reference_nl, reference_sa, reference_ta
 
 CHANNELS, FRAMES = 8, 3
 
@@ -111,15 +111,7 @@ def test_ta_is_permutation_equivariant_in_time_and_tape_is_not():
 ])
 def test_identity_at_init_and_gradients_for_options(name, options):
     block = create(name, CHANNELS, num_frames=FRAMES, **options)
-    x = video(dtype=torch.float32)
-    with torch.no_grad():
-        torch.testing.assert_close(block(x), x)
-    for module in block.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            torch.nn.init.ones_(module.weight)
-    block(x).square().sum().backward()
-    for param_name, param in block.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, param_name
+    assert_identity_then_gradients(block, video(dtype=torch.float32))
 
 
 def test_input_errors_name_expected_and_actual_shapes():
