@@ -10,13 +10,13 @@ the scan: any exception becomes a ``{"path", "reason"}`` entry of the report.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import DataError
 from ..utils.io import atomic_write_json
+from ..utils.parallel import map_with_progress
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .decoders import Decoder, FrameFolderDecoder, build_decoder
 
@@ -124,25 +124,13 @@ def check_dataset(format: str, annotations, root=None, labels=None, *, decoder: 
     def one(record):
         return check_record(record, backend, min_frames, thorough)
 
-    if num_workers > 1:
-        pool = ThreadPoolExecutor(num_workers)
-        outcomes = pool.map(one, records)
-    else:
-        pool = None
-        outcomes = map(one, records)
-    if progress:
-        from tqdm import tqdm
-
-        outcomes = tqdm(outcomes, total=len(records), desc="checking", unit="entry")
-    try:
+    with map_with_progress(one, records, workers=num_workers, total=len(records), progress=progress,
+                           desc="checking", unit="entry") as outcomes:
         for outcome in outcomes:
             if outcome is None:
                 result.num_ok += 1
             else:
                 result.bad.append(outcome)
-    finally:
-        if pool is not None:
-            pool.shutdown()
     if report is not None:
         atomic_write_json(report, result.to_dict())
     return result

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..utils.io import atomic_write, atomic_write_json, atomic_write_text
+from ..utils.parallel import map_with_progress
 
 __all__ = ["GENERATOR_VERSION", "PAIRS", "synthetic_classes", "render_video", "generate_synthetic", "SYNTH_FORMATS",
            "encode_video"]
@@ -291,25 +292,10 @@ def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: i
         jobs.append((index, seed, pair.kind, label % 2 == 1, frames, size, format,
                      str(videos / f"{index + 1}{extension}")))
     descriptions: dict[int, dict] = {}
-    iterator = None
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(workers)
-        iterator = pool.map(_make_one, jobs, chunksize=8)
-    else:
-        pool = None
-        iterator = map(_make_one, jobs)
-    if progress:
-        from tqdm import tqdm
-
-        iterator = tqdm(iterator, total=len(jobs), desc="synth", unit="video")
-    try:
-        for index, description in iterator:
+    with map_with_progress(_make_one, jobs, workers=workers, processes=True, total=len(jobs), progress=progress,
+                           desc="synth", unit="video", chunksize=8) as results:
+        for index, description in results:
             descriptions[index] = description
-    finally:
-        if pool is not None:
-            pool.shutdown()
     per_class = [[i for i in range(num_videos) if i % num_classes == c] for c in range(num_classes)]
     val_ids = set()
     for members in per_class:
