@@ -326,10 +326,7 @@ def read_diving48(annotations, root=None, labels=None, video_extension: str = ".
                             f"non-integer label/start_frame/end_frame") from error
         record = VideoRecord(path=_join(root, name + video_extension), alt_paths=(_join(root, name),),
                              label=label, video_id=name, start_frame=start, end_frame=end)
-        if label >= len(classes) or label < -1:
-            record.error = f"label {label} is outside the class list (0..{len(classes) - 1})"
-            record.label = -1
-        records.append(record)
+        records.append(_checked_label(record, classes))
     return records, classes
 
 
@@ -350,61 +347,64 @@ def _parse_int(text: str, source: str, line_number: int, what: str) -> int:
         raise DataError(f"{source}:{line_number}: {what} must be an integer, got {text!r}") from error
 
 
+def _checked_label(record: VideoRecord, classes: list[str]) -> VideoRecord:
+    """Mark ``record`` bad (and unlabelled) when its label is outside ``classes``; -1 means unlabelled."""
+    if record.label != -1 and not 0 <= record.label < len(classes):
+        record.error = f"label {record.label} is outside the class list (0..{len(classes) - 1})"
+        record.label = -1
+    return record
+
+
+def _content_lines(path, what: str):
+    """``(line_number, stripped line)`` of a list file, skipping blank lines and ``#`` comments."""
+    with _open_text(path, what) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield line_number, line
+
+
 def read_frame_list(annotations, root=None, labels=None, frame_template: str = "img_{:05d}.jpg"):
     """``frame_dir num_frames label`` per line (TSN/TSM lists, frames ``img_00001.jpg`` by default)."""
     parsed = []
-    with _open_text(annotations, "frame list") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(None, 2)
-            if len(parts) != 3:
-                raise DataError(f"{annotations}:{line_number}: expected 'frame_dir num_frames label', "
-                                f"got {line!r}")
-            count = _parse_int(parts[1], str(annotations), line_number, "num_frames")
-            label = _parse_int(parts[2], str(annotations), line_number, "label")
-            parsed.append((parts[0], count, label))
+    for line_number, line in _content_lines(annotations, "frame list"):
+        parts = line.rsplit(None, 2)
+        if len(parts) != 3:
+            raise DataError(f"{annotations}:{line_number}: expected 'frame_dir num_frames label', "
+                            f"got {line!r}")
+        count = _parse_int(parts[1], str(annotations), line_number, "num_frames")
+        label = _parse_int(parts[2], str(annotations), line_number, "label")
+        parsed.append((parts[0], count, label))
     classes = _classes_for_int_labels(labels, max((p[2] for p in parsed), default=-1))
     records = []
     for frame_dir, count, label in parsed:
         record = VideoRecord(path=_join(root, frame_dir), label=label, video_id=frame_dir, is_frames=True,
                              num_frames=count, extra={"frame_template": frame_template})
-        if label != -1 and not 0 <= label < len(classes):  # -1: unlabelled (test split)
-            record.error = f"label {label} is outside the class list (0..{len(classes) - 1})"
-            record.label = -1
-        records.append(record)
+        records.append(_checked_label(record, classes))
     return records, classes
 
 
 def read_video_list(annotations, root=None, labels=None):
     """``video_path label [start_frame end_frame]`` per line (``end_frame`` -1: to the end)."""
     parsed = []
-    with _open_text(annotations, "video list") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split()
-            if len(parts) >= 4 and all(p.lstrip("-").isdigit() for p in parts[-3:]):
-                path = line.rsplit(None, 3)[0]
-                numbers = [_parse_int(p, str(annotations), line_number, "label/start/end") for p in parts[-3:]]
-                label, start, end = numbers
-                parsed.append((path, label, start, None if end < 0 else end))  # end -1: to the end
-            elif len(parts) >= 2:
-                path, label = line.rsplit(None, 1)
-                parsed.append((path, _parse_int(label, str(annotations), line_number, "label"), 0, None))
-            else:
-                raise DataError(f"{annotations}:{line_number}: expected 'video_path label', got {line!r}")
+    for line_number, line in _content_lines(annotations, "video list"):
+        parts = line.split()
+        if len(parts) >= 4 and all(p.lstrip("-").isdigit() for p in parts[-3:]):
+            path = line.rsplit(None, 3)[0]
+            numbers = [_parse_int(p, str(annotations), line_number, "label/start/end") for p in parts[-3:]]
+            label, start, end = numbers
+            parsed.append((path, label, start, None if end < 0 else end))  # end -1: to the end
+        elif len(parts) >= 2:
+            path, label = line.rsplit(None, 1)
+            parsed.append((path, _parse_int(label, str(annotations), line_number, "label"), 0, None))
+        else:
+            raise DataError(f"{annotations}:{line_number}: expected 'video_path label', got {line!r}")
     classes = _classes_for_int_labels(labels, max((p[1] for p in parsed), default=-1))
     records = []
     for path, label, start, end in parsed:
         record = VideoRecord(path=_join(root, path), label=label, video_id=path, start_frame=start,
                              end_frame=end)
-        if label != -1 and not 0 <= label < len(classes):  # -1: unlabelled (test split)
-            record.error = f"label {label} is outside the class list (0..{len(classes) - 1})"
-            record.label = -1
-        records.append(record)
+        records.append(_checked_label(record, classes))
     return records, classes
 
 
