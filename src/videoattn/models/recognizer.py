@@ -67,7 +67,7 @@ class Recognizer(nn.Module):
     classifier is linear, so this equals classifying the time-averaged feature.
     """
 
-    def __init__(self, backbone: ResNet, num_classes: int, dropout: float = 0.5):
+    def __init__(self, backbone: ResNet, num_classes: int, dropout: float = 0.5, num_frames: int | None = None):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -75,6 +75,7 @@ class Recognizer(nn.Module):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         self.backbone = backbone
         self.num_classes = num_classes
+        self.num_frames = num_frames  # the T its T-sized blocks were built for (None: any T)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(backbone.out_channels, num_classes)
@@ -131,9 +132,7 @@ def build_recognizer(
         insertions.insert(0, BlockInsertion("tsm", "all", "before_conv1", {"n_div": tsm_n_div}))
     for insertion in insertions:
         insert_blocks(backbone, insertion, num_frames)
-    model = Recognizer(backbone, num_classes, dropout)
-    model.num_frames = num_frames
-    return model
+    return Recognizer(backbone, num_classes, dropout, num_frames)
 
 
 class ImageClassifier(ResNet):
