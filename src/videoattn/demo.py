@@ -211,6 +211,8 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
     files = _dataset_files(data_dir)
 
     rows, histories, matrices = [], {}, {}
+    classes: list[str] = []
+    pairs: list[tuple[int, int]] | None = None
     for position, key in enumerate(keys, start=1):
         spec = DEMO_MODELS[key]
         work_dir = out_dir / "runs" / key
@@ -229,8 +231,9 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
         result = train(config, callbacks=[on_event])
         train_seconds = time.perf_counter() - tic
         metrics = evaluate(config, str(result.last_checkpoint), views="1x1", output_dir=work_dir / "eval")
-        classes = result.classes
-        pairs = _pairs_of(data_dir, classes)
+        if pairs is None:  # the same dataset for every model: read its pairs once
+            classes = result.classes
+            pairs = _pairs_of(data_dir, classes)
         confusion = _read_confusion(Path(metrics["files"]["confusion_matrix"]))
         state = load_checkpoint(result.last_checkpoint)
         model = build_model(config.model, len(classes), pretrained=False)
