@@ -4,6 +4,17 @@ Importing this package registers every block family.
 """
 
 from . import gta, identity, non_local, shift  # noqa: F401  (registers blocks)
-from .registry import BlockSpec, create, get_block_spec, list_blocks, register_block
+from .registry import (
+    BlockSpec,
+    create,
+    get_block_spec,
+    is_registered_block,
+    list_blocks,
+    register_block,
+    registered_blocks,
+)
 
-__all__ = ["BlockSpec", "create", "get_block_spec", "list_blocks", "register_block"]
+__all__ = [
+    "BlockSpec", "create", "get_block_spec", "is_registered_block", "list_blocks", "register_block",
+    "registered_blocks",
+]

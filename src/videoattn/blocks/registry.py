@@ -84,5 +84,22 @@ def create(name: str, channels: int, num_frames: int | None = None, **options) -
             )
     params = inspect.signature(spec.factory).parameters
     if "num_frames" in params:
-        return spec.factory(channels, num_frames=num_frames, **options)
-    return spec.factory(channels, **options)
+        module = spec.factory(channels, num_frames=num_frames, **options)
+    else:
+        module = spec.factory(channels, **options)
+    module.registered_block_name = name
+    return module
+
+
+def is_registered_block(module: nn.Module) -> bool:
+    """True for a module built by :func:`create` (an inserted block, as opposed to backbone layers)."""
+    return getattr(module, "registered_block_name", None) is not None
+
+
+def registered_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, module)`` of the outermost registered blocks inside ``model``."""
+    found: list[tuple[str, nn.Module]] = []
+    for name, module in model.named_modules():
+        if is_registered_block(module) and not any(name.startswith(prefix + ".") for prefix, _ in found):
+            found.append((name, module))
+    return found
