@@ -1,18 +1,19 @@
-"""Insertion plans: where blocks go in a ResNet, written as data rather than code.
+"""Insertion plans: where blocks go in a backbone, written as data rather than code.
 
-A plan names residual blocks by stage and 0-based index inside the stage, with the stage names of
-the papers (``res2``..``res5``; torchvision calls them ``layer1``..``layer4``, so ``res3`` block 1 is
-``layer2.1``). Accepted forms:
+A plan names units (residual blocks, inception modules) by stage and 0-based index inside the
+stage, with the stage names the backbone declares (``res2``..``res5`` for ResNets; torchvision calls
+them ``layer1``..``layer4``, so ``res3`` block 1 is ``layer2.1``). Accepted forms:
 
-* a named layout: ``"five_block"`` (NL/GTA/BAT's five blocks: res3 1,3 + res4 1,3,5),
-  ``"all"`` (every residual block), ``"none"``;
-* a string ``"res3: 1,3; res4: 1,3,5"``, where a stage may say ``all`` (``"res2-res5: all"`` is
-  accepted too);
+* a named layout: ``"all"`` (every unit), ``"none"``, or one the backbone defines (ResNets:
+  ``"five_block"``, the NL/GTA/BAT layout res3 1,3 + res4 1,3,5);
+* a string ``"res3: 1,3; res4: 1,3,5"``, where a stage may say ``all`` and a range of stages may be
+  written ``"res2-res5: all"``;
 * a mapping ``{"res3": [1, 3], "res4": [1, 3, 5]}``.
 
-A plan also has a *position*: ``"after_block"`` (after the residual addition and ReLU, where NL,
-GTA and BAT sit) or ``"before_conv1"`` (in the residual branch before the first convolution, where
-TSM shifts).
+A plan also has a *position*: the kind of site inside each unit (see the backbone's
+``site_kinds``; ResNets have ``after_block``, ``before_conv1``, ``before_residual`` and
+``replace_conv2``). Parsing checks the syntax; stage names, indices and the position are checked
+against a backbone by :meth:`InsertionPlan.select`.
 """
 
 from __future__ import annotations
@@ -22,29 +23,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .base import Site, VideoBackbone, resolve_sites
 
-STAGES = ("res2", "res3", "res4", "res5")
-POSITIONS = ("after_block", "before_conv1")
-NAMED_PLANS: dict[str, dict[str, object]] = {
-    "none": {},
-    "all": {stage: "all" for stage in STAGES},
-    "five_block": {"res3": (1, 3), "res4": (1, 3, 5)},
-}
+GENERIC_PLANS: dict[str, object] = {"none": {}, "all": "all"}
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 @dataclass(frozen=True)
 class InsertionPlan:
-    """Which residual blocks receive a block, and where inside them."""
+    """Which units receive a block (``stages``: stage or ``"a-b"`` range -> indices or ``"all"``; or
+    a named layout in ``named``), and at which kind of site (``position``)."""
 
     stages: Mapping[str, tuple[int, ...] | str] = field(default_factory=dict)
     position: str = "after_block"
+    named: str = ""
 
     def __post_init__(self):
-        if self.position not in POSITIONS:
-            raise ConfigError(f"insertion position {self.position!r} is unknown; expected one of {POSITIONS}")
+        if not isinstance(self.position, str) or not re.fullmatch(_NAME, self.position):
+            raise ConfigError(f"insertion position must be a site kind name such as 'after_block', got "
+                              f"{self.position!r}")
         for stage, indices in self.stages.items():
-            if stage not in STAGES:
-                raise ConfigError(f"insertion plan names stage {stage!r}; expected one of {STAGES}")
+            if not re.fullmatch(rf"{_NAME}(\s*-\s*{_NAME})?", stage):
+                raise ConfigError(f"insertion plan names stage {stage!r}; expected a stage name such as 'res3' "
+                                  "or a range 'res2-res5'")
             if indices != "all" and (
                 not isinstance(indices, tuple) or not all(isinstance(i, int) and i >= 0 for i in indices)
             ):
@@ -59,48 +60,75 @@ class InsertionPlan:
         if spec is None:
             return cls({}, position)
         if isinstance(spec, Mapping):
-            return cls({str(k): _indices(k, v) for k, v in spec.items()}, position)
+            return cls({str(k).strip(): _indices(k, v) for k, v in spec.items()}, position)
         if not isinstance(spec, str):
             raise ConfigError(f"insertion plan must be a string or a mapping, got {type(spec).__name__}")
         text = spec.strip()
-        if text in NAMED_PLANS:
-            return cls({k: _indices(k, v) for k, v in NAMED_PLANS[text].items()}, position)
+        if re.fullmatch(_NAME, text):
+            return cls({}, position, named=text)
         stages: dict[str, tuple[int, ...] | str] = {}
         for part in filter(None, (p.strip() for p in text.split(";"))):
             if ":" not in part:
                 raise ConfigError(
                     f"insertion plan {spec!r}: part {part!r} should look like 'res3: 1,3' "
-                    f"(or use a named plan: {', '.join(NAMED_PLANS)})"
+                    f"(or use a named plan such as {', '.join(GENERIC_PLANS)}, five_block)"
                 )
             stage_text, index_text = (s.strip() for s in part.split(":", 1))
-            for stage in _stage_range(stage_text, spec):
-                stages[stage] = _indices(stage, index_text)
+            stages[re.sub(r"\s+", "", stage_text)] = _indices(stage_text, index_text)
         return cls(stages, position)
 
-    def indices_for(self, stage: str, num_blocks: int) -> tuple[int, ...]:
-        """The 0-based indices of ``stage`` that get a block, checked against its ``num_blocks``."""
-        indices = self.stages.get(stage, ())
-        if indices == "all":
-            return tuple(range(num_blocks))
-        bad = [i for i in indices if i >= num_blocks]
-        if bad:
-            raise ConfigError(
-                f"insertion plan puts a block at {stage} index {bad[0]}, but {stage} has only "
-                f"{num_blocks} residual blocks (indices 0..{num_blocks - 1})"
-            )
-        return tuple(indices)
+    def resolve(self, stage_names: tuple[str, ...],
+                named_plans: Mapping[str, object] | None = None) -> dict[str, tuple[int, ...] | str]:
+        """Stage -> indices (or ``"all"``) for a backbone with ``stage_names`` and ``named_plans``."""
+        stages = self.stages
+        if self.named:
+            plans = {**GENERIC_PLANS, **(named_plans or {})}
+            if self.named not in plans:
+                raise ConfigError(f"insertion plan {self.named!r} is not a named plan of this backbone; "
+                                  f"named plans: {', '.join(plans)} (or write 'res3: 1,3')")
+            layout = plans[self.named]
+            stages = {s: "all" for s in stage_names} if layout == "all" else {
+                s: _indices(s, v) for s, v in layout.items()}
+        resolved: dict[str, tuple[int, ...] | str] = {}
+        for key, indices in stages.items():
+            for stage in _stage_range(key, stage_names):
+                resolved[stage] = indices
+        return resolved
+
+    def select(self, backbone: VideoBackbone, num_frames: int) -> list[Site]:
+        """The sites of ``backbone`` this plan puts a block in, in backbone order."""
+        chosen = self.resolve(backbone.stage_names, backbone.named_plans)
+        sites = resolve_sites(backbone, num_frames, self.position)
+        units: dict[str, int] = {}
+        for site in backbone.sites(num_frames):
+            units[site.stage] = max(units.get(site.stage, 0), site.index + 1)
+        for stage, indices in chosen.items():
+            bad = [] if indices == "all" else [i for i in indices if i >= units.get(stage, 0)]
+            if bad:
+                count = units.get(stage, 0)
+                raise ConfigError(
+                    f"insertion plan puts a block at {stage} index {bad[0]}, but {stage} has only "
+                    f"{count} {backbone.unit_name} (indices 0..{count - 1})"
+                )
+        return [s for s in sites if s.stage in chosen and (chosen[s.stage] == "all" or s.index in chosen[s.stage])]
 
     def __str__(self) -> str:
+        if self.named:
+            return self.named
         parts = [f"{s}: {v if v == 'all' else ','.join(map(str, v))}" for s, v in self.stages.items()]
         return "; ".join(parts) or "none"
 
 
-def _stage_range(text: str, spec: str) -> list[str]:
-    match = re.fullmatch(r"(res[2-5])\s*(?:-\s*(res[2-5]))?", text)
-    if not match:
-        raise ConfigError(f"insertion plan {spec!r}: {text!r} is not a stage; expected res2..res5")
-    first, last = STAGES.index(match.group(1)), STAGES.index(match.group(2) or match.group(1))
-    return list(STAGES[first : last + 1])
+def _stage_range(key: str, stage_names: tuple[str, ...]) -> list[str]:
+    first, _, last = key.partition("-")
+    for name in filter(None, (first, last)):
+        if name not in stage_names:
+            raise ConfigError(f"insertion plan names stage {name!r}, which is not a stage of this backbone; "
+                              f"its stages are {', '.join(stage_names)}")
+    start, stop = stage_names.index(first), stage_names.index(last or first)
+    if stop < start:
+        raise ConfigError(f"insertion plan stage range {key!r} runs backwards; write {last}-{first}")
+    return list(stage_names[start : stop + 1])
 
 
 def _indices(stage: str, value) -> tuple[int, ...] | str:

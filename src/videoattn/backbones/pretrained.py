@@ -1,4 +1,4 @@
-"""Load ImageNet ResNet weights from a local file (torchvision or timm), never from the network.
+"""Load ImageNet weights into a backbone from a local file (torchvision or timm), never from the network.
 
 The file may be a bare state dict or a dict holding one under ``state_dict``/``model``; ``module.``
 (DataParallel) and ``backbone.`` prefixes are stripped. 2D convolution kernels are inflated for
@@ -6,6 +6,11 @@ video models whose convolution is 3D: the 2D kernel is repeated ``kt`` times alo
 by ``kt`` (I3D, Carreira & Zisserman 2017), so the inflated network gives its 2D source's output on
 a clip of identical frames. Loading is done with ``torch.load(weights_only=True)``: the file cannot
 run code.
+
+Loading goes through the backbone protocol (:class:`~videoattn.backbones.base.VideoBackbone`) and
+happens after blocks are inserted: the checkpoint's tensors of modules a block replaced (and of units
+that train from scratch) are reported as skipped, and the inserted blocks' own tensors, which no
+ImageNet file holds, are reported as new rather than missing.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     ignored_head: list[str] = field(default_factory=list)
+    skipped_replaced: list[str] = field(default_factory=list)  # checkpoint keys of replaced / from-scratch modules
+    new_blocks: list[str] = field(default_factory=list)  # model keys of inserted blocks, kept at their init
 
     def summary(self) -> str:
         lines = [
@@ -41,6 +48,10 @@ class LoadReport:
         ]
         if self.ignored_head:
             lines.append(f"ignored the checkpoint's classifier: {', '.join(self.ignored_head)}")
+        if self.skipped_replaced:
+            lines.append(f"skipped (module replaced or trained from scratch): {_short(self.skipped_replaced)}")
+        if self.new_blocks:
+            lines.append(f"{len(self.new_blocks)} tensors of inserted blocks kept at their initialisation")
         if self.missing:
             lines.append(f"missing (kept at initialisation): {_short(self.missing)}")
         if self.unexpected:
@@ -81,19 +92,30 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str = "fc.") -> LoadReport:
-    """Copy matching tensors of ``path`` into ``model`` (a ResNet trunk or image classifier).
+def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str | None = None) -> LoadReport:
+    """Copy matching tensors of ``path`` into ``model`` (a backbone or image classifier).
 
     Keys are matched by name. A 4D kernel meets a 5D parameter -> inflated; keys under ``head_prefix``
-    whose shapes differ (another number of classes) are reported as an ignored classifier. Any
-    other shape mismatch raises :class:`CheckpointError` naming the key and both shapes. A file
-    sharing no key with the model raises too (it is not a ResNet checkpoint).
+    (default: the backbone's ``pretrained_head_prefix``, ``fc.``) whose shapes differ (another number
+    of classes) are reported as an ignored classifier; keys under the backbone's
+    ``pretrained_skip_prefixes()`` (replaced modules) are skipped, whatever their shapes. Any other
+    shape mismatch raises :class:`CheckpointError` naming the key and both shapes. A file sharing no
+    key with the model raises too (it is not a checkpoint of this architecture).
     """
+    from ..blocks import registered_blocks  # blocks import backbones' helpers; import at call time
+
+    if head_prefix is None:
+        head_prefix = getattr(model, "pretrained_head_prefix", "fc.")
+    skip = tuple(model.pretrained_skip_prefixes()) if hasattr(model, "pretrained_skip_prefixes") else ()
+    block_prefixes = tuple(name + "." for name, _ in registered_blocks(model))
     source = read_state_dict(path)
     report = LoadReport(path=os.fspath(path))
     target = model.state_dict()
     new_state = {}
     for key, value in source.items():
+        if key.startswith(skip):
+            report.skipped_replaced.append(key)
+            continue
         if key not in target:
             (report.ignored_head if key.startswith(head_prefix) else report.unexpected).append(key)
             continue
@@ -115,13 +137,13 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str 
         report.loaded.append(key)
     if not report.loaded:
         raise CheckpointError(
-            f"{path} shares no parameter name with the model; expected torchvision/timm ResNet names such as "
-            f"'conv1.weight', 'layer1.0.conv1.weight' (found e.g. {_short(sorted(source), 3)})"
+            f"{path} shares no parameter name with the model; expected names such as "
+            f"{_short(sorted(target), 2)} (found e.g. {_short(sorted(source), 3)})"
         )
-    report.missing = sorted(
-        k for k in target if k not in new_state and not k.endswith("num_batches_tracked")
-        and not k.startswith(head_prefix)
-    )
+    not_loaded = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")
+                  and not k.startswith(head_prefix)]
+    report.new_blocks = sorted(k for k in not_loaded if k.startswith(block_prefixes))
+    report.missing = sorted(k for k in not_loaded if not k.startswith(block_prefixes) and not k.startswith(skip))
     model.load_state_dict(new_state, strict=False)
     log.info(report.summary())
     return report

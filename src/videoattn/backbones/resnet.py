@@ -18,8 +18,20 @@ shift) see the public ``(N, C, T, H, W)`` layout through :func:`run_video_module
 
 Parameter names equal torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``,
 ..., ``fc``) so ImageNet checkpoints of torchvision or timm load by path (see
-:mod:`videoattn.backbones.pretrained`). Inserted blocks live in the empty slots ``before_conv1`` and
-``after_block`` of each residual block and add their own keys without renaming any other.
+:mod:`videoattn.backbones.pretrained`).
+
+Insertion sites (:class:`~videoattn.backbones.base.VideoBackbone` protocol), per residual block:
+
+* ``before_conv1``: in the residual branch, on the block's input (TSM's residual shift);
+* ``before_residual``: at the end of the residual branch, after the last BN and before the
+  addition (SE, CBAM and GCNet as published);
+* ``after_block``: after the residual addition and ReLU (NL, GTA, BAT, RNL);
+* ``replace_conv2``: takes the place of ``conv2`` (the bottleneck's 3x3 convolution, which carries
+  the stage's stride in block 0; RSA). The block maps conv2's input channels to its output channels
+  with its stride; the BN after it stays.
+
+The three insertion slots are empty ``nn.Identity`` modules (no state-dict keys), so inserted
+blocks add their own keys without renaming any other.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ShapeError
+from .base import Site, VideoBackbone, run_video_module
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")
 VARIANTS = ("r2d", "c2d", "tsm", "i3d")
@@ -39,16 +52,6 @@ I3D_INFLATE = {
     "res4": lambda i, n: i % 2 == 0,
     "res5": lambda i, n: i == n // 2,
 }
-
-
-def run_video_module(module: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Apply a ``(N, C, T, H, W)`` module to a frame-batched ``(N*T, C, H, W)`` trunk tensor."""
-    if isinstance(module, nn.Identity):
-        return x
-    batch_frames, channels, height, width = x.shape
-    video = x.view(batch_frames // num_frames, num_frames, channels, height, width).transpose(1, 2)
-    out = module(video)
-    return out.transpose(1, 2).reshape(batch_frames, channels, height, width)
 
 
 class TemporalConv(nn.Conv3d):
@@ -93,21 +96,31 @@ def _conv(in_channels, out_channels, kernel, stride=1, padding=0, temporal_kerne
 
 
 def _apply_conv(conv: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Run a block convolution (2D, inflated 3D, or a block that replaced it) on ``(N*T, C, H, W)``."""
+    if isinstance(conv, nn.Conv2d):
+        return conv(x)
     if isinstance(conv, TemporalConv):
         out, frames = conv.forward_frames(x, num_frames)
         assert frames == num_frames  # block convolutions keep T (stride 1, "same" padding)
         return out
-    return conv(x)
+    return run_video_module(conv, x, num_frames)
 
 
 class _ResidualBlock(nn.Module):
-    """Shared slots of BasicBlock and Bottleneck: ``before_conv1`` and ``after_block``."""
+    """Shared slots of BasicBlock and Bottleneck: ``before_conv1``, ``before_residual``, ``after_block``."""
 
     expansion = 1
 
-    def _init_slots(self):
+    def _init_slots(self, stride: int):
         self.before_conv1: nn.Module = nn.Identity()
+        self.before_residual: nn.Module = nn.Identity()
         self.after_block: nn.Module = nn.Identity()
+        # conv2's shape, kept for the replace_conv2 site after conv2 itself may have been replaced
+        self.conv2_shape = (self.conv2.in_channels, self.conv2.out_channels, stride)
+
+    @property
+    def in_channels(self) -> int:
+        return self.conv1.in_channels
 
     @property
     def out_channels(self) -> int:
@@ -116,6 +129,7 @@ class _ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.residual(run_video_module(self.before_conv1, x, num_frames), num_frames)
+        out = run_video_module(self.before_residual, out, num_frames)
         out = F.relu(out + identity)
         return run_video_module(self.after_block, out, num_frames)
 
@@ -131,7 +145,7 @@ class BasicBlock(_ResidualBlock):
         self.conv2 = _conv(planes, planes, 3, 1, 1)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
-        self._init_slots()
+        self._init_slots(1)
 
     @property
     def bn_last(self) -> nn.BatchNorm2d:
@@ -139,7 +153,7 @@ class BasicBlock(_ResidualBlock):
 
     def residual(self, x, num_frames):
         out = F.relu(self.bn1(_apply_conv(self.conv1, x, num_frames)))
-        return self.bn2(self.conv2(out))
+        return self.bn2(_apply_conv(self.conv2, out, num_frames))
 
 
 class Bottleneck(_ResidualBlock):
@@ -158,7 +172,7 @@ class Bottleneck(_ResidualBlock):
         self.conv3 = _conv(width, planes * self.expansion, 1)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.downsample = downsample
-        self._init_slots()
+        self._init_slots(stride)
 
     @property
     def bn_last(self) -> nn.BatchNorm2d:
@@ -166,7 +180,7 @@ class Bottleneck(_ResidualBlock):
 
     def residual(self, x, num_frames):
         out = F.relu(self.bn1(_apply_conv(self.conv1, x, num_frames)))
-        out = F.relu(self.bn2(self.conv2(out)))
+        out = F.relu(self.bn2(_apply_conv(self.conv2, out, num_frames)))
         return self.bn3(self.conv3(out))
 
 
@@ -179,7 +193,7 @@ DEPTHS: dict[int, tuple[type[_ResidualBlock], tuple[int, int, int, int]]] = {
 }
 
 
-class ResNet(nn.Module):
+class ResNet(VideoBackbone):
     """The ResNet trunk (stem + res2..res5) for images (``variant=None``) or videos.
 
     Args:
@@ -245,8 +259,42 @@ class ResNet(nn.Module):
             for block in self.residual_blocks():
                 nn.init.zeros_(block.bn_last.weight)
 
+    site_kinds = ("after_block", "before_conv1", "before_residual", "replace_conv2")
+    unit_name = "residual blocks"
+    named_plans = {"five_block": {"res3": (1, 3), "res4": (1, 3, 5)}}
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return STAGE_NAMES
+
     def stages(self) -> list[tuple[str, nn.ModuleList]]:
         return [(name, getattr(self, f"layer{i + 1}")) for i, name in enumerate(STAGE_NAMES)]
+
+    def sites(self, num_frames: int) -> list[Site]:
+        """Every insertion site, stage by stage and block by block (see the module docstring)."""
+        frames = self.stage_num_frames(num_frames)
+        sites = []
+        for stage_index, (stage, blocks) in enumerate(self.stages()):
+            for index, block in enumerate(blocks):
+                unit = f"layer{stage_index + 1}.{index}"
+                conv_in, conv_out, stride = block.conv2_shape
+                common = {"stage": stage, "index": index, "unit_path": unit, "num_frames": frames[stage]}
+                sites += [
+                    Site(kind="after_block", path=f"{unit}.after_block", in_channels=block.out_channels,
+                         out_channels=block.out_channels, **common),
+                    Site(kind="before_conv1", path=f"{unit}.before_conv1", in_channels=block.in_channels,
+                         out_channels=block.in_channels, **common),
+                    Site(kind="before_residual", path=f"{unit}.before_residual", in_channels=block.out_channels,
+                         out_channels=block.out_channels, **common),
+                    Site(kind="replace_conv2", path=f"{unit}.conv2", in_channels=conv_in, out_channels=conv_out,
+                         stride=stride, replaces=True, **common),
+                ]
+        return sites
+
+    def init_unit_from_scratch(self, site: Site) -> None:
+        """A residual block trained from scratch starts as the identity mapping: its last BN gamma is
+        zero (Goyal et al. 2017), so a freshly initialised block does not disturb a pretrained trunk."""
+        nn.init.zeros_(self.get_submodule(site.unit_path).bn_last.weight)
 
     def residual_blocks(self):
         for _, blocks in self.stages():

@@ -9,12 +9,13 @@ from .recognizer import (
     BlockInsertion,
     ImageClassifier,
     Recognizer,
+    assemble_recognizer,
     build_image_classifier,
     build_recognizer,
     insert_blocks,
 )
 
 __all__ = [
-    "BlockInsertion", "ImageClassifier", "Preset", "Recognizer", "build_image_classifier", "build_recognizer",
-    "create_model", "get_preset", "insert_blocks", "list_models", "register_preset",
+    "BlockInsertion", "ImageClassifier", "Preset", "Recognizer", "assemble_recognizer", "build_image_classifier",
+    "build_recognizer", "create_model", "get_preset", "insert_blocks", "list_models", "register_preset",
 ]

@@ -3,60 +3,92 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
 from .. import blocks as block_registry
-from ..backbones import InsertionPlan, ResNet, load_pretrained
+from ..backbones import InsertionPlan, ResNet, Site, VideoBackbone, load_pretrained
 from ..errors import ConfigError
+
+_INSERTION_KEYS = ("name", "plan", "position", "options", "from_scratch")
 
 
 @dataclass(frozen=True)
 class BlockInsertion:
-    """One kind of block inserted into the backbone: registry ``name``, where (``plan``) and options."""
+    """One kind of block inserted into the backbone: registry ``name``, where (``plan`` and
+    ``position``, a site kind of the backbone) and options. ``from_scratch=True`` re-initialises the
+    units that receive the block and keeps pretrained weights out of them (RSA's bottlenecks)."""
 
     name: str
     plan: str | Mapping = "five_block"
     position: str = "after_block"
     options: Mapping = field(default_factory=dict)
+    from_scratch: bool = False
 
     @classmethod
     def coerce(cls, value) -> BlockInsertion:
         if isinstance(value, BlockInsertion):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"name", "plan", "position", "options"}
+            unknown = set(value) - set(_INSERTION_KEYS)
             if unknown or "name" not in value:
                 raise ConfigError(
-                    f"a block insertion needs 'name' and may have 'plan', 'position', 'options'; got keys "
-                    f"{sorted(value)}"
+                    f"a block insertion needs 'name' and may have {', '.join(repr(k) for k in _INSERTION_KEYS[1:])};"
+                    f" got keys {sorted(value)}"
                 )
             return cls(**value)
         raise ConfigError(f"a block insertion must be a mapping with a 'name', got {value!r}")
 
 
-def insert_blocks(backbone: ResNet, insertion: BlockInsertion, num_frames: int) -> list[str]:
-    """Build ``insertion.name`` blocks into ``backbone``'s slots; returns the module paths filled."""
+def _site_options(name: str, site: Site) -> dict:
+    """Options a replacing block needs to match the module it replaces (channels out, stride)."""
+    if not site.replaces:
+        return {}
+    needed = {}
+    if site.out_channels != site.in_channels:
+        needed["out_channels"] = site.out_channels
+    if site.stride != 1:
+        needed["stride"] = site.stride
+    spec = block_registry.get_block_spec(name)
+    lacking = [k for k in needed if k not in spec.option_names() and not spec.accepts_any_option()]
+    if lacking:
+        raise ConfigError(
+            f"block {name!r} cannot replace the module at site {site.name}: that site maps {site.in_channels} -> "
+            f"{site.out_channels} channels with spatial stride {site.stride}, and the block has no "
+            f"{' / '.join(repr(k) for k in lacking)} option"
+        )
+    return needed
+
+
+def insert_blocks(backbone: VideoBackbone, insertion: BlockInsertion, num_frames: int) -> list[str]:
+    """Build ``insertion.name`` blocks into the backbone's sites the plan selects; returns the
+    module paths filled (relative to the backbone)."""
     plan = InsertionPlan.parse(insertion.plan, insertion.position)
-    stage_frames = backbone.stage_num_frames(num_frames)
     filled = []
-    for stage_index, (stage, blocks) in enumerate(backbone.stages()):
-        for index in plan.indices_for(stage, len(blocks)):
-            residual_block = blocks[index]
-            slot = plan.position
-            if not isinstance(getattr(residual_block, slot), nn.Identity):
-                raise ConfigError(
-                    f"two insertions target {stage} block {index} ({slot}); combine them into one block"
-                )
-            channels = residual_block.out_channels if slot == "after_block" else residual_block.conv1.in_channels
-            module = block_registry.create(
-                insertion.name, channels=channels, num_frames=stage_frames[stage], **dict(insertion.options)
-            )
-            setattr(residual_block, slot, module)
-            filled.append(f"layer{stage_index + 1}.{index}.{slot}")
+    for site in plan.select(backbone, num_frames):
+        options = {**_site_options(insertion.name, site), **dict(insertion.options)}
+        module = block_registry.create(
+            insertion.name, channels=site.in_channels, num_frames=site.num_frames, **options
+        )
+        backbone.set_site(site, module, from_scratch=insertion.from_scratch)
+        filled.append(site.path)
     return filled
+
+
+def assemble_recognizer(backbone: VideoBackbone, insertions: Sequence, *, num_classes: int, num_frames: int,
+                        dropout: float = 0.5, pretrained: str | None = None) -> Recognizer:
+    """The backbone-independent part of every recognizer builder: insert the blocks, load local
+    pretrained weights (after insertion, so replaced modules are reported as skipped and blocks
+    keep their own initialisation), add the head."""
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise ConfigError(f"num_frames must be a positive int, got {num_frames!r}")
+    for insertion in insertions:
+        insert_blocks(backbone, BlockInsertion.coerce(insertion), num_frames)
+    if pretrained:
+        load_pretrained(backbone, pretrained)
+    return Recognizer(backbone, num_classes, dropout, num_frames)
 
 
 class Recognizer(nn.Module):
@@ -67,7 +99,7 @@ class Recognizer(nn.Module):
     classifier is linear, so this equals classifying the time-averaged feature.
     """
 
-    def __init__(self, backbone: ResNet, num_classes: int, dropout: float = 0.5, num_frames: int | None = None):
+    def __init__(self, backbone: VideoBackbone, num_classes: int, dropout: float = 0.5, num_frames: int | None = None):
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -112,27 +144,22 @@ def build_recognizer(
     zero_init_residual: bool = False,
     pretrained: str | None = None,
 ) -> Recognizer:
-    """Build a recognizer. ``blocks`` lists :class:`BlockInsertion` (or mappings); ``block_options``
-    are merged into the options of every non-shift insertion (the way presets expose e.g.
-    ``num_groups`` as an override). ``variant="tsm"`` adds the temporal shift before conv1 of every
-    residual block. ``pretrained`` is the path of a local ImageNet ResNet checkpoint."""
+    """Build a ResNet recognizer. ``blocks`` lists :class:`BlockInsertion` (or mappings);
+    ``block_options`` are merged into the options of every non-shift insertion (the way presets
+    expose e.g. ``num_groups`` as an override). ``variant="tsm"`` adds the temporal shift before
+    conv1 of every residual block. ``pretrained`` is the path of a local ImageNet ResNet checkpoint."""
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ConfigError(f"num_frames must be a positive int, got {num_frames!r}")
     backbone = ResNet(depth, variant, base_channels, temporal_padding, zero_init_residual)
-    if pretrained:
-        # Before inserting blocks: the checkpoint holds only the trunk, and blocks keep their own init.
-        load_pretrained(backbone, pretrained)
     insertions = [BlockInsertion.coerce(b) for b in blocks]
     if block_options:
         insertions = [
-            BlockInsertion(b.name, b.plan, b.position, {**b.options, **block_options}) if b.name != "tsm" else b
-            for b in insertions
+            replace(b, options={**b.options, **block_options}) if b.name != "tsm" else b for b in insertions
         ]
     if variant == "tsm":
         insertions.insert(0, BlockInsertion("tsm", "all", "before_conv1", {"n_div": tsm_n_div}))
-    for insertion in insertions:
-        insert_blocks(backbone, insertion, num_frames)
-    return Recognizer(backbone, num_classes, dropout, num_frames)
+    return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
+                               dropout=dropout, pretrained=pretrained)
 
 
 class ImageClassifier(ResNet):
