@@ -45,12 +45,15 @@ def positions(frames: int, height: int, width: int) -> list[tuple[int, int, int]
     return [(t, i, j) for t in range(frames) for i in range(height) for j in range(width)]
 
 
-def pooled_positions(frames: int, height: int, width: int) -> list[tuple[int, list[tuple[int, int]]]]:
-    """For each 1x2x2 max-pool window (frame-major, ceil mode): its frame and member (i, j)."""
+def pooled_positions(frames: int, height: int, width: int,
+                     floor: bool = False) -> list[tuple[int, list[tuple[int, int]]]]:
+    """For each 1x2x2 max-pool window (frame-major): its frame and member (i, j). Ceil mode lets a
+    last odd row/column form windows of its own; floor mode uses only complete 2x2 windows."""
     windows = []
+    last = 1 if floor else 0
     for t in range(frames):
-        for i0 in range(0, height, 2):
-            for j0 in range(0, width, 2):
+        for i0 in range(0, height - last, 2):
+            for j0 in range(0, width - last, 2):
                 members = [(i, j) for i in range(i0, min(i0 + 2, height)) for j in range(j0, min(j0 + 2, width))]
                 windows.append((t, members))
     return windows
@@ -70,11 +73,12 @@ def project_map(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def max_pool_map(x: torch.Tensor) -> torch.Tensor:
-    """1x2x2 max-pool of (C, T, H, W) with ceil mode, looping over windows."""
+def max_pool_map(x: torch.Tensor, floor: bool = False) -> torch.Tensor:
+    """1x2x2 max-pool of (C, T, H, W) with ceil (default) or floor mode, looping over windows."""
     channels, frames, height, width = x.shape
-    out = torch.zeros(channels, frames, math.ceil(height / 2), math.ceil(width / 2), dtype=x.dtype)
-    for t, members in pooled_positions(frames, height, width):
+    size = (height // 2, width // 2) if floor else (math.ceil(height / 2), math.ceil(width / 2))
+    out = torch.zeros(channels, frames, *size, dtype=x.dtype)
+    for t, members in pooled_positions(frames, height, width, floor):
         i0, j0 = members[0]
         stacked = torch.stack([x[:, t, i, j] for i, j in members])
         out[:, t, i0 // 2, j0 // 2] = stacked.max(dim=0).values
@@ -92,8 +96,9 @@ def softmax(scores: list[torch.Tensor]) -> list[torch.Tensor]:
 # --- Non-local family ------------------------------------------------------------------------------
 
 
-def reference_nl(block, x: torch.Tensor) -> torch.Tensor:
-    """NL eq. 1-6: y_i = x_i + BN(W_z sum_j f(x_i, x_j) g(x_j) / C(x)), per sample."""
+def reference_nl(block, x: torch.Tensor, floor_pool: bool = False) -> torch.Tensor:
+    """NL eq. 1-6: y_i = x_i + BN(W_z sum_j f(x_i, x_j) g(x_j) / C(x)), per sample. ``floor_pool``:
+    sub-sample keys/values with floor-mode windows (the official codes' ``MaxPool3d``)."""
     out = torch.empty_like(x)
     for n in range(x.shape[0]):
         sample = x[n]
@@ -101,14 +106,14 @@ def reference_nl(block, x: torch.Tensor) -> torch.Tensor:
         embed = block.mode != "gaussian"
         theta = project_map(block.theta, sample) if embed else sample
         if block.sub_sample and block.pool_position == "before":
-            pooled = max_pool_map(sample)
+            pooled = max_pool_map(sample, floor_pool)
             phi = project_map(block.phi, pooled) if embed else pooled
             g = project_map(block.g, pooled)
         else:
             phi = project_map(block.phi, sample) if embed else sample
             g = project_map(block.g, sample)
             if block.sub_sample:
-                phi, g = max_pool_map(phi), max_pool_map(g)
+                phi, g = max_pool_map(phi, floor_pool), max_pool_map(g, floor_pool)
         key_positions = positions(*phi.shape[1:])
         width_inner = theta.shape[0]
         scale = 1.0 / math.sqrt(width_inner) if block.use_scale else 1.0

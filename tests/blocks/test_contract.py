@@ -24,7 +24,11 @@ BATCH, CHANNELS, FRAMES, HEIGHT, WIDTH = 2, 32, 4, 6, 6
 
 # Options some blocks need at this small shape (none so far: C=32 gives GTA a C/4 = 8-wide value
 # that divides into its default 8 groups).
-CONTRACT_OPTIONS: dict[str, dict] = {}
+CONTRACT_OPTIONS: dict[str, dict] = {
+    # composites: the folded paths (NL within each frame, NL along time at each position)
+    "decoupled": {"spatial": "nl", "temporal": {"name": "nl", "options": {"sub_sample": False}}},
+    "chain": {"blocks": ["sa", {"name": "ta", "options": {"inner_channels": 4}}]},
+}
 
 # Blocks that are pure pass-throughs and therefore do not validate their input.
 NO_INPUT_CHECK = {"identity"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from videoattn.blocks import create
-from videoattn.blocks.non_local import resize_along_time
+from videoattn.blocks.factorised import resize_along_time
 from videoattn.errors import ConfigError, ShapeError
 
 from ._block_refs import assert_identity_then_gradients, randomize_, reference_nl, reference_sa, reference_ta
@@ -39,6 +39,27 @@ def test_nl_matches_equation_reference(mode, pool_position):
 def test_nl_options_match_reference(options):
     block = randomize_(create("nl", CHANNELS, **options).double())
     x = video(height=3, width=3)  # odd sizes: ceil-mode pooling keeps the border
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_nl(block, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("pool_position", ["after", "before"])
+def test_nl_floor_pooling_drops_the_last_odd_row_and_column_as_the_official_codes(pool_position):
+    block = randomize_(create("nl", CHANNELS, pool_mode="floor", pool_position=pool_position).double())
+    x = video(height=5, width=7)  # floor mode pools 5x7 to 2x3; ceil mode would give 3x4
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out, reference_nl(block, x, floor_pool=True), rtol=1e-10, atol=1e-10)
+        assert not torch.allclose(out, reference_nl(block, x, floor_pool=False))
+        even = video(height=4, width=6)  # on even sizes the two modes are the same function
+        torch.testing.assert_close(block(even), reference_nl(block, even, floor_pool=False), rtol=1e-10, atol=1e-10)
+
+
+def test_nl_output_projection_without_bias_as_mmcv():
+    block = create("nl", CHANNELS, out_bias=False)
+    assert block.out_proj.bias is None and "out_proj.bias" not in block.state_dict()
+    randomize_(block.double())
+    x = video()
     with torch.no_grad():
         torch.testing.assert_close(block(x), reference_nl(block, x), rtol=1e-10, atol=1e-10)
 

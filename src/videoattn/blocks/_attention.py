@@ -164,11 +164,17 @@ class _MaxPool2x2Tokens(torch.autograd.Function):
         return spread.reshape(n, frames, h, w, c)
 
 
-def subsample_tokens_2x2(tokens: torch.Tensor) -> torch.Tensor:
-    """1x2x2 spatial max-pool (stride 2, ceil mode) of channels-last ``(N, T, H, W, C)`` tokens;
-    the same function as :func:`subsample_2x2` on the channels-first view. Odd sizes are padded
-    with -inf (so the border row/column pools alone, as ceil mode does)."""
+def subsample_tokens_2x2(tokens: torch.Tensor, ceil_mode: bool = True) -> torch.Tensor:
+    """1x2x2 spatial max-pool (stride 2) of channels-last ``(N, T, H, W, C)`` tokens; the same
+    function as :func:`subsample_2x2` on the channels-first view. With ``ceil_mode`` (default) odd
+    sizes are padded with -inf, so the border row/column pools alone; without it the last row/column
+    of an odd size is dropped (``nn.MaxPool3d``'s default floor mode, as the official NL codes)."""
     h, w = tokens.shape[2], tokens.shape[3]
+    if not ceil_mode:
+        if h < 2 or w < 2:
+            raise ShapeError(f"floor-mode 1x2x2 pooling needs H, W >= 2, got tokens of shape {tuple(tokens.shape)}")
+        tokens = tokens[:, :, : h - h % 2, : w - w % 2]
+        h, w = h - h % 2, w - w % 2
     if h % 2 or w % 2:
         tokens = F.pad(tokens, (0, 0, 0, w % 2, 0, h % 2), value=float("-inf"))
     if torch.jit.is_tracing() or torch.compiler.is_compiling():

@@ -3,7 +3,7 @@
 Paper: He, Yang, Wu, Chen, Lim, Shrivastava, "GTA: Global Temporal Attention for Video Action
 Understanding", BMVC 2021, section 3.3 (eq. 5-8), Fig. 2(c), Tables 4, 6, 9, 10, 11.
 
-The ``gta`` block is spatial self-attention (SA, eq. 3, from :mod:`.non_local`) followed by
+The ``gta`` block is spatial self-attention (SA, eq. 3, from :mod:`.factorised`) followed by
 :class:`GlobalTemporalAttention`:
 
     Y = X + BN_P(A_P W_P^O) + BN_R(A_R W_R^O)                        (eq. 5, norms as in eq. 2)
@@ -54,7 +54,8 @@ from ._attention import (
     projection,
     zero_init_bn,
 )
-from .non_local import SpatialSelfAttention, SpatialThenTemporal, resize_along_time
+from .composite import Decoupled
+from .factorised import SpatialSelfAttention, resize_along_time
 from .registry import register_block
 
 HEAD_MODES = ("cross_channel", "multi_head", "single")
@@ -98,6 +99,7 @@ class GlobalTemporalAttention(nn.Module):
     """
 
     identity_at_init = True
+    scope = "time"  # models time itself (regions span the frame): run on the whole clip, never folded
 
     def __init__(
         self,
@@ -230,7 +232,7 @@ class GlobalTemporalAttention(nn.Module):
     "gta", needs_num_frames=True,
     description="spatial self-attention + Global Temporal Attention (He et al. 2021, eq. 3, 5-8)",
 )
-class GTABlock(SpatialThenTemporal):
+class GTABlock(Decoupled):
     """GTA block: SA (eq. 3) followed by :class:`GlobalTemporalAttention` (eq. 5-8), Fig. 2(c).
 
     ``spatial=False`` drops SA (Table 9 "+ Pixel GTA" rows); ``pixel``/``region``/``head_mode``
@@ -257,14 +259,15 @@ class GTABlock(SpatialThenTemporal):
         attention_impl: str = "auto",
         chunk_size: int = 512,
     ):
-        super().__init__()
-        self.channels = channels
-        self.num_frames = num_frames
-        self.spatial = (
-            SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size)
-            if spatial else None
-        )
-        self.temporal = GlobalTemporalAttention(
-            channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
-            num_regions, region_source, temporal_resize,
+        super().__init__(
+            channels,
+            num_frames,
+            spatial=(
+                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size)
+                if spatial else None
+            ),
+            temporal=GlobalTemporalAttention(
+                channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
+                num_regions, region_source, temporal_resize,
+            ),
         )
