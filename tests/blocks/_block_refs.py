@@ -181,75 +181,156 @@ def reference_ta(block, x: torch.Tensor, positional_embedding: torch.Tensor | No
 # --- GTA ----------------------------------------------------------------------------------------------
 
 
-def reference_temporal_mix(matrix: torch.Tensor, values: list[torch.Tensor], head_mode: str,
-                           num_groups: int) -> list[torch.Tensor]:
-    """Eq. 6-8 for one sample (pixel or region): ``values[t']`` is the C-vector at frame t'.
+def gta_weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors of a GTA temporal module copied out by name (its ``state_dict``), detached.
 
-    single: out[t] = sum_t' M[t, t'] V[t'];
-    multi_head: out[t]_g = sum_t' M[g][t, t'] V[t']_g (channel group g);
-    cross_channel: out[t]_k = sum_g sum_t' M[g][k][t, t'] V[t']_g (head k = output group k).
+    The GTA references below receive only this dictionary and the input: they read no attribute or
+    flag of the module, so they cannot inherit its reading of the paper. A branch is present when
+    its temporal matrix is (``pixel_matrix`` / ``region_matrix``); the kind of temporal matrix
+    (single, multi-head, cross-channel multi-head) follows from its number of dimensions.
     """
-    frames = len(values)
-    channels = values[0].shape[0]
-    outputs = []
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def _affine(weights: dict[str, torch.Tensor], name: str, vector: torch.Tensor) -> torch.Tensor:
+    """``W v + b`` of the 1x1x1 projection ``name`` (weight stored as ``(out, in, 1, 1, 1)``)."""
+    weight = weights[f"{name}.weight"]
+    out = weight.reshape(weight.shape[0], weight.shape[1]) @ vector
+    bias = weights.get(f"{name}.bias")
+    return out if bias is None else out + bias
+
+
+def _batch_norm_eval(weights: dict[str, torch.Tensor], name: str, vector: torch.Tensor) -> torch.Tensor:
+    """Eval-mode BN of one vector; eps is BatchNorm's default 1e-5 (it is not in a state_dict)."""
+    mean, var = weights[f"{name}.running_mean"], weights[f"{name}.running_var"]
+    return (vector - mean) / torch.sqrt(var + 1e-5) * weights[f"{name}.weight"] + weights[f"{name}.bias"]
+
+
+def reference_global_temporal_matrix(matrix: torch.Tensor, sequence: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Eq. 6-8 for ONE sample (a pixel or a region): ``sequence[s]`` is its value vector at frame s.
+
+    * ``T x T``: ``out[t] = sum_s M[t, s] V[s]`` (eq. 6, one matrix for all channels).
+    * ``G x T x T``: channel group g is mixed by its own ``M_g`` (plain multi-head, Table 11).
+    * ``G x G x T x T`` indexed ``[g, k, t, s]``: eq. 7 gives ``MH_g = Concat_k(M_g^k V_g)`` and
+      eq. 8 sums over groups, ``MH_G = sum_g MH_g``, with N_h = G heads of width C'/G reshaped back
+      to C' channels, so channel block k of the output is ``sum_g M_g^k V_g``.
+    """
+    frames = len(sequence)
+    out = []
     for t in range(frames):
-        if head_mode == "single":
-            outputs.append(sum(matrix[t, s] * values[s] for s in range(frames)))
+        if matrix.dim() == 2:
+            out.append(sum(matrix[t, s] * sequence[s] for s in range(frames)))
             continue
-        size = channels // num_groups
-        heads = []
-        for k in range(num_groups):
-            if head_mode == "multi_head":
-                heads.append(sum(matrix[k, t, s] * values[s][k * size:(k + 1) * size] for s in range(frames)))
-            else:
-                heads.append(sum(
-                    matrix[g, k, t, s] * values[s][g * size:(g + 1) * size]
-                    for g in range(num_groups) for s in range(frames)
-                ))
-        outputs.append(torch.cat(heads))
-    return outputs
+        groups = matrix.shape[0]
+        size = sequence[0].shape[0] // groups
+        group = [[v[g * size:(g + 1) * size] for g in range(groups)] for v in sequence]  # [s][g]
+        if matrix.dim() == 3:
+            heads = [sum(matrix[g, t, s] * group[s][g] for s in range(frames)) for g in range(groups)]
+        else:
+            heads = [sum(matrix[g, k, t, s] * group[s][g] for g in range(groups) for s in range(frames))
+                     for k in range(groups)]
+        out.append(torch.cat(heads))
+    return out
 
 
-def reference_gta_temporal(module, x: torch.Tensor) -> torch.Tensor:
-    """GTA eq. 5-8: Y = X + BN_P(W_P^O A_P) + BN_R(W_R^O A_R), sample by sample, for T = num_frames."""
+def _frame_rows(sample: torch.Tensor, t: int) -> torch.Tensor:
+    """X(t) in the paper's layout: an ``HW x C`` matrix, one row per pixel (row-major over H, W)."""
+    return sample[:, t].reshape(sample.shape[0], -1).T
+
+
+def _apply_rows(weights: dict[str, torch.Tensor], name: str, rows: torch.Tensor) -> torch.Tensor:
+    """The projection ``name`` applied to every row (one sample: a pixel or a region) of ``rows``."""
+    return torch.stack([_affine(weights, name, row) for row in rows])
+
+
+def _region_gta_paper(weights: dict[str, torch.Tensor], sample: torch.Tensor) -> list[torch.Tensor]:
+    """Region GTA as GTA sec. 3.3 writes it; returns ``A_R(t)`` (HW x C') for every frame t.
+
+    * ``G_R(t) = W_G X(t)^T`` with ``W_G in R^{K x C}``, a K x HW matrix. The paper writes no
+      normalisation (no softmax over positions or regions), so there is none here.
+    * ``X_G(t) = G_R(t) X(t)``: K regions of the block input, K x C.
+    * "temporal modeling is performed across frames on each region individually in the same manner
+      as Pixel GTA": each region is a sample; its value is the region value projection applied to
+      its feature vector, ``V_R(t) = X_G(t) W_V^R`` (+ that projection's bias, once per region, as
+      Pixel GTA's projection adds it once per pixel; the paper writes no biases at all), then
+      ``M_R`` mixes it over time (eq. 6-8).
+    * ``A_R(t) = G_R(t)^T (M_R V_R)(t)``: the transposed transform returns to pixels (eq. 6).
+    """
+    w_g = weights["region_transform.weight"]
+    w_g = w_g.reshape(w_g.shape[0], w_g.shape[1])  # K x C
+    frames = sample.shape[1]
+    transforms, region_values = [], []
+    for t in range(frames):
+        x_t = _frame_rows(sample, t)  # HW x C
+        g_r = w_g @ x_t.T  # K x HW
+        x_g = g_r @ x_t  # K x C
+        transforms.append(g_r)
+        region_values.append(_apply_rows(weights, "region_value", x_g))  # K x C'
+    return _regions_back_to_pixels(weights["region_matrix"], transforms, region_values)
+
+
+def _region_gta_value_form(weights: dict[str, torch.Tensor], sample: torch.Tensor) -> list[torch.Tensor]:
+    """Region GTA with the region transform read from the region VALUES (``region_source="value"``),
+    as docs/blocks.md states it; returns ``A_R(t)`` (HW x C') for every frame t.
+
+    * ``V_R(t) = X(t) W_V^R + 1 b^T``: the region value projection at every pixel (HW x C').
+    * ``G_R(t) = W_G V_R(t)^T`` with ``W_G in R^{K x C'}`` (K x HW), no normalisation.
+    * ``X_G(t) = G_R(t) V_R(t)`` (K x C'), then ``M_R`` over time, then ``A_R(t) = G_R(t)^T (M_R X_G)(t)``.
+    """
+    w_g = weights["region_transform.weight"]
+    w_g = w_g.reshape(w_g.shape[0], w_g.shape[1])  # K x C'
+    frames = sample.shape[1]
+    transforms, region_values = [], []
+    for t in range(frames):
+        v_t = _apply_rows(weights, "region_value", _frame_rows(sample, t))  # HW x C'
+        g_r = w_g @ v_t.T  # K x HW
+        transforms.append(g_r)
+        region_values.append(g_r @ v_t)  # K x C'
+    return _regions_back_to_pixels(weights["region_matrix"], transforms, region_values)
+
+
+def _regions_back_to_pixels(matrix: torch.Tensor, transforms: list[torch.Tensor],
+                            region_values: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``(M_R V)`` on each region separately, then ``G_R(t)^T`` back to the pixels of frame t."""
+    frames, regions = len(region_values), region_values[0].shape[0]
+    mixed = [reference_global_temporal_matrix(matrix, [region_values[t][r] for t in range(frames)])
+             for r in range(regions)]
+    return [transforms[t].T @ torch.stack([mixed[r][t] for r in range(regions)]) for t in range(frames)]
+
+
+def _gta_residual(weights: dict[str, torch.Tensor], x: torch.Tensor, region_fn) -> torch.Tensor:
+    """Eq. 5 with the normalisation eq. 2 allows: ``Y = X + BN_P(A_P W_P^O) + BN_R(A_R W_R^O)``, where
+    Pixel GTA is ``A_P = M_P V_P``, ``V_P = X W_V^P`` at every pixel (eq. 6-8) and ``A_R`` comes
+    from ``region_fn``. BN in eval mode (running statistics)."""
     out = x.clone()
     for n in range(x.shape[0]):
         sample = x[n]
         _, frames, height, width = sample.shape
         cells = [(i, j) for i in range(height) for j in range(width)]
-        if module.pixel_value is not None:
-            v_p = project_map(module.pixel_value, sample)
+        if "pixel_matrix" in weights:
             for i, j in cells:
-                mixed = reference_temporal_mix(module.pixel_matrix, [v_p[:, t, i, j] for t in range(frames)],
-                                               module.head_mode, module.num_groups)
+                values = [_affine(weights, "pixel_value", sample[:, t, i, j]) for t in range(frames)]
+                a_p = reference_global_temporal_matrix(weights["pixel_matrix"], values)
                 for t in range(frames):
-                    out[n, :, t, i, j] += batch_norm_eval(module.pixel_out_norm,
-                                                          linear(module.pixel_out_proj, mixed[t]))
-        if module.region_value is not None:
-            v_r = project_map(module.region_value, sample)
-            source = v_r if module.region_source == "value" else sample
-            w_g = module.region_transform.weight[:, :, 0, 0, 0]  # K x C_source
-            transforms, regions = [], []
+                    z = _affine(weights, "pixel_out_proj", a_p[t])
+                    out[n, :, t, i, j] += _batch_norm_eval(weights, "pixel_out_norm", z)
+        if "region_matrix" in weights:
+            a_r = region_fn(weights, sample)
             for t in range(frames):
-                # G_R(t) = W_G X(t)^T : K x HW
-                g_r = torch.stack([w_g @ source[:, t, i, j] for i, j in cells], dim=1)
-                transforms.append(g_r)
-                # X_G(t) = G_R(t) V(t) : K x C'
-                v_t = torch.stack([v_r[:, t, i, j] for i, j in cells], dim=0)
-                regions.append(g_r @ v_t)
-            num_regions = w_g.shape[0]
-            mixed_regions = torch.zeros(frames, num_regions, v_r.shape[0], dtype=x.dtype)
-            for r in range(num_regions):
-                mixed = reference_temporal_mix(module.region_matrix, [regions[t][r] for t in range(frames)],
-                                               module.head_mode, module.num_groups)
-                for t in range(frames):
-                    mixed_regions[t, r] = mixed[t]
-            for t in range(frames):
-                back = transforms[t].T @ mixed_regions[t]  # G_R(t)^T (M_R X_G)(t) : HW x C'
                 for p, (i, j) in enumerate(cells):
-                    out[n, :, t, i, j] += batch_norm_eval(module.region_out_norm,
-                                                          linear(module.region_out_proj, back[p]))
+                    z = _affine(weights, "region_out_proj", a_r[t][p])
+                    out[n, :, t, i, j] += _batch_norm_eval(weights, "region_out_norm", z)
     return out
+
+
+def reference_gta_paper(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """GTA sec. 3.3, eq. 5-8 as printed: Pixel GTA plus Region GTA with ``W_G in R^{K x C}`` on X."""
+    return _gta_residual(weights, x, _region_gta_paper)
+
+
+def reference_gta_value_form(weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Eq. 5-8 with the region transform ``W_G in R^{K x C'}`` applied to the region values."""
+    return _gta_residual(weights, x, _region_gta_value_form)
 
 
 def assert_identity_then_gradients(block: torch.nn.Module, x: torch.Tensor) -> None:

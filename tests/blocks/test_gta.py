@@ -11,10 +11,12 @@ from videoattn.errors import ConfigError, ShapeError
 
 from ._block_refs import (
     assert_identity_then_gradients,
+    gta_weights,
     randomize_,
-    reference_gta_temporal,
+    reference_global_temporal_matrix,
+    reference_gta_paper,
+    reference_gta_value_form,
     reference_sa,
-    reference_temporal_mix,
 )
 
 CHANNELS, FRAMES = 16, 3
@@ -35,7 +37,7 @@ def test_temporal_mix_is_equation_7_8(head_mode):
     got = temporal_mix(matrix, values, head_mode, groups)
     for n in range(2):
         for s in range(samples):
-            expected = reference_temporal_mix(matrix, [values[n, t, s] for t in range(frames)], head_mode, groups)
+            expected = reference_global_temporal_matrix(matrix, [values[n, t, s] for t in range(frames)])
             for t in range(frames):
                 torch.testing.assert_close(got[n, t, s], expected[t], rtol=1e-12, atol=1e-12)
 
@@ -52,6 +54,7 @@ def test_cross_channel_heads_sum_over_groups():
     torch.testing.assert_close(out[..., 2:], torch.zeros_like(out[..., 2:]))
 
 
+# Options of the default (region_source="value") form, checked against its own stated equations.
 GTA_VARIANTS = [
     {},  # full model: SA + Pixel + Region, CCMH (Table 4 row 1)
     {"region": False},  # Table 4 row 2
@@ -60,19 +63,77 @@ GTA_VARIANTS = [
     {"region": False, "head_mode": "single"},  # row 5
     {"pixel": False, "head_mode": "single"},  # row 6
     {"head_mode": "multi_head"},  # Table 11 plain multi-head
-    {"region_source": "input", "num_regions": 3},  # the literal W_G in R^{K x C}
     {"spatial": False, "num_regions": 1},  # Table 9 "+ Pixel GTA"-style, no SA
 ]
 
 
+def _after_sa(block, x):
+    return reference_sa(block.spatial, x) if block.spatial is not None else x
+
+
 @pytest.mark.parametrize("options", GTA_VARIANTS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "full")
-def test_gta_matches_equations_5_to_8(options):
+def test_default_value_form_matches_its_stated_equations(options):
     block = randomize_(create("gta", CHANNELS, num_frames=FRAMES, num_groups=2, **options).double())
     x = video()
     with torch.no_grad():
-        after_sa = reference_sa(block.spatial, x) if block.spatial is not None else x
-        expected = reference_gta_temporal(block.temporal, after_sa)
+        expected = reference_gta_value_form(gta_weights(block.temporal), _after_sa(block, x))
         torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [
+    {},  # SA + Pixel + Region, CCMH
+    {"pixel": False},  # Region GTA alone, CCMH
+    {"pixel": False, "head_mode": "single"},  # Region GTA alone, one T x T matrix
+    {"head_mode": "multi_head", "spatial": False},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "full")
+def test_region_source_input_is_the_papers_region_gta(options):
+    """``region_source="input"`` against GTA sec. 3.3 as printed (``G_R(t) = W_G X(t)^T``, ``W_G`` K x C,
+    ``X_G(t) = G_R(t) X(t)``, values of the regions, ``M_R``, ``G_R^T``). randomize_ gives every bias
+    a non-zero value, so where the region value projection's bias enters is checked too."""
+    block = randomize_(create("gta", CHANNELS, num_frames=FRAMES, num_groups=2, num_regions=3,
+                              region_source="input", **options).double())
+    assert float(block.temporal.region_value.bias.detach().abs().min()) > 0
+    x = video()
+    with torch.no_grad():
+        expected = reference_gta_paper(gta_weights(block.temporal), _after_sa(block, x))
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_value_form_is_the_paper_form_with_a_factored_w_g_only_without_value_bias():
+    """The default form with ``W_G in R^{K x C'}`` equals the paper's Region GTA whose ``K x C`` matrix
+    is ``W_G W_V^R`` (``W_V^R`` the C' x C value weights) exactly when the value projection has no
+    bias; with a bias it does not (docs/blocks.md states both extra terms)."""
+    block = randomize_(create("gta", CHANNELS, num_frames=FRAMES, num_groups=2, num_regions=3, pixel=False,
+                              spatial=False).double())
+    x = video()
+    with torch.no_grad():
+        weights = gta_weights(block.temporal)
+        w_g, w_v = weights["region_transform.weight"].flatten(1), weights["region_value.weight"].flatten(1)
+        paper = dict(weights)
+        paper["region_transform.weight"] = (w_g @ w_v)[:, :, None, None, None]  # K x C
+        with_bias = block(x)
+        assert (with_bias - reference_gta_paper(paper, x)).abs().max() > 1e-3
+
+        block.temporal.region_value.bias.zero_()
+        paper["region_value.bias"] = torch.zeros_like(weights["region_value.bias"])
+        torch.testing.assert_close(block(x), reference_gta_paper(paper, x), rtol=1e-10, atol=1e-10)
+
+
+def test_value_form_transform_expands_as_documented():
+    """``G_R(t) = W_G V_R(t)^T = (W_G W_V^R) X(t)^T + (W_G b) 1^T`` in float64: the bias of the value
+    projection adds the same offset ``W_G b`` to every pixel's region scores."""
+    gen = torch.Generator().manual_seed(5)
+    hw, c, c_inner, k = 7, 6, 4, 3
+    x_t = torch.randn(hw, c, generator=gen, dtype=torch.float64)  # X(t), one row per pixel
+    w_v = torch.randn(c_inner, c, generator=gen, dtype=torch.float64)
+    b = torch.randn(c_inner, generator=gen, dtype=torch.float64)
+    w_g = torch.randn(k, c_inner, generator=gen, dtype=torch.float64)
+    v_t = torch.stack([w_v @ row + b for row in x_t])  # V_R(t), HW x C'
+    g_r = w_g @ v_t.T
+    torch.testing.assert_close(g_r, (w_g @ w_v) @ x_t.T + (w_g @ b)[:, None].expand(k, hw), rtol=1e-12, atol=1e-12)
+    # rank of the implied K x C matrix is at most C' (here K < C' so it is K; the restriction is
+    # that its rows lie in the span of the C' value filters)
+    assert torch.linalg.matrix_rank(w_g @ w_v) <= c_inner
 
 
 def test_default_sizes_follow_the_paper():

@@ -11,9 +11,9 @@ from torch import nn
 from videoattn.analysis.complexity import profile_model
 from videoattn.models import create_model
 
-# preset: (paper params M, paper GFLOPs or None, params tolerance, MACs tolerance); GTA Tables 1 and 6.
+# preset: (params M and GFLOPs as printed in GTA Tables 1 and 6, or None; params tolerance, MACs tolerance).
 PAPER_ROWS = {
-    "r2d50_nl": (31.22, 61.10, 0.005, 0.01),  # Table 1 (31.2 M / 61.1 G), issue's exact figures
+    "r2d50_nl": (31.2, 61.1, 0.005, 0.01),  # Table 1
     "r2d50_sa": (27.5, 41.7, 0.005, 0.01),  # Table 6
     "r2d50_ta": (27.5, 41.0, 0.005, 0.01),  # Table 6
     "r2d50_dnl": (31.2, 49.9, 0.005, 0.01),  # Tables 1, 6

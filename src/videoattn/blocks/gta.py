@@ -6,9 +6,15 @@ Understanding", BMVC 2021, section 3.3 (eq. 5-8), Fig. 2(c), Tables 4, 6, 9, 10,
 The ``gta`` block is spatial self-attention (SA, eq. 3, from :mod:`.factorised`) followed by
 :class:`GlobalTemporalAttention`:
 
-    Y = X + BN_P(A_P W_P^O) + BN_R(A_R W_R^O)                        (eq. 5, norms as in eq. 2)
-    A_P = M_P V_P,    A_R(t) = G_R(t)^T (M_R V_R)(t)                   (eq. 6)
-    G_R(t) = W_G X(t)^T in R^{K x HW},  X_G(t) = G_R(t) V_R(t)         (sec. 3.3, region transform)
+    Y = X + BN_P(A_P W_P^O) + BN_R(A_R W_R^O)                      (eq. 5, norms as in eq. 2)
+    A_P = M_P V_P,  V_P = X W_V^P                                    (eq. 6, at every pixel)
+    G_R(t) = W_G X(t)^T in R^{K x HW},  X_G(t) = G_R(t) X(t)         (sec. 3.3, region transform)
+    A_R(t) = G_R(t)^T (M_R V_R)(t),  V_R = X_G W_V^R                 (eq. 6, on each region)
+
+That is the paper's Region GTA, ``region_source="input"``; the default ``"value"`` form reads the
+regions off the value features instead (below). Row vectors as in the paper (``X(t)`` is HW x C);
+every projection also has a bias ``b`` (the paper writes none), the stored 1x1x1 weights are the
+transposes (``(out, in, 1, 1, 1)``).
 
 ``M_P`` and ``M_R`` are learned, input-independent temporal matrices. With cross-channel
 multi-head (CCMH, eq. 7-8) the value channels are split into G groups, there are N_h = G heads and
@@ -21,11 +27,23 @@ Choices the paper leaves open (documented in ``docs/blocks.md``):
 
 * Widths: V_P, V_R, W_P^O, W_R^O are 1x1x1 projections of inner width C/4 (as SA/TA), so GTA has
   the same projection budget as TA (Table 6: +SA+GTA 31.2 M).
-* ``region_source="value"`` (default): the region transform is computed from the region value
-  features, ``G_R(t) = W_G V_R(t)^T`` with ``W_G in R^{K x C/4}``. Since ``V_R = X W_V^R`` this is
-  ``(W_G W_V^R^T) X(t)^T``, i.e. the paper's ``W_G X(t)^T`` with ``W_G`` factored through the
-  value projection; it matches Table 6's 31.2 M / 50.2 G (our counts: 31.36 M / 50.9 G), whereas
-  the literal ``region_source="input"`` (``W_G in R^{K x C}`` on X) gives 31.70 M / 51.6 G.
+* ``region_source="input"`` is the paper's Region GTA as printed: ``W_G in R^{K x C}`` on the block
+  input, regions ``X_G(t) = G_R(t) X(t)`` (K x C), then each region is a sample "in the same manner
+  as Pixel GTA": ``V_R(t) = X_G(t) W_V^R + 1_K b^T`` (the value bias added once per region), mixed
+  by ``M_R``, and ``G_R(t)^T`` back to pixels. R2D-50 + 5 GTA: 31.75 M / 51.26 GMACs.
+* ``region_source="value"`` (default) computes, with ``V(t) = X(t) W_V^R + 1_HW b^T`` the region
+  value projection at every pixel and ``W_G in R^{K x C'}``::
+
+      G_R(t) = W_G V(t)^T,   X_G(t) = G_R(t) V(t),   A_R(t) = G_R(t)^T (M_R X_G)(t).
+
+  Expanded, ``G_R(t) = (W_G W_V^R^T) X(t)^T + (W_G b) 1_HW^T`` and ``X_G(t) = (G_R(t) X(t)) W_V^R +
+  (G_R(t) 1_HW) b^T``. So it is the paper's form with the K x C matrix ``W_G W_V^R^T`` exactly when
+  the value bias ``b`` is zero (it is at init; it is learned). With ``b != 0`` it differs in two
+  places: every pixel's region scores get the same offset ``W_G b``, and each region's value gets
+  ``b`` weighted by the region's total weight ``G_R(t) 1`` instead of once. Even with ``b = 0`` the
+  implied K x C matrix is restricted: rank <= C' and its rows lie in the span of the C' value
+  filters, so it is a parametrisation tied to the value projection, not an equivalent of a free
+  ``W_G``. R2D-50 + 5 GTA: 31.40 M / 50.90 GMACs, closer to Table 1's 31.2 M / 50.2 G.
 * No normalisation of ``G_R`` (the paper writes none); the zero-initialised BN after each output
   projection absorbs the scale.
 * Init: projections N(0, 0.01^2) as in NL; ``W_G`` N(0, 0.01^2); the "randomly initialised"
@@ -202,17 +220,28 @@ class GlobalTemporalAttention(nn.Module):
         return mixed.reshape(n, frames, h, w, width)
 
     def region_branch(self, x_cl: torch.Tensor) -> torch.Tensor:
-        """A_R(t) = G_R(t)^T (M_R X_G)(t), regions X_G(t) = G_R(t) V_R(t) (eq. 6-8), channels-last."""
-        values = self.region_value(x_cl)
-        n, frames, h, w, width = values.shape
-        source = values if self.region_source == "value" else x_cl
-        transform = self.region_transform(source).reshape(n, frames, h * w, self.num_regions)  # G_R(t)^T
-        values = values.reshape(n, frames, h * w, width)
-        region_values = torch.einsum("ntpk,ntpc->ntkc", transform, values)  # X_G(t) = G_R(t) V_R(t)
+        """Region GTA (eq. 6-8) for channels-last ``(N, T, H, W, C)``, as ``(N, T, H, W, inner)``.
+
+        ``"input"``: ``G_R(t) = W_G X(t)^T``, ``X_G(t) = G_R(t) X(t)``, region values
+        ``V_R(t) = X_G(t) W_V^R + b`` (one bias per region), ``A_R(t) = G_R(t)^T (M_R V_R)(t)``.
+        ``"value"``: ``V(t) = X(t) W_V^R + b`` at every pixel, ``G_R(t) = W_G V(t)^T``,
+        ``X_G(t) = G_R(t) V(t)``, ``A_R(t) = G_R(t)^T (M_R X_G)(t)``.
+        """
+        n, frames, h, w, channels = x_cl.shape
+        if self.region_source == "value":
+            values = self.region_value(x_cl).reshape(n, frames, h * w, self.inner_channels)
+            transform = self.region_transform(values)  # G_R(t)^T: (N, T, HW, K)
+            region_values = torch.einsum("ntpk,ntpc->ntkc", transform, values)  # X_G(t) = G_R(t) V(t)
+        else:
+            pixels = x_cl.reshape(n, frames, h * w, channels)
+            transform = self.region_transform(pixels)  # G_R(t)^T: (N, T, HW, K)
+            regions = torch.einsum("ntpk,ntpc->ntkc", transform, pixels)  # X_G(t) = G_R(t) X(t)
+            region_values = self.region_value(regions)  # V_R(t) = X_G(t) W_V^R + b, per region
+        width = self.inner_channels
         matrix = self.effective_matrix(self.region_matrix, frames)
         mixed = temporal_mix(matrix, region_values, self.head_mode, self.num_groups)  # M_R X_G
-        pixels = torch.einsum("ntpk,ntkc->ntpc", transform, mixed)  # G_R(t)^T (M_R X_G)(t)
-        return pixels.reshape(n, frames, h, w, width)
+        back = torch.einsum("ntpk,ntkc->ntpc", transform, mixed)  # A_R(t) = G_R(t)^T (M_R X_G)(t)
+        return back.reshape(n, frames, h, w, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
