@@ -11,8 +11,12 @@ yields ``(index, epoch)`` pairs, see :mod:`videoattn.data.loader`), so persisten
 Bad data: an entry that cannot be used (missing or empty file, not a video, truncated, corrupt
 JPEG, too few frames, label outside the class list, any decoder failure) raises
 :class:`~videoattn.errors.DataError` internally. With ``strict=False`` the dataset records
-``{"path", "reason"}`` in the sample's ``"skipped"`` list and substitutes another entry chosen by the
-same seeded generator; with ``strict=True`` the error propagates, naming the file.
+``{"path", "reason"}`` in the sample's ``"skipped"`` list and then, for the ``train`` split,
+substitutes another entry chosen by the same seeded generator; for ``val``/``test`` it never
+substitutes (an evaluation over a different set of videos would be silently wrong) but returns a
+*dropped* sample, ``{"dropped": True, "index", "label", "skipped": [{"path", "reason"}]}``, which
+:func:`~videoattn.data.loader.collate_samples` moves to the batch's ``"dropped"`` list. With
+``strict=True`` the error propagates, naming the file.
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class VideoDataset(torch.utils.data.Dataset):
     Items are dicts: ``video`` float32 ``(C, T, H, W)`` (or ``(V, C, T, H, W)`` with ``V =
     num_clips * num_crops > 1`` views, clip-major), ``label`` int (``-1`` for unlabelled test
     entries), ``index`` (the entry actually used) and ``skipped`` (bad entries met on the way).
+    For ``val``/``test`` a bad entry gives a dropped sample instead (see the module docstring).
     An item may also be asked for as ``(index, epoch)``, which is what the loader's sampler does.
     """
 
@@ -250,6 +255,8 @@ class VideoDataset(torch.utils.data.Dataset):
                     raise
                 path = self.records[current].existing_path() or self.records[current].path
                 skipped.append({"path": path, "reason": _reason(error, path)})
+                if self.split != "train":  # evaluation: leave the video out, never substitute
+                    return dropped_sample(index, self.records[index].label, skipped)
                 current = int(self._rng(index, epoch, attempt).integers(len(self.records))) \
                     if len(self.records) > 1 else current
                 continue
@@ -257,6 +264,11 @@ class VideoDataset(torch.utils.data.Dataset):
             return sample
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+
+def dropped_sample(index: int, label: int, skipped: list[dict]) -> dict:
+    """The item an evaluation split returns for a bad entry: no video, flagged ``dropped``."""
+    return {"dropped": True, "index": int(index), "label": int(label), "skipped": skipped}
 
 
 def _reason(error: DataError, path: str) -> str:

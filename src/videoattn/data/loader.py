@@ -21,16 +21,24 @@ __all__ = ["build_loader", "collate_samples", "SeededShuffleSampler", "SeededDis
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``."""
+    """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``.
+
+    Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
+    out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
+    of dropped samples only has no ``video`` key.
+    """
     if not samples:
         raise ConfigError("collate_samples got an empty batch")
+    kept = [s for s in samples if not s.get("dropped")]
     batch: dict = {}
     for key in ("video", "image"):
-        if key in samples[0]:
-            batch[key] = torch.stack([s[key] for s in samples])
-    batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
-    batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
+        if kept and key in kept[0]:
+            batch[key] = torch.stack([s[key] for s in kept])
+    batch["label"] = torch.tensor([int(s["label"]) for s in kept], dtype=torch.long)
+    batch["index"] = torch.tensor([int(s["index"]) for s in kept], dtype=torch.long)
     batch["skipped"] = [item for s in samples for item in s.get("skipped", [])]
+    batch["dropped"] = [{"index": int(s["index"]), "path": str(s["skipped"][-1]["path"]),
+                         "reason": str(s["skipped"][-1]["reason"])} for s in samples if s.get("dropped")]
     return batch
 
 

@@ -80,7 +80,8 @@ class TrainResult:
 
     ``history`` has one record per finished epoch: ``epoch`` (1-based), ``step``, ``lr``,
     ``train_loss``, ``train_top1``, ``seconds``, ``clips_per_second``, ``data_wait_fraction`` and,
-    when validated, ``val_top1``, ``val_top5``, ``val_mean_class_accuracy``, ``val_loss``.
+    when validated, ``val_top1``, ``val_top5``, ``val_mean_class_accuracy``, ``val_loss`` and
+    ``val_videos_evaluated`` (unreadable validation videos are left out, never substituted).
     """
 
     work_dir: Path
@@ -566,6 +567,7 @@ class _Trainer:
             record.update(val_top1=summary["top1"], val_top5=summary["top5"],
                           val_mean_class_accuracy=summary["mean_class_accuracy"],
                           val_loss=score_loss(scores, labels, self.config.eval.average),
+                          val_videos_evaluated=int(scores.shape[0]),
                           val_seconds=time.perf_counter() - val_start)
             if self.best_top1 is None or summary["top1"] > self.best_top1:
                 self.best_top1, self.best_epoch, is_best = summary["top1"], self.epoch + 1, True
