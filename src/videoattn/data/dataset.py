@@ -17,6 +17,10 @@ substitutes (an evaluation over a different set of videos would be silently wron
 *dropped* sample, ``{"dropped": True, "index", "label", "skipped": [{"path", "reason"}]}``, which
 :func:`~videoattn.data.loader.collate_samples` moves to the batch's ``"dropped"`` list. With
 ``strict=True`` the error propagates, naming the file.
+
+A :class:`~videoattn.errors.VideoAttnError` raised while a DataLoader worker produces an item is
+returned as ``{"error": error}`` and raised again, unchanged, by the loader in the main process
+(:class:`~videoattn.data.loader.VideoLoader`), instead of as a worker traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, VideoAttnError
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder
@@ -239,6 +243,9 @@ class VideoDataset(torch.utils.data.Dataset):
         return {"video": video, "label": int(label), "index": int(index), "skipped": []}
 
     def __getitem__(self, key) -> dict:
+        return _worker_safe(self._item, key)
+
+    def _item(self, key) -> dict:
         if isinstance(key, (tuple, list)):
             index, epoch = int(key[0]), int(key[1])
         else:
@@ -269,6 +276,20 @@ class VideoDataset(torch.utils.data.Dataset):
 def dropped_sample(index: int, label: int, skipped: list[dict]) -> dict:
     """The item an evaluation split returns for a bad entry: no video, flagged ``dropped``."""
     return {"dropped": True, "index": int(index), "label": int(label), "skipped": skipped}
+
+
+def _worker_safe(produce, key) -> dict:
+    """``produce(key)``; in a DataLoader worker a VideoAttnError comes back as ``{"error": error}``.
+
+    DataLoader would re-raise it in the main process with the worker's whole traceback as its
+    message; the loader raises the original error instead (one readable line in the CLI).
+    """
+    try:
+        return produce(key)
+    except VideoAttnError as error:
+        if torch.utils.data.get_worker_info() is None:
+            raise
+        return {"error": error}
 
 
 def _reason(error: DataError, path: str) -> str:
@@ -379,6 +400,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return {"image": clip[:, 0], "label": label, "index": index, "skipped": []}
 
     def __getitem__(self, key) -> dict:
+        return _worker_safe(self._item, key)
+
+    def _item(self, key) -> dict:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
         skipped = []
         current = index

@@ -25,10 +25,14 @@ def collate_samples(samples: list[dict]) -> dict:
 
     Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
     out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
-    of dropped samples only has no ``video`` key.
+    of dropped samples only has no ``video`` key. A worker's error sample (``{"error": ...}``)
+    makes the batch ``{"error": error}``, which :class:`VideoLoader` raises in the main process.
     """
     if not samples:
         raise ConfigError("collate_samples got an empty batch")
+    for sample in samples:
+        if "error" in sample:
+            return {"error": sample["error"]}
     kept = [s for s in samples if not s.get("dropped")]
     batch: dict = {}
     for key in ("video", "image"):
@@ -122,10 +126,36 @@ class EpochTaggedSampler(Sampler):
 
 
 class VideoLoader(DataLoader):
-    """A DataLoader with ``set_epoch`` (forwards to the dataset; the sampler follows the dataset)."""
+    """A DataLoader with ``set_epoch`` (forwards to the dataset; the sampler follows the dataset).
+
+    A videoattn error raised in a worker reaches the caller as itself (same class, same one-line
+    message), not wrapped in the worker's traceback.
+    """
+
+    def __iter__(self):
+        return _RaiseWorkerErrors(super().__iter__())
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
+
+
+class _RaiseWorkerErrors:
+    """Iterator over a DataLoader iterator that raises the error a worker returned in a batch."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.inner)
+        if isinstance(batch, dict) and "error" in batch:
+            raise batch["error"]
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
 
 def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int = 2, sampler=None,

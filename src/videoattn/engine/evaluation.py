@@ -32,6 +32,7 @@ from .builders import autocast_context, build_dataset_for, build_loader_for, bui
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .metrics import confusion_matrix, summarize_scores
+from .preflight import check_media_present
 from .sampler import ResumableSampler
 
 __all__ = ["evaluate", "predict_scores"]
@@ -181,6 +182,9 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             model_config = _member_model_config(config, state, path)
             check_model_name(model_config.name)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
+            if not results:  # every member reads the same annotations
+                annotations = getattr(config.data, f"{split}_annotations")
+                check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})")
             videos_total = len(dataset)
             classes = list(getattr(dataset, "classes", []) or [])
             records = getattr(dataset, "records", None) or []

@@ -61,6 +61,7 @@ from .checkpoint import (
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed
 from .evaluation import _flatten_skipped, _unique_skipped, predict_scores, score_loss
 from .metrics import summarize_scores
+from .preflight import check_media_present
 from .runlog import RunLogger
 from .sampler import ResumableSampler
 from .schedules import LRSchedule
@@ -252,6 +253,11 @@ class _Trainer:
         self.train_set = build_dataset_for(config, "train")
         self.val_set = (build_dataset_for(config, "val") if config.data.val_annotations and t.val_interval
                         else None)
+        check_media_present(self.train_set, config.data.root,
+                            f"data.train_annotations ({config.data.train_annotations!r})")
+        if self.val_set is not None:
+            check_media_present(self.val_set, config.data.root,
+                                f"data.val_annotations ({config.data.val_annotations!r})")
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
         num_classes = config.model.num_classes or len(self.classes)
         if not num_classes:
