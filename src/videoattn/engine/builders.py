@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..config import Config, parse_views
+from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
-from .sampler import ResumableSampler
 
 __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..config import Config, ModelConfig, _section_from_dict, parse_views
+from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
 from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
@@ -33,7 +34,6 @@ from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .metrics import confusion_matrix, summarize_scores
 from .preflight import check_media_present
-from .sampler import ResumableSampler
 
 __all__ = ["evaluate", "predict_scores"]
 

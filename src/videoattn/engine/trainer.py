@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..config import Config, require
+from ..data.sampler import ResumableSampler
 from ..errors import ConfigError, VideoAttnError
 from ..utils.io import atomic_write_json
 from .builders import (
@@ -54,7 +55,6 @@ from .process import check_work_dir, reseed, restored_process_settings, setup_de
 from .progress import EpochMeters, ProgressBar
 from .run_files import write_run_files
 from .runlog import RunLogger
-from .sampler import ResumableSampler
 from .schedules import LRSchedule
 from .train_state import RunPosition, best_state, last_state, read_position
 
