@@ -125,8 +125,10 @@ class TrainConfig:
     accumulation_steps: int = 1
     #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    #: ``partial``: every BatchNorm but the first keeps its ImageNet statistics and affine (TSN's
-    #: partial BN); ``all``: every BatchNorm is frozen; ``none``: all train normally.
+    #: ``partial``: every backbone BatchNorm but the first keeps its ImageNet statistics and affine
+    #: (TSN's partial BN); ``all``: every backbone BatchNorm is frozen; ``none``: all train normally.
+    #: BatchNorms inside inserted blocks (NL, DNL, TAPE, GTA, ...) always train: their output norms
+    #: start at zero, and frozen there the blocks would stay the identity.
     freeze_bn: Literal["none", "partial", "all"] = "none"
     label_smoothing: float = 0.0
     #: Validate every this many epochs (0: never; needs ``data.val_annotations``).

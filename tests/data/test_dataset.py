@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from videoattn.data import build_dataset, build_loader, collate_samples, flip_label_map, generate_synthetic
-from videoattn.data.loader import SeededDistributedSampler
+from videoattn.data.sampler import ResumableSampler
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +106,8 @@ def test_collate_and_distributed_shards(synth):
     batch = collate_samples([ds[0], ds[1]])
     assert batch["video"].shape == (2, 3, 4, 24, 24) and batch["label"].dtype == torch.long
     assert batch["index"].tolist() == [0, 1] and batch["skipped"] == []
-    shards = [list(SeededDistributedSampler(10, num_replicas=3, rank=r, seed=1)) for r in range(3)]
-    assert all(len(s) == 4 for s in shards) and set().union(*shards) == set(range(10))
+    shards = [list(ResumableSampler(10, num_replicas=3, rank=r, seed=1, drop_last=False)) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 3, 3] and sorted(sum(shards, [])) == list(range(10))
     loader = build_loader(ds, 2, distributed=True, num_replicas=2, rank=1, num_workers=0, seed=1)
     assert len(loader) == 4
     sampler = np.arange(4)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "summarize_skipped": "dataset",
     "build_loader": "loader",
     "collate_samples": "loader",
+    "ResumableSampler": "sampler",
     "generate_synthetic": "synthetic",
     "synthetic_classes": "synthetic",
     "list_formats": "annotations",

@@ -11,8 +11,16 @@ yields ``(index, epoch)`` pairs, see :mod:`videoattn.data.loader`), so persisten
 Bad data: an entry that cannot be used (missing or empty file, not a video, truncated, corrupt
 JPEG, too few frames, label outside the class list, any decoder failure) raises
 :class:`~videoattn.errors.DataError` internally. With ``strict=False`` the dataset records
-``{"path", "reason"}`` in the sample's ``"skipped"`` list and substitutes another entry chosen by the
-same seeded generator; with ``strict=True`` the error propagates, naming the file.
+``{"path", "reason"}`` in the sample's ``"skipped"`` list and then, for the ``train`` split,
+substitutes another entry chosen by the same seeded generator; for ``val``/``test`` it never
+substitutes (an evaluation over a different set of videos would be silently wrong) but returns a
+*dropped* sample, ``{"dropped": True, "index", "label", "skipped": [{"path", "reason"}]}``, which
+:func:`~videoattn.data.loader.collate_samples` moves to the batch's ``"dropped"`` list. With
+``strict=True`` the error propagates, naming the file.
+
+A :class:`~videoattn.errors.VideoAttnError` raised while a DataLoader worker produces an item is
+returned as ``{"error": error}`` and raised again, unchanged, by the loader in the main process
+(:class:`~videoattn.data.loader.VideoLoader`), instead of as a worker traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, VideoAttnError
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder
@@ -98,6 +106,7 @@ class VideoDataset(torch.utils.data.Dataset):
     Items are dicts: ``video`` float32 ``(C, T, H, W)`` (or ``(V, C, T, H, W)`` with ``V =
     num_clips * num_crops > 1`` views, clip-major), ``label`` int (``-1`` for unlabelled test
     entries), ``index`` (the entry actually used) and ``skipped`` (bad entries met on the way).
+    For ``val``/``test`` a bad entry gives a dropped sample instead (see the module docstring).
     An item may also be asked for as ``(index, epoch)``, which is what the loader's sampler does.
     """
 
@@ -234,6 +243,9 @@ class VideoDataset(torch.utils.data.Dataset):
         return {"video": video, "label": int(label), "index": int(index), "skipped": []}
 
     def __getitem__(self, key) -> dict:
+        return _worker_safe(self._item, key)
+
+    def _item(self, key) -> dict:
         if isinstance(key, (tuple, list)):
             index, epoch = int(key[0]), int(key[1])
         else:
@@ -250,6 +262,8 @@ class VideoDataset(torch.utils.data.Dataset):
                     raise
                 path = self.records[current].existing_path() or self.records[current].path
                 skipped.append({"path": path, "reason": _reason(error, path)})
+                if self.split != "train":  # evaluation: leave the video out, never substitute
+                    return dropped_sample(index, self.records[index].label, skipped)
                 current = int(self._rng(index, epoch, attempt).integers(len(self.records))) \
                     if len(self.records) > 1 else current
                 continue
@@ -257,6 +271,25 @@ class VideoDataset(torch.utils.data.Dataset):
             return sample
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+
+def dropped_sample(index: int, label: int, skipped: list[dict]) -> dict:
+    """The item an evaluation split returns for a bad entry: no video, flagged ``dropped``."""
+    return {"dropped": True, "index": int(index), "label": int(label), "skipped": skipped}
+
+
+def _worker_safe(produce, key) -> dict:
+    """``produce(key)``; in a DataLoader worker a VideoAttnError comes back as ``{"error": error}``.
+
+    DataLoader would re-raise it in the main process with the worker's whole traceback as its
+    message; the loader raises the original error instead (one readable line in the CLI).
+    """
+    try:
+        return produce(key)
+    except VideoAttnError as error:
+        if torch.utils.data.get_worker_info() is None:
+            raise
+        return {"error": error}
 
 
 def _reason(error: DataError, path: str) -> str:
@@ -367,6 +400,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return {"image": clip[:, 0], "label": label, "index": index, "skipped": []}
 
     def __getitem__(self, key) -> dict:
+        return _worker_safe(self._item, key)
+
+    def _item(self, key) -> dict:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
         skipped = []
         current = index

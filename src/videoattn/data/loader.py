@@ -9,90 +9,39 @@ counts and across a resume. Shuffling is a permutation drawn from ``(seed, epoch
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import ConfigError
+from .sampler import ResumableSampler
 
-__all__ = ["build_loader", "collate_samples", "SeededShuffleSampler", "SeededDistributedSampler",
-           "EpochTaggedSampler", "VideoLoader"]
+__all__ = ["build_loader", "collate_samples", "EpochTaggedSampler", "VideoLoader"]
 
 
 def collate_samples(samples: list[dict]) -> dict:
-    """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``."""
+    """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``.
+
+    Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
+    out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
+    of dropped samples only has no ``video`` key. A worker's error sample (``{"error": ...}``)
+    makes the batch ``{"error": error}``, which :class:`VideoLoader` raises in the main process.
+    """
     if not samples:
         raise ConfigError("collate_samples got an empty batch")
+    for sample in samples:
+        if "error" in sample:
+            return {"error": sample["error"]}
+    kept = [s for s in samples if not s.get("dropped")]
     batch: dict = {}
     for key in ("video", "image"):
-        if key in samples[0]:
-            batch[key] = torch.stack([s[key] for s in samples])
-    batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
-    batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
+        if kept and key in kept[0]:
+            batch[key] = torch.stack([s[key] for s in kept])
+    batch["label"] = torch.tensor([int(s["label"]) for s in kept], dtype=torch.long)
+    batch["index"] = torch.tensor([int(s["index"]) for s in kept], dtype=torch.long)
     batch["skipped"] = [item for s in samples for item in s.get("skipped", [])]
+    batch["dropped"] = [{"index": int(s["index"]), "path": str(s["skipped"][-1]["path"]),
+                         "reason": str(s["skipped"][-1]["reason"])} for s in samples if s.get("dropped")]
     return batch
-
-
-class SeededShuffleSampler(Sampler):
-    """A permutation of ``range(n)`` that depends only on ``(seed, epoch)``."""
-
-    def __init__(self, length: int, seed: int = 0):
-        self.length = length
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class SeededDistributedSampler(Sampler):
-    """Rank ``rank``'s share of a seeded permutation (padded to equal shares, as DistributedSampler)."""
-
-    def __init__(self, length: int, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
-        if num_replicas is None or rank is None:
-            import torch.distributed as dist
-
-            if not (dist.is_available() and dist.is_initialized()):
-                raise ConfigError("distributed=True needs torch.distributed to be initialised (torchrun), "
-                                  "or pass num_replicas and rank")
-            num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
-            rank = dist.get_rank() if rank is None else rank
-        if not 0 <= rank < num_replicas:
-            raise ConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
-        self.length, self.num_replicas, self.rank = length, num_replicas, rank
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch = 0
-        if drop_last:
-            self.num_samples = length // num_replicas
-        else:
-            self.num_samples = math.ceil(length / num_replicas)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.length, generator=generator).tolist()
-        else:
-            order = list(range(self.length))
-        total = self.num_samples * self.num_replicas
-        if total > len(order):
-            order += (order * math.ceil(total / max(len(order), 1)))[: total - len(order)]
-        order = order[:total]
-        return iter(order[self.rank:total:self.num_replicas])
-
-    def __len__(self) -> int:
-        return self.num_samples
 
 
 class EpochTaggedSampler(Sampler):
@@ -114,10 +63,51 @@ class EpochTaggedSampler(Sampler):
 
 
 class VideoLoader(DataLoader):
-    """A DataLoader with ``set_epoch`` (forwards to the dataset; the sampler follows the dataset)."""
+    """A DataLoader with ``set_epoch`` (forwards to the dataset; the sampler follows the dataset).
+
+    A videoattn error raised in a worker reaches the caller as itself (same class, same one-line
+    message), not wrapped in the worker's traceback.
+    """
+
+    def __iter__(self):
+        return _RaiseWorkerErrors(super().__iter__())
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
+
+
+class _RaiseWorkerErrors:
+    """Iterator over a DataLoader iterator that raises the error a worker returned in a batch."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.inner)
+        if isinstance(batch, dict) and "error" in batch:
+            raise batch["error"]
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """World size and rank: as given, or from the initialised ``torch.distributed`` process group."""
+    if num_replicas is None or rank is None:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise ConfigError("distributed=True needs torch.distributed to be initialised (torchrun), "
+                              "or pass num_replicas and rank")
+        num_replicas = dist.get_world_size() if num_replicas is None else num_replicas
+        rank = dist.get_rank() if rank is None else rank
+    if not 0 <= rank < num_replicas:
+        raise ConfigError(f"rank {rank} is outside 0..{num_replicas - 1}")
+    return num_replicas, rank
 
 
 def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: int = 2, sampler=None,
@@ -128,8 +118,9 @@ def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: in
 
     ``sampler`` (any index sampler) overrides ``shuffle``/``distributed``. ``pin_memory`` None pins
     when CUDA is available; ``persistent_workers`` None keeps workers alive when there are any.
-    ``distributed`` shards with :class:`SeededDistributedSampler` (rank/world size from
-    ``torch.distributed`` unless given).
+    Shuffling and ``distributed`` sharding use :class:`~videoattn.data.sampler.ResumableSampler`
+    (rank/world size from ``torch.distributed`` unless given); sharded with ``drop_last=False``, no
+    item is repeated to even out the shards, which may then differ in length by one.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -137,10 +128,11 @@ def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: in
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
     if sampler is None:
         if distributed:
-            sampler = SeededDistributedSampler(len(dataset), num_replicas, rank, shuffle=shuffle, seed=seed,
-                                               drop_last=drop_last)
+            num_replicas, rank = _replicas(num_replicas, rank)
+            sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed, num_replicas=num_replicas,
+                                       rank=rank, drop_last=drop_last)
         elif shuffle:
-            sampler = SeededShuffleSampler(len(dataset), seed=seed)
+            sampler = ResumableSampler(len(dataset), shuffle=True, seed=seed)
         else:
             sampler = range(len(dataset))
     if pin_memory is None:

@@ -1,8 +1,11 @@
 """Training and evaluation engine: ``train(config) -> TrainResult`` and ``evaluate(config, checkpoints)``.
 
-Submodules: ``trainer`` (the loop), ``evaluation`` (multi-view testing, ensembles), ``checkpoint``
-(atomic saves, safe loads, RNG state), ``sampler`` (resumable distributed order), ``schedules``
-(learning rates), ``metrics``, ``distributed`` (torchrun set-up), ``runlog`` (JSONL + TensorBoard),
+Submodules: ``trainer`` (set-up and the loop), ``train_state`` (what ``last.pt``/``best.pt`` hold),
+``process`` (threads, determinism, seeds, work-dir guard), ``progress`` (progress bar, epoch meters),
+``run_files`` (``config.yaml``, ``metadata.json``), ``preflight`` (are the annotated media there?),
+``builders`` (datasets, loaders, models, frozen BN), ``evaluation`` (multi-view testing, ensembles),
+``checkpoint`` (atomic saves, safe loads, RNG state), ``sampler`` (resumable distributed order),
+``schedules`` (learning rates), ``metrics``, ``distributed`` (torchrun set-up), ``runlog`` (JSONL + TensorBoard),
 ``commands`` (``videoattn train`` / ``videoattn test``). Imports are lazy so ``import videoattn.engine``
 does not pull in torch until something is used.
 """

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..config import Config, parse_views
+from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
-from .sampler import ResumableSampler
 
 __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
 
@@ -72,8 +72,17 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
 
 
 def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:
-    """BatchNorm layers to freeze: none, all, or all but the first (TSN's partial BN)."""
-    layers = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    """The backbone's BatchNorm layers to freeze: none, all, or all but the first (TSN's partial BN).
+
+    BN layers inside inserted blocks (modules built by ``videoattn.blocks.create``: NL, DNL, TAPE,
+    GTA, ...) are never frozen: their zero-initialised output norms are what make a block start as
+    the identity, and frozen at gamma = beta = 0 the block would stay the identity for good.
+    """
+    from ..blocks import registered_blocks
+
+    in_blocks = {id(m) for _, block in registered_blocks(model) for m in block.modules()}
+    layers = [module for module in model.modules()
+              if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in in_blocks]
     if mode == "all":
         return layers
     if mode == "partial":
@@ -85,7 +94,8 @@ def apply_bn_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
     """Put frozen BatchNorm layers in eval mode (running statistics kept) with fixed affine parameters.
 
     Called after every ``model.train()``. Partial BN follows TSN (Wang et al. 2016, sec. 3.2): with
-    ImageNet initialisation, the statistics of every BN layer but the first stay those of ImageNet.
+    ImageNet initialisation, the statistics of every backbone BN layer but the first stay those of
+    ImageNet (see :func:`frozen_bn_layers`: inserted blocks' norms always train).
     """
     for layer in frozen:
         layer.eval()

@@ -100,8 +100,14 @@ def run_test(args: argparse.Namespace) -> int:
     if len(metrics["members"]) > 1:
         for member in metrics["members"]:
             print(f"  {member['checkpoint']} ({member['num_frames']} frames): top-1 {member['top1']:.2f}%")
-    for item in metrics["skipped"][:10]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+    skipped = metrics["skipped"]
+    left_out = (f"; {len(skipped)} could not be read and are left out of the metrics" if skipped else "")
+    print(f"{metrics['videos_evaluated']} of {metrics['videos_total']} videos evaluated{left_out}")
+    for item in skipped[:20]:
+        print(f"  not evaluated: {item['path']}: {item['reason']}")
+    if len(skipped) > 20:
+        print(f"  ... and {len(skipped) - 20} more (all listed in metrics.json)" if metrics["files"]
+              else f"  ... and {len(skipped) - 20} more")
     if metrics["files"]:
         print(f"wrote {', '.join(metrics['files'].values())}")
     return 0

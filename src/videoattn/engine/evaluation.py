@@ -9,6 +9,11 @@ is built from the model section saved in its checkpoint, so members may differ i
 
 With several processes every process scores a disjoint shard (no padding, so no video is counted
 twice) and the scores are gathered before any metric is computed.
+
+A video that cannot be read (or any of whose views cannot) is never replaced by another one: it is
+left out of the metrics and listed with its reason (``skipped``); the metrics say how many of the
+split's videos were evaluated (``videos_evaluated`` of ``videos_total``). An ensemble is scored
+over the videos every member could read.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..config import Config, ModelConfig, _section_from_dict, parse_views
-from ..errors import CheckpointError
+from ..data.sampler import ResumableSampler
+from ..errors import CheckpointError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
 from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .metrics import confusion_matrix, summarize_scores
-from .sampler import ResumableSampler
+from .preflight import check_media_present
 
 __all__ = ["evaluate", "predict_scores"]
 
@@ -40,7 +46,9 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     """Score every video of ``dataset``: ``(indices (N,), scores (N, K) float32, labels (N,), skipped)``.
 
     Scores are averaged over the video's views (probabilities or logits); results of all processes
-    are gathered and sorted by dataset index, so every process returns the same tensors.
+    are gathered and sorted by dataset index, so every process returns the same tensors. Videos the
+    dataset could not read are not scored; ``skipped`` lists them as ``{"index", "path", "reason"}``
+    (sorted by index). Raises :class:`DataError` if no video at all could be scored.
     """
     num_clips, num_crops = parse_views(views)
     num_views = num_clips * num_crops
@@ -54,6 +62,9 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     indices, scores, labels, skipped = [], [], [], []
     try:
         for batch in loader:
+            skipped.extend(_flatten_skipped(batch.get("dropped")))
+            if "video" not in batch:  # every video of this batch was dropped
+                continue
             video = batch["video"].to(ctx.device, non_blocking=True)
             if num_views > 1 or video.ndim == 6:
                 if video.ndim != 6:
@@ -69,30 +80,42 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
             scores.append(per_view.mean(dim=1).cpu())
             labels.append(torch.as_tensor(batch["label"]).long().cpu())
             indices.append(torch.as_tensor(batch["index"]).long().cpu())
-            skipped.extend(_flatten_skipped(batch.get("skipped")))
     finally:
         model.train(was_training)
     local = (torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long),
              torch.cat(scores) if scores else torch.zeros(0, 0),
              torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long), skipped)
-    gathered = all_gather_objects(local, ctx)
+    merged = _merge_shards(all_gather_objects(local, ctx))
+    if merged[0].numel() == 0:
+        first = merged[3][0] if merged[3] else {"path": "?", "reason": "?"}
+        raise DataError(f"none of the {len(dataset)} videos could be evaluated (first: {first['path']}: "
+                        f"{first['reason']}); run `videoattn data check`")
+    return merged
+
+
+def _merge_shards(gathered: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[dict]]:
+    """Every process's ``(indices, scores, labels, skipped)`` as one result sorted by dataset index."""
     parts = [part for part in gathered if part[0].numel()]
+    skipped = sorted((item for part in gathered for item in part[3]), key=lambda item: item.get("index", -1))
+    if not parts:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), skipped
     all_indices = torch.cat([p[0] for p in parts])
-    all_scores = torch.cat([p[1] for p in parts])
-    all_labels = torch.cat([p[2] for p in parts])
-    all_skipped = [item for p in gathered for item in p[3]]
     order = all_indices.argsort()
-    return all_indices[order], all_scores[order], all_labels[order], all_skipped
+    return (all_indices[order], torch.cat([p[1] for p in parts])[order],
+            torch.cat([p[2] for p in parts])[order], skipped)
 
 
 def _flatten_skipped(skipped: Any) -> list[dict]:
-    """``batch["skipped"]`` may be a flat list of records or one list per sample."""
+    """``batch["skipped"]``/``batch["dropped"]``: a flat list of records or one list per sample."""
     out: list[dict] = []
     if not skipped:
         return out
     for item in skipped:
         if isinstance(item, dict):
-            out.append({"path": str(item.get("path")), "reason": str(item.get("reason"))})
+            record = {"path": str(item.get("path")), "reason": str(item.get("reason"))}
+            if "index" in item:
+                record = {"index": int(item["index"]), **record}
+            out.append(record)
         elif isinstance(item, (list, tuple)):
             out.extend(_flatten_skipped(item))
     return out
@@ -133,11 +156,14 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
              output_dir: str | Path | None = None, ctx: DistContext | None = None) -> dict[str, Any]:
     """Test one checkpoint or an ensemble; return metrics (and write files when ``output_dir`` is set).
 
-    Returns ``{"top1", "top5", "mean_class_accuracy", "loss", "num_videos", "views", "split",
-    "checkpoints", "members": [per-checkpoint metrics], "seconds", "skipped", "files": {...}}``.
+    Returns ``{"top1", "top5", "mean_class_accuracy", "loss", "num_videos", "videos_evaluated",
+    "videos_total", "views", "split", "checkpoints", "members": [per-checkpoint metrics], "seconds",
+    "skipped", "files": {...}}``. ``num_videos`` counts the labelled videos the metrics are over;
+    ``videos_evaluated`` of ``videos_total`` videos were scored, the others could not be read (by
+    some ensemble member) and are listed in ``skipped`` as ``{"index", "path", "reason"}``.
     Files written by the main process into ``output_dir``: ``metrics.json``, ``confusion_matrix.csv``
-    (row = true class, column = predicted), ``predictions.csv`` (one line per video: index, label,
-    top-5 predicted classes and their scores).
+    (row = true class, column = predicted), ``predictions.csv`` (one line per evaluated video: index,
+    label, top-5 predicted classes and their scores).
     """
     if isinstance(checkpoints, (str, Path)):
         checkpoints = [str(checkpoints)]
@@ -149,13 +175,17 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
     ctx = ctx or init_distributed(config.train.device)
     start = time.perf_counter()
     try:
-        members, ensemble_scores, labels_ref, indices_ref, classes = [], None, None, None, None
-        skipped: list[dict] = []
+        results, classes, video_ids, videos_total = [], [], [], 0
+        skipped: dict[int, dict] = {}
         for path in checkpoints:
             state = load_checkpoint(path)
             model_config = _member_model_config(config, state, path)
             check_model_name(model_config.name)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
+            if not results:  # every member reads the same annotations
+                annotations = getattr(config.data, f"{split}_annotations")
+                check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})")
+            videos_total = len(dataset)
             classes = list(getattr(dataset, "classes", []) or [])
             records = getattr(dataset, "records", None) or []
             video_ids = [str(getattr(r, "video_id", "") or Path(str(getattr(r, "path", ""))).stem)
@@ -168,26 +198,36 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
                 model, dataset, ctx, views=views, clips_per_batch=config.eval.batch_size,
                 num_workers=workers, precision=config.train.precision, average=config.eval.average,
                 pin_memory=config.data.pin_memory)
-            skipped.extend(member_skipped)
-            if indices_ref is not None and not torch.equal(indices, indices_ref):
-                raise CheckpointError(f"ensemble member {path!r} scored a different set of videos")
-            indices_ref, labels_ref = indices, labels
-            members.append({"checkpoint": str(path), "num_frames": model_config.num_frames,
-                            **_labelled_metrics(scores, labels, config.eval.average)})
-            ensemble_scores = scores if ensemble_scores is None else ensemble_scores + scores
+            for item in member_skipped:
+                skipped.setdefault(item["index"], item)
+            results.append((str(path), model_config.num_frames, indices, scores, labels))
             del model
-        assert ensemble_scores is not None and labels_ref is not None and indices_ref is not None
+        # Score every member on the same videos: those that every member could read.
+        common = results[0][2]
+        for _, _, indices, _, _ in results[1:]:
+            common = common[torch.isin(common, indices)]
+        if common.numel() == 0:
+            raise DataError(f"no video of the {split} split could be read by every ensemble member")
+        members, ensemble_scores, labels_ref = [], None, None
+        for path, num_frames, indices, scores, labels in results:
+            keep = torch.isin(indices, common)
+            scores, labels_ref = scores[keep], labels[keep]
+            members.append({"checkpoint": path, "num_frames": num_frames,
+                            **_labelled_metrics(scores, labels_ref, config.eval.average)})
+            ensemble_scores = scores if ensemble_scores is None else ensemble_scores + scores
+        assert ensemble_scores is not None and labels_ref is not None
         ensemble_scores = ensemble_scores / len(checkpoints)
         metrics: dict[str, Any] = {
             **_labelled_metrics(ensemble_scores, labels_ref, config.eval.average),
             "num_unlabelled": int((labels_ref < 0).sum()),
+            "videos_evaluated": int(common.numel()), "videos_total": videos_total,
             "views": views, "split": split, "checkpoints": [str(p) for p in checkpoints],
             "members": members, "seconds": time.perf_counter() - start,
-            "skipped": _unique_skipped(skipped), "files": {},
+            "skipped": [skipped[index] for index in sorted(skipped)], "files": {},
         }
         if output_dir is not None and ctx.is_main:
             metrics["files"] = _write_outputs(Path(output_dir), metrics, ensemble_scores, labels_ref,
-                                              indices_ref, classes, video_ids)
+                                              common, classes, video_ids)
         return metrics
     finally:
         if own_ctx:

@@ -22,11 +22,7 @@ BatchNorm statistics do not depend on the split of the batch: SyncBatchNorm on C
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
-from ..config import Config, require, save_config
+from ..config import Config, require
+from ..data.sampler import ResumableSampler
 from ..errors import ConfigError, VideoAttnError
 from ..utils.io import atomic_write_json
 from .builders import (
@@ -50,20 +46,17 @@ from .builders import (
     check_model_name,
     frozen_bn_layers,
 )
-from .checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    load_model_weights,
-    restore_rng_state,
-    save_checkpoint,
-    unwrap_model,
-)
+from .checkpoint import load_checkpoint, load_model_weights, restore_rng_state, save_checkpoint, unwrap_model
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed
 from .evaluation import _flatten_skipped, _unique_skipped, predict_scores, score_loss
 from .metrics import summarize_scores
+from .preflight import check_media_present
+from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
+from .progress import EpochMeters, ProgressBar
+from .run_files import write_run_files
 from .runlog import RunLogger
-from .sampler import ResumableSampler
 from .schedules import LRSchedule
+from .train_state import RunPosition, best_state, last_state, read_position
 
 __all__ = ["TrainResult", "TrainingDivergedError", "train"]
 
@@ -80,7 +73,8 @@ class TrainResult:
 
     ``history`` has one record per finished epoch: ``epoch`` (1-based), ``step``, ``lr``,
     ``train_loss``, ``train_top1``, ``seconds``, ``clips_per_second``, ``data_wait_fraction`` and,
-    when validated, ``val_top1``, ``val_top5``, ``val_mean_class_accuracy``, ``val_loss``.
+    when validated, ``val_top1``, ``val_top5``, ``val_mean_class_accuracy``, ``val_loss`` and
+    ``val_videos_evaluated`` (unreadable validation videos are left out, never substituted).
     """
 
     work_dir: Path
@@ -93,108 +87,6 @@ class TrainResult:
     best_epoch: int | None
     classes: list[str]
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def _step_seed(seed: int, step: int, micro: int, rank: int) -> int:
-    value = (seed * 1_000_003 + step) * 1_009 + micro
-    return (value * 8_191 + rank) % (2**63 - 1)
-
-
-def _reseed(seed: int, device: torch.device) -> None:
-    """Seed the generators the model step draws from.
-
-    ``torch.manual_seed`` would also queue a lazy CUDA seeding with a captured stack trace (~170 us
-    per call on CPU builds); seeding the CPU generator and, on GPU, the current device directly
-    costs about 1 us.
-    """
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=False)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-class _Progress:
-    """tqdm bar on the main process (loss, lr, clips/s, ETA); silent elsewhere or when disabled."""
-
-    def __init__(self, enabled: bool, total: int, initial: int, epoch: int, epochs: int):
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            interactive = sys.stderr.isatty()
-            self.bar = tqdm(total=total, initial=initial, desc=f"epoch {epoch}/{epochs}", unit="step",
-                            dynamic_ncols=True, leave=True, file=sys.stderr,
-                            mininterval=0.2 if interactive else 10.0)
-
-    def update(self, **postfix: Any) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(postfix, refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _Meters:
-    """Sums over the current epoch (loss, correct, clips, timings) kept across a resume."""
-
-    keys = ("loss_sum", "correct1", "clips", "seconds", "data_wait", "compute")
-
-    def __init__(self, values: dict[str, float] | None = None):
-        self.values = {key: 0.0 for key in self.keys}
-        if values:
-            self.values.update({key: float(values.get(key, 0.0)) for key in self.keys})
-
-    def add(self, **values: float) -> None:
-        for key, value in values.items():
-            self.values[key] += value
-
-    def reduced(self, ctx: DistContext) -> dict[str, float]:
-        summed = all_reduce_sum([self.values[key] for key in self.keys], ctx).tolist()
-        out = dict(zip(self.keys, summed))
-        # Time is wall time, not a sum over processes.
-        for key in ("seconds", "data_wait", "compute"):
-            out[key] = self.values[key]
-        return out
-
-
-def _setup_determinism(config: Config) -> None:
-    t = config.train
-    if t.num_threads is not None:
-        torch.set_num_threads(t.num_threads)
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
-    torch.manual_seed(t.seed)
-    import random
-
-    import numpy as np
-
-    random.seed(t.seed)
-    np.random.seed(t.seed % 2**32)
-
-
-def _check_work_dir(work_dir: Path, resume: bool) -> Path | None:
-    last = work_dir / "last.pt"
-    if last.exists():
-        if not resume:
-            raise ConfigError(f"config key 'train.work_dir': {str(work_dir)!r} already holds a run "
-                              f"(last.pt); pass --resume to continue it or choose another train.work_dir")
-        return last
-    return None
 
 
 def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = (),
@@ -213,16 +105,10 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
     ctx = ctx or init_distributed(t.device)
-    # Process-wide settings this run changes, restored afterwards so a caller (a notebook, the demo,
-    # a test session) keeps its own.
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
-        return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+        with restored_process_settings():
+            return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
     finally:
-        torch.set_num_threads(saved[0])
-        torch.use_deterministic_algorithms(saved[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
         if own_ctx:
             ctx.close()
 
@@ -243,14 +129,19 @@ class _Trainer:
         self.micro_batch = t.batch_size // per_step
         autocast_context(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
         # Every process checks (the work dir must be on storage all processes share to resume).
-        resume_path = _check_work_dir(work_dir, resume)
+        resume_path = check_work_dir(work_dir, resume)
         self.resume_state = load_checkpoint(resume_path) if resume_path else None
-        _setup_determinism(config)
+        setup_determinism(config)
 
         # Data first: a bad path or annotation fails before a model is built.
         self.train_set = build_dataset_for(config, "train")
         self.val_set = (build_dataset_for(config, "val") if config.data.val_annotations and t.val_interval
                         else None)
+        check_media_present(self.train_set, config.data.root,
+                            f"data.train_annotations ({config.data.train_annotations!r})")
+        if self.val_set is not None:
+            check_media_present(self.val_set, config.data.root,
+                                f"data.val_annotations ({config.data.val_annotations!r})")
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
         num_classes = config.model.num_classes or len(self.classes)
         if not num_classes:
@@ -320,14 +211,9 @@ class _Trainer:
             raise CheckpointError(f"last.pt: the optimizer state does not fit this run ({error})") from None
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        position = state["position"]
-        self.epoch = int(position["epoch"])
-        self.global_step = int(position["global_step"])
-        saved_global_batch = int(position.get("global_batch", self.config.train.batch_size))
-        if saved_global_batch != self.config.train.batch_size:
-            raise ConfigError(f"config key 'train.batch_size': got {self.config.train.batch_size} but the run "
-                              f"being resumed used {saved_global_batch}; exact resume needs the same batch")
-        self.step_in_epoch = int(position["step_in_epoch"])
+        position = read_position(state, self.config.train.batch_size)
+        self.epoch, self.step_in_epoch, self.global_step = (position.epoch, position.step_in_epoch,
+                                                            position.global_step)
         self.history = list(state.get("history", []))
         best = state.get("best") or {}
         self.best_top1 = best.get("top1")
@@ -338,63 +224,24 @@ class _Trainer:
         restore_rng_state(state["rng"])
 
     def _write_run_files(self, resumed_from: str | None) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.work_dir.glob(".*.pt.*.tmp"):  # left by a run killed while saving
-            with contextlib.suppress(OSError):
-                stale.unlink()
-        save_config(self.config, self.work_dir / "config.yaml")
-        metadata = {
-            "videoattn_version": __version__, "git_commit": _git_commit(),
-            "torch_version": torch.__version__, "python_version": platform.python_version(),
-            "platform": platform.platform(), "hostname": platform.node(),
-            "device": str(self.ctx.device),
-            "device_name": (torch.cuda.get_device_name(self.ctx.device) if self.ctx.device.type == "cuda"
-                            else platform.processor() or "cpu"),
-            "world_size": self.ctx.world_size, "backend": self.ctx.backend,
-            "num_threads": torch.get_num_threads(),
+        write_run_files(self.work_dir, self.config, self.ctx, {
             "decoder_backend": getattr(self.train_set, "decoder_backend", None),
             "train_videos": len(self.train_set), "val_videos": len(self.val_set) if self.val_set else 0,
             "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
-            "micro_batch_per_process": self.micro_batch, "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed_from": resumed_from,
-        }
-        path = self.work_dir / "metadata.json"
-        if resumed_from and path.exists():
-            try:
-                previous = json.loads(path.read_text(encoding="utf-8"))
-                metadata["previous_sessions"] = [*previous.pop("previous_sessions", []), previous]
-            except (OSError, json.JSONDecodeError):
-                pass
-        atomic_write_json(path, metadata)
+            "micro_batch_per_process": self.micro_batch}, resumed_from)
 
-    # ---------------------------------------------------------------------------------------------
-    def _checkpoint_state(self, meters: _Meters, step_in_epoch: int) -> dict[str, Any]:
-        return {
-            "model": unwrap_model(self.model).state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "scheduler": self.schedule.state_dict(),
-            "position": {"epoch": self.epoch, "step_in_epoch": step_in_epoch,
-                         "global_step": self.global_step, "global_batch": self.config.train.batch_size,
-                         "samples_into_epoch": step_in_epoch * self.config.train.batch_size},
-            "sampler": {"seed": self.sampler.seed, "epoch": self.epoch,
-                        "position": step_in_epoch * self.micro_batch * self.config.train.accumulation_steps,
-                        "num_replicas": self.ctx.world_size},
-            "rng": capture_rng_state(),
-            "meters": meters.values,
-            "totals": self.totals,
-            "history": self.history,
-            "best": {"top1": self.best_top1, "epoch": self.best_epoch},
-            "skipped": self.skipped,
-            "config": self.config.to_dict(),
-            "num_classes": self.num_classes,
-            "classes": self.classes,
-            "videoattn_version": __version__,
-        }
+    def _checkpoint_state(self, meters: EpochMeters, step_in_epoch: int) -> dict[str, Any]:
+        return last_state(
+            model_state=unwrap_model(self.model).state_dict(), optimizer=self.optimizer, scaler=self.scaler,
+            schedule=self.schedule, config=self.config,
+            position=RunPosition(self.epoch, step_in_epoch, self.global_step), micro_batch=self.micro_batch,
+            sampler_seed=self.sampler.seed, world_size=self.ctx.world_size, meters=meters.values,
+            totals=self.totals, history=self.history, best_top1=self.best_top1, best_epoch=self.best_epoch,
+            skipped=self.skipped, num_classes=self.num_classes, classes=self.classes)
 
-    def _save_last(self, meters: _Meters, step_in_epoch: int) -> None:
+    def _save_last(self, meters: EpochMeters, step_in_epoch: int) -> None:
         """All processes join (meters and skip lists are gathered); the main process writes."""
-        global_meters = _Meters(meters.reduced(self.ctx)) if self.ctx.enabled else meters
+        global_meters = EpochMeters(meters.reduced(self.ctx)) if self.ctx.enabled else meters
         gathered = all_gather_objects(self.skipped, self.ctx)
         if self.ctx.is_main:
             self.skipped = [item for part in gathered for item in part]
@@ -425,7 +272,7 @@ class _Trainer:
         """Train the rest of the current epoch; return True if max_steps stopped the run."""
         t, ctx = self.config.train, self.ctx
         accumulation = t.accumulation_steps
-        meters = _Meters(self.meter_state)
+        meters = EpochMeters(self.meter_state)
         self.meter_state = None
         self.sampler.set_epoch(self.epoch)
         self.sampler.set_start(self.step_in_epoch * self.micro_batch * accumulation)
@@ -433,7 +280,7 @@ class _Trainer:
             self.train_set.set_epoch(self.epoch)
         self.model.train()
         apply_bn_mode(self.model_core, self.frozen_bn)
-        progress = _Progress(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
+        progress = ProgressBar(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
                              self.epoch + 1, t.epochs)
         batches = iter(self.loader)
         window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "start": time.perf_counter()}
@@ -472,7 +319,7 @@ class _Trainer:
         self._end_epoch(meters, time.perf_counter() - epoch_start)
         return t.max_steps is not None and self.global_step >= t.max_steps
 
-    def _train_step(self, batches: Any, meters: _Meters) -> tuple[float, int, float]:
+    def _train_step(self, batches: Any, meters: EpochMeters) -> tuple[float, int, float]:
         """One optimizer step over ``accumulation_steps`` micro-batches; returns (mean loss, clips, wait)."""
         t, ctx = self.config.train, self.ctx
         accumulation = t.accumulation_steps
@@ -488,7 +335,7 @@ class _Trainer:
             batch = next(batches)
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
-            _reseed(_step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
+            reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
             video = batch["video"].to(ctx.device, non_blocking=True)
             labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
@@ -541,7 +388,7 @@ class _Trainer:
         self._emit("step", {"step": self.global_step, **record})
         window.update(loss=0.0, clips=0.0, steps=0.0, start=now)
 
-    def _end_epoch(self, meters: _Meters, wall: float) -> None:
+    def _end_epoch(self, meters: EpochMeters, wall: float) -> None:
         t, ctx = self.config.train, self.ctx
         totals = meters.reduced(ctx)
         clips = max(totals["clips"], 1.0)
@@ -566,6 +413,7 @@ class _Trainer:
             record.update(val_top1=summary["top1"], val_top5=summary["top5"],
                           val_mean_class_accuracy=summary["mean_class_accuracy"],
                           val_loss=score_loss(scores, labels, self.config.eval.average),
+                          val_videos_evaluated=int(scores.shape[0]),
                           val_seconds=time.perf_counter() - val_start)
             if self.best_top1 is None or summary["top1"] > self.best_top1:
                 self.best_top1, self.best_epoch, is_best = summary["top1"], self.epoch + 1, True
@@ -574,13 +422,12 @@ class _Trainer:
         self.logger.flush()
         self.epoch += 1
         self.step_in_epoch = 0
-        self._save_last(_Meters(), 0)
+        self._save_last(EpochMeters(), 0)
         if is_best and ctx.is_main:
-            save_checkpoint({"model": unwrap_model(self.model).state_dict(), "config": self.config.to_dict(),
-                             "num_classes": self.num_classes, "classes": self.classes,
-                             "epoch": self.epoch, "global_step": self.global_step,
-                             "metrics": {k: v for k, v in record.items() if k.startswith("val_")},
-                             "videoattn_version": __version__}, self.work_dir / "best.pt")
+            save_checkpoint(best_state(model_state=unwrap_model(self.model).state_dict(), config=self.config,
+                                       num_classes=self.num_classes, classes=self.classes, epoch=self.epoch,
+                                       global_step=self.global_step, record=record),
+                            self.work_dir / "best.pt")
         self._emit("epoch", dict(record))
 
     def _finish(self) -> dict[str, Any]:

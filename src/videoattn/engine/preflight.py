@@ -1,0 +1,95 @@
+"""Checks run before training or evaluation starts: are the annotated videos where ``data.root`` says?
+
+A wrong ``data.root`` would otherwise show only once the loader runs, as a string of bad entries.
+:func:`check_media_present` looks for every annotated file (or a seeded random sample of a large
+split), and when some are missing raises one :class:`DataError` line saying how many, an example,
+and, when it can find the first missing file a directory level or two away, the root that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+from ..errors import DataError
+
+__all__ = ["check_media_present", "find_likely_root"]
+
+#: How many directories :func:`find_likely_root` looks into at most (it stops early on a match).
+MAX_DIRECTORIES = 2000
+
+
+def check_media_present(dataset: Any, root: str | None, annotations: str, sample_size: int = 2000,
+                        seed: int = 0) -> None:
+    """Raise :class:`DataError` if media listed by ``dataset.records`` are missing on disk.
+
+    ``annotations`` names where the list came from (e.g. ``"data.train_annotations 'x.json'"``).
+    With more than ``sample_size`` entries a seeded random sample of that size is checked.
+    """
+    records = list(getattr(dataset, "records", None) or [])
+    if not records:
+        return
+    sampled = len(records) > sample_size
+    chosen = [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), sample_size))] \
+        if sampled else records
+    missing = [record for record in chosen if record.existing_path() is None]
+    if not missing:
+        return
+    what = "frame folders" if missing[0].is_frames else "files"
+    count = (f"{len(missing)} of {len(chosen)} sampled {what} (of {len(records)})" if sampled
+             else f"{len(missing)} of {len(chosen)} {what}")
+    first = missing[0]
+    found = find_likely_root(first.candidate_paths(), root)
+    if found is not None:
+        hint = f"they seem to be under {found!r}: set data.root={found}"
+    else:
+        hint = ("check data.root, or restore the missing media or leave them out of the annotations "
+                "(`videoattn data check` lists every bad entry)")
+    raise DataError(f"config key 'data.root' ({str(root or '')!r}): {count} listed in {annotations} are "
+                    f"missing, e.g. {first.path!r}; {hint}")
+
+
+def find_likely_root(paths: tuple[str, ...] | list[str], root: str | None) -> str | None:
+    """A directory ``D`` near ``root`` (up to two levels below it or below its parent, or the parent
+    itself) such that ``D/<path relative to root>`` exists for one of ``paths``; None if none is found."""
+    base = os.path.abspath(root) if root else os.path.dirname(os.path.abspath(paths[0]))
+    relatives = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        relative = os.path.relpath(absolute, base)
+        relatives.append(os.path.basename(absolute) if relative.startswith(os.pardir) else relative)
+    visited = 0
+    parent = os.path.dirname(base)
+    for top, include_top in ((base, False), (parent, True)):
+        for directory in _directories(top, include_top, depth=2, skip=base if top == parent else None):
+            visited += 1
+            if visited > MAX_DIRECTORIES:
+                return None
+            for relative in relatives:
+                if os.path.exists(os.path.join(directory, relative)):
+                    return directory
+    return None
+
+
+def _directories(top: str, include_top: bool, depth: int, skip: str | None):
+    """``top`` (if asked) and its sub-directories down to ``depth`` levels, breadth first, hidden ones
+    and ``skip`` (a tree already searched) left out."""
+    if include_top:
+        yield top
+    level = [top]
+    for _ in range(depth):
+        following = []
+        for directory in level:
+            try:
+                with os.scandir(directory) as entries:
+                    names = sorted(entry.path for entry in entries
+                                   if entry.is_dir(follow_symlinks=True) and not entry.name.startswith("."))
+            except OSError:
+                continue
+            for path in names:
+                if skip is not None and os.path.abspath(path) == skip:
+                    continue
+                yield path
+                following.append(path)
+        level = following

@@ -1,0 +1,90 @@
+"""Errors a user meets with bad data: one readable line, and a wrong ``data.root`` found before starting."""
+
+import json
+import shutil
+
+import pytest
+
+from videoattn.cli import main
+from videoattn.engine import evaluate, train
+from videoattn.errors import DataError
+
+
+@pytest.fixture
+def corrupt_train_video(synthetic_root, tmp_path):
+    data_root = tmp_path / "data"
+    shutil.copytree(synthetic_root, data_root)
+    train_ids = [entry["id"] for entry in json.loads((data_root / "train.json").read_text())]
+    broken = next((data_root / "videos").glob(f"{train_ids[0]}.*"))
+    broken.write_bytes(b"not a video")
+    return data_root, broken
+
+
+def _data(data_root, **extra):
+    return {"root": str(data_root / "videos"), "train_annotations": str(data_root / "train.json"),
+            "val_annotations": None, "labels": str(data_root / "labels.json"), **extra}
+
+
+def test_error_in_a_loader_worker_is_the_original_one_line_error(corrupt_train_video, make_config,
+                                                                 make_config_file, tmp_path, capsys):
+    data_root, broken = corrupt_train_video
+    data = _data(data_root, strict=True, num_workers=1)
+    with pytest.raises(DataError) as caught:
+        train(make_config(tmp_path / "api", data=data, train={"val_interval": 0, "epochs": 1}))
+    message = str(caught.value)
+    assert str(broken) in message and "\n" not in message and "Traceback" not in message
+
+    config_path = make_config_file(tmp_path / "c.yaml", tmp_path / "cli", data=data,
+                                   train={"val_interval": 0, "epochs": 1})
+    code = main(["train", "--config", str(config_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("videoattn train: error: ") and str(broken) in err
+
+
+def test_wrong_data_root_is_found_before_training_with_the_likely_root(synthetic_root, make_config_file,
+                                                                       tmp_path, capsys):
+    # A new user's mistake: the videos are under ROOT/videos, the config says ROOT.
+    config_path = make_config_file(tmp_path / "c.yaml", tmp_path / "run",
+                                   data={"root": str(synthetic_root)})
+    code = main(["train", "--config", str(config_path)])
+    captured = capsys.readouterr()
+    err = captured.err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "16 of 16 files" in err and "missing" in err  # every training video
+    assert f"data.root={synthetic_root / 'videos'}" in err
+    assert "starting" not in captured.out + err and not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_wrong_data_root_is_found_before_evaluation(synthetic_root, make_config, tmp_path):
+    from videoattn.engine.builders import build_model
+    from videoattn.engine.checkpoint import save_checkpoint
+
+    config = make_config(tmp_path / "run", data={"root": str(synthetic_root)})
+    model = build_model(config.model, 8, pretrained=False)
+    save_checkpoint({"model": model.state_dict(), "config": config.to_dict(), "num_classes": 8},
+                    tmp_path / "model.pt")
+    with pytest.raises(DataError, match="missing") as caught:
+        evaluate(config, [str(tmp_path / "model.pt")])
+    assert str(synthetic_root / "videos") in str(caught.value)
+
+
+def test_check_media_present_counts_a_sample_and_stays_quiet_when_all_exist(tmp_path):
+    from videoattn.data.annotations import VideoRecord
+    from videoattn.engine.preflight import check_media_present
+
+    class Records:
+        def __init__(self, records):
+            self.records = records
+
+    (tmp_path / "here").mkdir()
+    present = []
+    for i in range(5):
+        (tmp_path / "here" / f"{i}.mp4").write_bytes(b"x")
+        present.append(VideoRecord(path=str(tmp_path / "here" / f"{i}.mp4"), label=0))
+    check_media_present(Records(present), str(tmp_path / "here"), "data.train_annotations")
+    missing = [VideoRecord(path=str(tmp_path / "here" / f"gone{i}.mp4"), label=0) for i in range(3000)]
+    with pytest.raises(DataError, match=r"of 2000 sampled") as caught:
+        check_media_present(Records(present + missing), str(tmp_path / "here"), "data.train_annotations",
+                            sample_size=2000)
+    assert "\n" not in str(caught.value)
