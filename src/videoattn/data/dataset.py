@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ShapeError
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder
@@ -36,6 +36,8 @@ __all__ = [
     "build_dataset",
     "build_image_dataset",
     "flip_label_map",
+    "remap_view_scores",
+    "resolve_flip_policy",
     "summarize_skipped",
     "FLIP_POLICIES",
     "SPLITS",
@@ -43,7 +45,27 @@ __all__ = [
 
 FLIP_POLICIES = ("none", "standard", "skip_left_right", "swap_left_right")
 SPLITS = ("train", "val", "test")
+#: Formats whose classes are defined by direction ("... from left to right"): ``flip="auto"`` never
+#: mirrors their left/right classes (the GTA and RSA recipes for Something-Something v1/v2).
+LEFT_RIGHT_FORMATS = ("ssv1", "ssv2")
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def resolve_flip_policy(policy: str, format_name: str, classes: list[str]) -> str:
+    """The flip policy ``"auto"`` stands for; any other policy is returned as given (after a check).
+
+    ``auto`` is ``skip_left_right`` for Something-Something (``ssv1``/``ssv2``) and for any dataset
+    with a class name containing the word "left" or "right" (e.g. an SS list converted to
+    ``frame_list``), so mirroring never turns "left to right" into a mislabelled "right to left";
+    otherwise ``standard`` (the two are the same for such datasets anyway: only the recorded name differs).
+    """
+    if policy not in ("auto", *FLIP_POLICIES):
+        raise ConfigError(f"flip must be one of {('auto', *FLIP_POLICIES)}, got {policy!r}")
+    if policy != "auto":
+        return policy
+    if format_name in LEFT_RIGHT_FORMATS or any(_LEFT_RIGHT.search(name) for name in classes):
+        return "skip_left_right"
+    return "standard"
 
 
 def flip_label_map(classes: list[str], policy: str) -> list[int | None]:
@@ -83,6 +105,23 @@ def _swap_word(word: str) -> str:
     return target
 
 
+def remap_view_scores(scores: torch.Tensor, class_maps: torch.Tensor | None) -> torch.Tensor:
+    """Map each view's scores ``(N, V, K)`` back to the classes of the unmirrored video.
+
+    ``class_maps[v, i]`` is the class whose score in view ``v`` is evidence for class ``i``
+    (:attr:`VideoDataset.view_class_maps`): a mirrored view of a "left to right" video looks like
+    "right to left", so under ``swap_left_right`` its "right to left" score counts for "left to right".
+    """
+    if class_maps is None:
+        return scores
+    if scores.ndim != 3 or tuple(scores.shape[1:]) != tuple(class_maps.shape):
+        raise ShapeError(f"view scores of shape {tuple(scores.shape)} ({scores.shape[-1]} classes, "
+                         f"{scores.shape[1] if scores.ndim == 3 else '?'} views) do not fit the dataset's "
+                         f"view class maps for {class_maps.shape[0]} views and {class_maps.shape[1]} classes")
+    index = class_maps.to(scores.device).unsqueeze(0).expand(scores.shape[0], -1, -1)
+    return scores.gather(2, index)
+
+
 def summarize_skipped(skipped: list[dict]) -> list[dict]:
     """Unique bad entries with how often they were met: ``[{"path", "reason", "count"}]``."""
     summary: dict[tuple[str, str], int] = {}
@@ -103,7 +142,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __init__(self, records: list[VideoRecord], classes: list[str], *, decoder: Decoder,
                  transform: ClipTransform, split: str = "train", num_frames: int = 8, sampling: str = "tsn",
-                 frame_interval: int = 1, num_clips: int = 1, flip: str = "standard",
+                 frame_interval: int = 1, num_clips: int = 1, flip: str = "auto",
                  flip_prob: float = 0.5, strict: bool = False, seed: int = 0, min_frames: int = 1,
                  max_substitutions: int = 20, format_name: str = "custom"):
         if split not in SPLITS:
@@ -124,8 +163,14 @@ class VideoDataset(torch.utils.data.Dataset):
         self.sampling = sampling
         self.frame_interval = frame_interval
         self.num_clips = num_clips if split == "test" else 1
-        self.flip = flip
-        self.flip_map = flip_label_map(self.classes, flip)
+        self.flip_setting = flip
+        self.flip = resolve_flip_policy(flip, format_name, self.classes)
+        self.flip_map = flip_label_map(self.classes, self.flip)
+        # Ten-crop testing mirrors its second five views only where training mirrored the classes
+        # too; the test label is unknown, so under skip_left_right/none no view is mirrored (the
+        # five crops are used twice: same number of views, same average as five crops).
+        self.mirror_test_views = self.flip in ("standard", "swap_left_right")
+        self.view_class_maps = self._view_class_maps()
         self.flip_prob = flip_prob
         self.strict = strict
         self.seed = int(seed)
@@ -137,6 +182,21 @@ class VideoDataset(torch.utils.data.Dataset):
             for record in records:
                 if record.error:
                     raise DataError(f"{record.path}: {record.error}")
+
+    def _view_class_maps(self) -> torch.Tensor | None:
+        """``(V, K)`` class maps of the test views (see :func:`remap_view_scores`), or None if identity.
+
+        Under ``swap_left_right`` the mirrored views of ten-crop testing give evidence for the
+        mirrored class: their scores of twin classes are exchanged before averaging.
+        """
+        if self.split != "test" or self.transform.num_crops != 10 or self.flip != "swap_left_right":
+            return None
+        identity = list(range(len(self.classes)))
+        mirrored = [i if twin is None else int(twin) for i, twin in enumerate(self.flip_map)]
+        if mirrored == identity:
+            return None
+        per_clip = [identity] * 5 + [mirrored] * 5
+        return torch.tensor(per_clip * self.num_clips, dtype=torch.long)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -154,7 +214,9 @@ class VideoDataset(torch.utils.data.Dataset):
                 "num_frames": self.num_frames, "sampling": self.sampling,
                 "frame_interval": self.frame_interval, "num_views": self.num_views,
                 "size": self.transform.size, "scale_size": self.transform.scale_size, "flip": self.flip,
-                "seed": self.seed}
+                "flip_setting": self.flip_setting, "seed": self.seed}
+        if self.split == "test" and self.transform.num_crops == 10:
+            info["mirrored_test_views"] = self.mirror_test_views
         try:
             if self.decoder_backend == "pyav":
                 import av
@@ -229,7 +291,8 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.split == "train":
             video = self.transform(clips[0], rng, flip)
         else:
-            views = [view for clip in clips for view in self.transform(clip, None, False)]
+            views = [view for clip in clips
+                     for view in self.transform(clip, None, False, mirror_views=self.mirror_test_views)]
             video = views[0] if len(views) == 1 else torch.stack(views)
         return {"video": video, "label": int(label), "index": int(index), "skipped": []}
 
@@ -275,7 +338,7 @@ _DEFAULT_TEMPLATES = {"ssv1": "{:05d}.jpg", "frame_list": "img_{:05d}.jpg"}
 
 def build_dataset(format: str, root=None, annotations=None, labels=None, split: str = "train",
                   num_frames: int = 8, sampling: str = "tsn", frame_interval: int = 1, size: int = 224,
-                  scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "standard",
+                  scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "auto",
                   decoder: str = "auto", strict: bool = False, seed: int = 0, *,
                   frame_template: str | None = None, subset=None, video_extension: str | None = None,
                   crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,

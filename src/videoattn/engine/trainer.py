@@ -353,6 +353,7 @@ class _Trainer:
             "world_size": self.ctx.world_size, "backend": self.ctx.backend,
             "num_threads": torch.get_num_threads(),
             "decoder_backend": getattr(self.train_set, "decoder_backend", None),
+            "train_data": self.train_set.metadata() if hasattr(self.train_set, "metadata") else None,
             "train_videos": len(self.train_set), "val_videos": len(self.val_set) if self.val_set else 0,
             "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
             "micro_batch_per_process": self.micro_batch, "command": sys.argv,
