@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, ShapeError
+from ..errors import ConfigError, DataError, ShapeError, unknown_name
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder
@@ -334,6 +334,8 @@ def _reason(error: DataError, path: str) -> str:
 
 
 _DEFAULT_TEMPLATES = {"ssv1": "{:05d}.jpg", "frame_list": "img_{:05d}.jpg"}
+#: The dataset format of image classification folders (not a video annotation format).
+IMAGE_FOLDER = "image_folder"
 
 
 def build_dataset(format: str, root=None, annotations=None, labels=None, split: str = "train",
@@ -343,7 +345,7 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
                   frame_template: str | None = None, subset=None, video_extension: str | None = None,
                   crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,
                   max_substitutions: int = 20, decode_threads: int = 1, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD, cache_decoded: bool = False) -> VideoDataset:
+                  std=IMAGENET_STD, cache_decoded: bool = False, as_video: bool = False) -> VideoDataset:
     """Build a :class:`VideoDataset` from a dataset as released (see ``docs/data.md``).
 
     ``format`` is one of :func:`~videoattn.data.annotations.list_formats`. ``split`` "train" uses
@@ -354,12 +356,36 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     ``color_jitter``: None or (brightness, contrast, saturation, hue). ``cache_decoded``: decode each
     video once and keep its frames in a process-wide memory cache (:mod:`videoattn.data.cache`), for
     small datasets trained on many times; clips are identical to uncached ones.
+
+    ``format="image_folder"``: ``annotations`` is the split's folder of class sub-folders (relative
+    to ``root``), ``labels`` a class file or the training folder; one view per image; the time-axis
+    arguments (``num_frames``, ``sampling``, ``frame_interval``) do not apply. ``as_video`` gives
+    one-frame clips instead of images (see :class:`ImageFolderDataset`).
     """
-    if format not in FORMATS:
-        load_annotations(format, annotations)  # raises the "unknown format ... did you mean" error
-    spec = FORMATS[format]
+    if format not in FORMATS and format != IMAGE_FOLDER:
+        raise unknown_name("dataset format", format, [*FORMATS, IMAGE_FOLDER])
     if root is not None and not Path(root).exists():
         raise DataError(f"dataset root {str(root)!r} does not exist")
+    if format == IMAGE_FOLDER:
+        video_only = {"frame_template": frame_template, "subset": subset, "video_extension": video_extension,
+                      "cache_decoded": cache_decoded or None, "decode_threads": None if decode_threads == 1
+                      else decode_threads, "min_frames": None if min_frames == 1 else min_frames}
+        given = sorted(key for key, value in video_only.items() if value is not None)
+        if given:
+            raise ConfigError(f"format 'image_folder' does not take {', '.join(given)} (video options)")
+        if decoder not in ("auto", "pillow"):
+            raise ConfigError(f"format 'image_folder' reads images with Pillow: decoder must be 'auto', got "
+                              f"{decoder!r}")
+        if split == "test" and num_clips * num_crops > 1:
+            raise ConfigError(f"format 'image_folder' evaluates one view per image (a centre crop): got "
+                              f"num_clips={num_clips}, num_crops={num_crops}; use views 1x1")
+        return ImageFolderDataset(root, split=split, size=size, scale_size=scale_size, strict=strict, seed=seed,
+                                  mean=mean, std=std, folder=annotations, labels=labels, flip=flip,
+                                  flip_prob=flip_prob, crop=crop or "random_resized", color_jitter=color_jitter,
+                                  max_substitutions=max_substitutions, as_video=as_video)
+    if as_video:
+        raise ConfigError(f"as_video applies to format 'image_folder' only, not {format!r}")
+    spec = FORMATS[format]
     options = {"frame_template": frame_template or _DEFAULT_TEMPLATES.get(format) if spec.frames else None,
                "subset": subset, "video_extension": video_extension}
     records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
@@ -385,70 +411,54 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
 # Images (2D classification, e.g. ImageNet-style pre-training of a backbone)
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """``<root>/<class>/<image>`` images; items ``{"image": (C, H, W), "label", "index", "skipped"}``.
+class ImageFolderDataset(VideoDataset):
+    """Images ``<folder>/<class>/<image>`` (``data.format: image_folder``) served by the video machinery.
 
-    Training: random resized crop + flip; evaluation: shorter side ``scale_size`` + centre crop.
-    Unreadable images are recorded and substituted exactly as in :class:`VideoDataset`.
+    Each image is a one-frame video read with Pillow (:class:`~videoattn.data.decoders.ImageFileDecoder`),
+    so seeding, flips (``flip`` policy, ``auto``: ``standard`` unless a class names left or right),
+    bad-image handling (recorded in ``skipped``, then substituted in training exactly as
+    :class:`VideoDataset` does for a bad video) and ``metadata()`` are the video dataset's own.
+    Items are ``{"image": (C, H, W), "label", "index", "skipped"}``, or with ``as_video=True``
+    ``{"video": (C, 1, H, W), ...}`` for a video model fed one frame. Training: random resized crop
+    (``crop``) + flip; evaluation: shorter side to ``scale_size`` (default ``size * 256 / 224``) and one
+    centre crop. ``folder`` is the split's sub-folder of ``root`` (None: ``root`` itself); ``labels``
+    the class list (file or class folder, see :func:`~videoattn.data.annotations.load_image_folder`).
     """
 
     def __init__(self, root, split: str = "train", size: int = 224, scale_size=None, strict: bool = False,
-                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from .annotations import read_image_folder
+                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, folder=None, labels=None,
+                 flip: str = "auto", flip_prob: float = 0.5, crop: str = "random_resized", color_jitter=None,
+                 max_substitutions: int = 20, as_video: bool = False):
+        from .annotations import load_image_folder
+        from .decoders import ImageFileDecoder
 
-        self.samples, self.classes = read_image_folder(root)
-        if not self.samples:
-            raise DataError(f"image folder {str(root)!r} has no images")
-        self.split = split
-        self.strict = strict
-        self.seed = seed
-        self.epoch = 0
-        crop = "random_resized" if split == "train" else "multiscale"
-        self.transform = build_clip_transform(split, size=size, scale_size=scale_size, crop=crop,
-                                              mean=mean, std=std)
+        records, classes = load_image_folder(folder, root=root, labels=labels)
+        transform = build_clip_transform(split, size=size, scale_size=scale_size, crop=crop, color=color_jitter,
+                                         mean=mean, std=std)
+        super().__init__(records, classes, decoder=ImageFileDecoder(), transform=transform, split=split,
+                         num_frames=1, flip=flip, flip_prob=flip_prob, strict=strict, seed=seed,
+                         max_substitutions=max_substitutions, format_name="image_folder")
+        self.as_video = as_video
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        """``(path, label)`` of every image."""
+        return [(record.path, record.label) for record in self.records]
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def metadata(self) -> dict:
+        info = super().metadata()
+        for key in ("num_frames", "sampling", "frame_interval"):
+            info.pop(key, None)
+        info["as_video"] = self.as_video
+        return info
 
-    def _load(self, index: int, epoch: int, attempt: int) -> dict:
-        from PIL import Image, UnidentifiedImageError
-
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as image:
-                frame = np.asarray(image.convert("RGB"))[None]
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-            raise DataError(f"{path}: unreadable image ({type(error).__name__}: {error})") from error
-        if self.split == "train":
-            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
-            clip = self.transform(frame, rng, bool(rng.random() < 0.5))
-        else:
-            clip = self.transform(frame, None, False)[0]
-        return {"image": clip[:, 0], "label": label, "index": index, "skipped": []}
-
-    def __getitem__(self, key) -> dict:
-        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
-        skipped = []
-        current = index
-        for attempt in range(21):
-            try:
-                sample = self._load(current, epoch, attempt)
-            except DataError as error:
-                if self.strict:
-                    raise
-                bad_path = self.samples[current][0]
-                skipped.append({"path": bad_path, "reason": _reason(error, bad_path)})
-                rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
-                current = int(rng.integers(len(self.samples)))
-                continue
-            sample["skipped"] = skipped
-            return sample
-        raise DataError(f"21 unreadable images in a row while producing item {index}")
+    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
+        sample = super().load(index, epoch, attempt)
+        if not self.as_video:
+            sample["image"] = sample.pop("video").squeeze(-3)  # (C, 1, H, W) -> (C, H, W)
+        return sample
 
 
 def build_image_dataset(root, split: str = "train", size: int = 224, **options) -> ImageFolderDataset:
-    """An :class:`ImageFolderDataset` (class per sub-folder)."""
+    """An :class:`ImageFolderDataset` of ``<root>/<class>/<image>`` (or ``<root>/<folder>/<class>/...``)."""
     return ImageFolderDataset(root, split=split, size=size, **options)

@@ -54,7 +54,7 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     indices, scores, labels, skipped = [], [], [], []
     try:
         for batch in loader:
-            video = batch["video"].to(ctx.device, non_blocking=True)
+            video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
             if num_views > 1 or video.ndim == 6:
                 if video.ndim != 6:
                     raise ValueError(f"expected (N, V, C, T, H, W) test views, got {tuple(video.shape)}")

@@ -490,7 +490,7 @@ class _Trainer:
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             _reseed(_step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
-            video = batch["video"].to(ctx.device, non_blocking=True)
+            video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
             labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
                     else self.model.no_sync())
