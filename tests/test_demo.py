@@ -143,6 +143,9 @@ def test_report_explains_the_numbers_on_user_data():
     assert "200 validation videos" in meaning
     assert "gta" in meaning and "12.0 points" in meaning and "r2d" in meaning  # best and by how much
     assert "Opening something" in meaning and "within-pair" in meaning.lower()
+    assert "within noise)" not in meaning
+    report["models"][1]["top1"] = 0.33  # 3 points ahead with 200 videos: not a real difference
+    assert "3.0 points ahead of r2d (30.0%) (within noise)" in render_markdown(report)
 
 
 def test_demo_on_user_data_infers_pairs_and_explains(tmp_path, monkeypatch):

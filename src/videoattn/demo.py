@@ -361,7 +361,9 @@ def _explain_numbers(report: dict) -> list[str]:
     noise = None
     if n:
         best = max(r["top1"] for r in rows) if rows else 0.5
-        error = 100 * math.sqrt(max(best * (1 - best), 0.25 / n) / n)
+        # Binomial standard error, kept off 0 near 0% and 100% (two videos from either end).
+        p = min(max(best, 2 / n), 1 - 2 / n) if n > 4 else 0.5
+        error = 100 * math.sqrt(p * (1 - p) / n)
         noise = 2 * error
         lines.append(f"- With {n} videos one video is {100 / n:.1f} points of top-1, and a top-1 near "
                      f"{_pct(best)} has a standard error of about {error:.1f} points: differences "
