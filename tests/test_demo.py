@@ -70,3 +70,95 @@ def test_quick_demo_shows_the_order_gap(tmp_path, monkeypatch):
         assert by_model[blind]["within_pair_top1"] < 0.65
     for aware in ("tape", "gta"):
         assert by_model[aware]["top1"] >= 0.75
+
+
+# --------------------------------------------------------------------------------------------------
+# Class pairs inferred from names, and the report's explanation on the user's own data
+
+
+def test_class_pairs_inferred_from_real_ssv2_names():
+    from videoattn.demo import infer_class_pairs
+
+    classes = [
+        "Moving something from left to right",           # 0
+        "Moving something from right to left",           # 1
+        "Pushing something from left to right",          # 2
+        "Pushing something from right to left",          # 3
+        "Pulling something from left to right",          # 4
+        "Pulling something from right to left",          # 5
+        "Opening something",                             # 6
+        "Closing something",                             # 7
+        "Covering something with something",             # 8
+        "Uncovering something",                          # 9
+        "Moving something up",                           # 10
+        "Moving something down",                         # 11
+        "Putting something on a surface",                # 12
+        "Moving something towards the camera",           # 13
+        "Moving something away from the camera",         # 14
+        "Moving something and something closer to each other",    # 15
+        "Moving something and something away from each other",   # 16
+        "Putting something behind something",            # 17
+        "Putting something in front of something",      # 18
+        "Folding something",                             # 19
+        "Unfolding something",                           # 20
+        "Turning the camera left while filming something",    # 21
+        "Turning the camera right while filming something",   # 22
+        "Picking something up",                          # 23
+    ]
+    pairs = infer_class_pairs(classes)
+    assert sorted(pairs) == [(0, 1), (2, 3), (4, 5), (6, 7), (10, 11), (13, 14), (15, 16), (17, 18),
+                             (19, 20), (21, 22)]
+    # Exact names only: "Uncovering something" is not "Covering something with something" with one word
+    # swapped; "Putting something on a surface" and "Picking something up" have no twin. Pushing
+    # from left to right pairs with its mirror, not with pulling (left/right comes first).
+    paired = {c for pair in pairs for c in pair}
+    assert {8, 9, 12, 23}.isdisjoint(paired)
+    assert infer_class_pairs(["Opening something", "closing SOMETHING"]) == [(0, 1)]  # case-insensitive
+    assert infer_class_pairs(["abseiling", "archery"]) == []
+
+
+def test_inferred_pairs_match_the_synthetic_generator():
+    from videoattn.data import synthetic_classes
+    from videoattn.demo import infer_class_pairs
+
+    classes = [name for name, _ in synthetic_classes(5)]  # twins adjacent: labels 2p and 2p+1
+    assert infer_class_pairs(classes) == [(2 * p, 2 * p + 1) for p in range(5)]
+
+
+def test_report_explains_the_numbers_on_user_data():
+    from videoattn.demo import render_markdown
+
+    report = {"dataset": "/data/mine", "synthetic": False, "num_classes": 10, "num_val_videos": 200,
+              "majority_share": 0.15, "class_pairs": [["Opening something", "Closing something"]],
+              "pairs_source": "class names", "settings": {}, "figures": {}, "total_seconds": 1.0,
+              "models": [
+                  {"model": "r2d", "block": "none", "params": 10, "top1": 0.30, "top5": 0.70,
+                   "within_pair_top1": 0.52, "train_seconds": 3},
+                  {"model": "gta", "block": "gta", "params": 12, "top1": 0.42, "top5": 0.80,
+                   "within_pair_top1": 0.81, "train_seconds": 4}]}
+    text = render_markdown(report)
+    meaning = text.split("## What it means", 1)[1].split("## Figures", 1)[0]
+    assert "10.0%" in meaning and "50.0%" in meaning  # chance for top-1 and for top-5
+    assert "15.0%" in meaning  # always answering the most frequent class
+    assert "200 validation videos" in meaning
+    assert "gta" in meaning and "12.0 points" in meaning and "r2d" in meaning  # best and by how much
+    assert "Opening something" in meaning and "within-pair" in meaning.lower()
+    assert "within noise)" not in meaning
+    report["models"][1]["top1"] = 0.33  # 3 points ahead with 200 videos: not a real difference
+    assert "3.0 points ahead of r2d (30.0%) (within noise)" in render_markdown(report)
+
+
+def test_demo_on_user_data_infers_pairs_and_explains(tmp_path, monkeypatch):
+    from videoattn.data import generate_synthetic
+
+    data = generate_synthetic(tmp_path / "mine", num_videos=16, frames=8, size=32, seed=1)
+    (data / "synthetic.json").unlink()  # now it is just a dataset in SSv2 layout
+    report = run_demo(data=str(data), models=["r2d"], out=str(tmp_path / "out"), settings=TINY,
+                      log=lambda message: None)
+    assert report["synthetic"] is False and len(report["class_pairs"]) == 4
+    assert report["pairs_source"] == "class names"
+    assert report["models"][0]["within_pair_top1"] is not None
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    meaning = markdown.split("## What it means", 1)[1].split("## Figures", 1)[0]
+    assert "chance" in meaning and "12.5%" in meaning and "within-pair" in meaning.lower()
+    assert "r2d" in meaning

@@ -77,7 +77,11 @@ class DataConfig:
     scale_size: int | list[int] | None = None
     sampling: Literal["tsn", "dense"] = "tsn"
     frame_interval: int = 1
-    flip: Literal["standard", "none", "skip_left_right", "swap_left_right"] = "standard"
+    #: Horizontal flips (``docs/data.md``). ``auto``: ``skip_left_right`` for Something-Something
+    #: (``ssv1``/``ssv2``) and any dataset with classes naming left or right, else ``standard``; the
+    #: policy used is recorded in the run's ``metadata.json`` (``data.flip``). It also decides
+    #: whether ten-crop testing mirrors views.
+    flip: Literal["auto", "standard", "none", "skip_left_right", "swap_left_right"] = "auto"
     decoder: str = "auto"
     #: Raise on the first unreadable video instead of substituting another sample.
     strict: bool = False

@@ -130,15 +130,57 @@ def _dataset_files(data_dir: Path) -> dict[str, Path]:
     return files
 
 
-def _pairs_of(data_dir: Path, classes: Sequence[str]) -> list[tuple[int, int]]:
-    """Time-reversed class pairs recorded by the synthetic generator (empty for other datasets)."""
+#: Antonyms whose exchange turns a class into its mirrored or time-reversed twin, in priority order (a
+#: class joins at most one pair: "Pushing something from left to right" pairs with "... right to
+#: left", not with "Pulling something from left to right"). Phrases are matched as whole words.
+ANTONYMS: tuple[tuple[str, str], ...] = (
+    ("left", "right"), ("up", "down"), ("towards", "away from"), ("closer to", "away from"),
+    ("clockwise", "counterclockwise"), ("appearing", "disappearing"), ("opening", "closing"),
+    ("covering", "uncovering"), ("folding", "unfolding"), ("plugging", "unplugging"),
+    ("in front of", "behind"), ("into", "out of"), ("pushing", "pulling"), ("putting", "taking"),
+)
+
+
+def _exchange(name: str, first: str, second: str) -> str:
+    """``name`` (lower case) with every whole-word ``first`` and ``second`` exchanged."""
+    import re
+
+    pattern = re.compile(r"\b(" + re.escape(first) + "|" + re.escape(second) + r")\b")
+    return pattern.sub(lambda m: second if m.group(0) == first else first, name)
+
+
+def infer_class_pairs(classes: Sequence[str]) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, ``i < j``, of classes whose names differ by one antonym (:data:`ANTONYMS`).
+
+    Two classes pair when exchanging one antonym pair in one name (every occurrence, so "from left to
+    right" becomes "from right to left") gives the other name exactly, ignoring case. Each class is
+    in at most one pair, the first antonym in :data:`ANTONYMS` order winning.
+    """
+    lowered = [" ".join(str(name).lower().split()) for name in classes]
+    index = {name: i for i, name in enumerate(lowered)}
+    paired: set[int] = set()
+    pairs = []
+    for first, second in ANTONYMS:
+        for i, name in enumerate(lowered):
+            if i in paired:
+                continue
+            j = index.get(_exchange(name, first, second))
+            if j is not None and j != i and j not in paired:
+                pairs.append((min(i, j), max(i, j)))
+                paired.update((i, j))
+    return sorted(pairs)
+
+
+def _pairs_of(data_dir: Path, classes: Sequence[str]) -> tuple[list[tuple[int, int]], str]:
+    """Twin class pairs and where they come from: the synthetic generator's record
+    (``synthetic.json``), else inferred from the class names (:func:`infer_class_pairs`)."""
     path = data_dir / "synthetic.json"
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        pairs = json.load(handle).get("pairs", [])
-    index = {name: i for i, name in enumerate(classes)}
-    return [(index[a], index[b]) for a, b in pairs if a in index and b in index]
+    if path.is_file():
+        with open(path, encoding="utf-8") as handle:
+            pairs = json.load(handle).get("pairs", [])
+        index = {name: i for i, name in enumerate(classes)}
+        return [(index[a], index[b]) for a, b in pairs if a in index and b in index], "synthetic.json"
+    return infer_class_pairs(classes), "class names"
 
 
 def within_pair_accuracy(confusion: Sequence[Sequence[int]], pairs: Sequence[tuple[int, int]]) -> float | None:
@@ -213,6 +255,8 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
     rows, histories, matrices = [], {}, {}
     classes: list[str] = []
     pairs: list[tuple[int, int]] | None = None
+    pairs_source = ""
+    num_val_videos, majority_share = 0, 0.0
     for position, key in enumerate(keys, start=1):
         spec = DEMO_MODELS[key]
         work_dir = out_dir / "runs" / key
@@ -231,10 +275,13 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
         result = train(config, callbacks=[on_event])
         train_seconds = time.perf_counter() - tic
         metrics = evaluate(config, str(result.last_checkpoint), views="1x1", output_dir=work_dir / "eval")
-        if pairs is None:  # the same dataset for every model: read its pairs once
-            classes = result.classes
-            pairs = _pairs_of(data_dir, classes)
         confusion = _read_confusion(Path(metrics["files"]["confusion_matrix"]))
+        if pairs is None:  # the same dataset for every model: read its pairs and class counts once
+            classes = result.classes
+            pairs, pairs_source = _pairs_of(data_dir, classes)
+            per_class = [sum(row) for row in confusion]
+            num_val_videos = sum(per_class)
+            majority_share = max(per_class) / num_val_videos if num_val_videos else 0.0
         state = load_checkpoint(result.last_checkpoint)
         model = build_model(config.model, len(classes), pretrained=False)
         load_model_weights(model, state, source=str(result.last_checkpoint))
@@ -255,8 +302,11 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
             + f" ({train_seconds:.0f}s training)")
 
     num_classes = len(classes)
+    # The 50% ceiling is a property of the generated data (appearance independent of the class), not
+    # of twin classes found in the names of real data.
+    ceiling = 0.5 if pairs and pairs_source == "synthetic.json" else None
     figures = {"accuracy": plot_accuracy(rows, out_dir / "accuracy.png", chance=1 / num_classes,
-                                         order_blind_ceiling=0.5 if pairs else None).name,
+                                         order_blind_ceiling=ceiling).name,
                "curves": plot_curves(histories, out_dir / "training_curves.png").name}
     if matrices:
         flat = {f"{key}: {module.removesuffix('.temporal').replace('.after_block', '')}": branches
@@ -265,7 +315,8 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
         figures["gta_matrices"] = plot_temporal_matrices(flat, out_dir / "gta_temporal_matrices.png").name
     report = {
         "dataset": str(data_dir), "synthetic": data is None, "num_classes": num_classes,
-        "class_pairs": [[classes[a], classes[b]] for a, b in pairs],
+        "class_pairs": [[classes[a], classes[b]] for a, b in pairs], "pairs_source": pairs_source,
+        "num_val_videos": num_val_videos, "majority_share": majority_share,
         "settings": dataclasses.asdict(settings), "seed": seed, "quick": quick,
         "models": rows, "histories": histories, "figures": figures,
         "total_seconds": round(time.perf_counter() - started, 1),
@@ -288,6 +339,73 @@ def render_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _explain_numbers(report: dict) -> list[str]:
+    """Markdown bullets saying what top-1, top-5 and within-pair mean on this dataset, what chance is,
+    and which model did best by how much."""
+    import math
+
+    rows = report["models"]
+    k = max(int(report["num_classes"]), 1)
+    n = int(report.get("num_val_videos") or 0)
+    videos = f"{n} validation videos" if n else "the validation videos"
+    lines = [f"- **top-1** is the share of {videos} whose highest-scoring class is the labelled one. "
+             f"Guessing among the {k} classes scores {_pct(1 / k)} (chance)"
+             + (f"; always answering the most frequent class scores {_pct(report['majority_share'])}"
+                if report.get("majority_share") else "") + ". "
+             f"**top-5** counts a video as right when its class is among the five highest scores "
+             f"(chance {_pct(min(5, k) / k)})."]
+    noise = None
+    if n:
+        best = max(r["top1"] for r in rows) if rows else 0.5
+        # Binomial standard error, kept off 0 near 0% and 100% (two videos from either end).
+        p = min(max(best, 2 / n), 1 - 2 / n) if n > 4 else 0.5
+        error = 100 * math.sqrt(p * (1 - p) / n)
+        noise = 2 * error
+        lines.append(f"- With {n} videos one video is {100 / n:.1f} points of top-1, and a top-1 near "
+                     f"{_pct(best)} has a standard error of about {error:.1f} points: differences "
+                     f"smaller than about {2 * error:.1f} points between models are within noise.")
+    pairs = report.get("class_pairs") or []
+    if pairs:
+        source = ("recorded by the generator" if report.get("pairs_source") == "synthetic.json"
+                  else "found in the class names (one antonym such as left/right, up/down, "
+                  "opening/closing exchanged)")
+        examples = "; ".join(f'"{a}" / "{b}"' for a, b in pairs[:3])
+        lines.append(f"- **within-pair**: {len(pairs)} twin class pair(s) were {source}, e.g. {examples}. "
+                     "Among validation videos of those classes predicted as either twin, it is the share "
+                     "predicted as the right twin: 50% means the model finds the pair but cannot tell the "
+                     "twins apart (as a model blind to frame order or direction must when the twins "
+                     "differ only in it), 100% that it always can.")
+    else:
+        lines.append("- **within-pair** is not reported: no two class names differ by one antonym "
+                     "(left/right, up/down, towards/away from, opening/closing, ...).")
+    if len(rows) >= 2:
+        ranked = sorted(rows, key=lambda r: r["top1"], reverse=True)
+        first, second = ranked[0], ranked[1]
+        gap = 100 * (first["top1"] - second["top1"])
+        if gap > 0:
+            last = (f"; the lowest is {ranked[-1]['model']} ({_pct(ranked[-1]['top1'])})"
+                    if len(ranked) > 2 else "")
+            verdict = " (within noise)" if noise is not None and gap < noise else ""
+            lines.append(f"- Best top-1: **{first['model']}** ({_pct(first['top1'])}), {gap:.1f} points "
+                         f"ahead of {second['model']} ({_pct(second['top1'])}){verdict}{last}.")
+        else:
+            lines.append(f"- Best top-1: {first['model']} and {second['model']} tie at {_pct(first['top1'])}.")
+        paired = [r for r in rows if r.get("within_pair_top1") is not None]
+        if len(paired) >= 2:
+            ranked = sorted(paired, key=lambda r: r["within_pair_top1"], reverse=True)
+            lines.append(f"- Best within-pair: **{ranked[0]['model']}** ({_pct(ranked[0]['within_pair_top1'])}), "
+                         f"lowest {ranked[-1]['model']} ({_pct(ranked[-1]['within_pair_top1'])}).")
+    elif rows:
+        row = rows[0]
+        lines.append(f"- Only {row['model']} was trained: {_pct(row['top1'])} top-1, "
+                     f"{row['top1'] * k:.1f}x chance.")
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     rows = report["models"]
     lines = ["# videoattn demo: does the model see the order of frames?", ""]
@@ -308,8 +426,9 @@ def render_markdown(report: dict) -> str:
                      f"{100 * row['top5']:.1f}% | {pair} | {row['train_seconds']:.0f} |")
     blind = [r for r in rows if r["block"] in ("none", "nl", "dnl")]
     aware = [r for r in rows if r["block"] in ("tsm", "tape", "gta")]
-    lines += ["", "## What it means", ""]
+    lines += ["", "## What it means", "", *_explain_numbers(report)]
     if blind and aware and report["synthetic"]:
+        lines.append("")
         best_blind = max(blind, key=lambda r: r["top1"])
         worst_aware = min(aware, key=lambda r: r["top1"])
         lines.append(
@@ -366,5 +485,5 @@ def run_demo_command(args) -> int:
     return 0
 
 
-__all__ = ["DEMO_MODELS", "DemoModel", "DemoSettings", "ensure_synthetic_dataset", "run_demo",
-           "within_pair_accuracy"]
+__all__ = ["ANTONYMS", "DEMO_MODELS", "DemoModel", "DemoSettings", "ensure_synthetic_dataset",
+           "infer_class_pairs", "run_demo", "within_pair_accuracy"]

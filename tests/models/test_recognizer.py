@@ -39,3 +39,12 @@ def test_head_averages_frame_logits():
     frame_logits = model.forward_frame_logits(clip)
     assert frame_logits.shape == (2, 3, 4)
     torch.testing.assert_close(model(clip), frame_logits.mean(1))
+
+
+def test_image_classifier_takes_the_config_dropout_without_new_keys():
+    # The engine passes model.dropout to every preset; an image classifier must accept it too.
+    plain = videoattn.create_model("resnet18", num_classes=3, base_channels=8)
+    dropped = videoattn.create_model("resnet18", num_classes=3, base_channels=8, dropout=0.5)
+    assert list(dropped.state_dict()) == list(plain.state_dict())  # still torchvision's keys
+    dropped.eval()
+    assert dropped(torch.randn(2, 3, 32, 32)).shape == (2, 3)

@@ -28,6 +28,9 @@ Formats (see ``docs/data.md`` for examples of each file):
     ``frame_dir num_frames label`` per line (TSN/TSM lists); ``frame_dir`` relative to the root.
 ``video_list``
     ``video_path label [start_frame end_frame]`` per line (mmaction2's list, with optional bounds).
+
+Image classification folders (``<folder>/<class>/<image>``) are read by :func:`load_image_folder`
+for the ``image_folder`` dataset format (not a video format: ``FORMATS`` does not list it).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "load_annotations",
     "read_class_file",
     "read_image_folder",
+    "load_image_folder",
     "ssv2_class_name",
     "read_ssv1",
     "read_ssv2",
@@ -411,20 +415,62 @@ def read_video_list(annotations, root=None, labels=None):
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+def _class_folders(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        raise DataError(f"image folder {str(folder)!r} does not exist (expected <folder>/<class>/<image>)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"image folder {str(folder)!r} has no class sub-folders (expected <folder>/<class>/<image>)")
+    return classes
+
+
+def _images_of(folder: Path) -> list[Path]:
+    return [image for image in sorted(folder.rglob("*"))
+            if image.suffix.lower() in IMAGE_EXTENSIONS and image.is_file()]
+
+
 def read_image_folder(root) -> tuple[list[tuple[str, int]], list[str]]:
     """Image classification layout ``<root>/<class>/<image>``: sorted classes, (path, label) pairs."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder root {str(root)!r} does not exist")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise DataError(f"image folder root {str(root)!r} has no class sub-folders")
-    samples = []
-    for label, name in enumerate(classes):
-        for image in sorted((root / name).rglob("*")):
-            if image.suffix.lower() in IMAGE_EXTENSIONS and image.is_file():
-                samples.append((str(image), label))
+    classes = _class_folders(root)
+    samples = [(str(image), label) for label, name in enumerate(classes) for image in _images_of(root / name)]
     return samples, classes
+
+
+def load_image_folder(folder=None, root=None, labels=None) -> tuple[list[VideoRecord], list[str]]:
+    """Images of ``<folder>/<class>/<image>`` as records (``folder`` relative to ``root`` unless absolute;
+    None: ``root`` itself), for the ``image_folder`` dataset format.
+
+    Classes come from ``labels``: a class file (:func:`read_class_file`) or a folder whose class
+    sub-folders name them (the training split's, so that a validation folder lacking a class keeps
+    the training labels); None: the sub-folders of ``folder`` itself, sorted. Images of a class folder
+    that is not in the list are kept but marked bad (label -1), as entries with unknown labels are in
+    the video formats. A record's ``video_id`` is the image's path inside ``folder``
+    (``"cat/0001.jpg"``).
+    """
+    if folder is None and root is None:
+        raise DataError("image_folder needs a folder: root and/or annotations (the split's sub-folder)")
+    path = Path(_join(root, os.fspath(folder))) if folder is not None else Path(root)
+    present = _class_folders(path)
+    if labels is None:
+        classes = present
+    elif Path(labels).is_dir():
+        classes = _class_folders(Path(labels))
+    else:
+        classes = read_class_file(labels)
+    lookup = {name: i for i, name in enumerate(classes)}
+    records = []
+    for name in present:
+        label = lookup.get(name, -1)
+        error = None if label >= 0 else (f"class folder {name!r} is not in the class list "
+                                         f"({str(labels)!r}, {len(classes)} classes)")
+        for image in _images_of(path / name):
+            records.append(VideoRecord(path=str(image), label=label, error=error,
+                                       video_id=image.relative_to(path).as_posix()))
+    if not records:
+        raise DataError(f"image folder {str(path)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}) in its "
+                        f"class sub-folders")
+    return records, classes
 
 
 # --------------------------------------------------------------------------------------------------

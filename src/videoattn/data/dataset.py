@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, VideoAttnError
+from ..errors import ConfigError, DataError, ShapeError, VideoAttnError, unknown_name
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder
@@ -44,6 +44,8 @@ __all__ = [
     "build_dataset",
     "build_image_dataset",
     "flip_label_map",
+    "remap_view_scores",
+    "resolve_flip_policy",
     "summarize_skipped",
     "FLIP_POLICIES",
     "SPLITS",
@@ -51,7 +53,27 @@ __all__ = [
 
 FLIP_POLICIES = ("none", "standard", "skip_left_right", "swap_left_right")
 SPLITS = ("train", "val", "test")
+#: Formats whose classes are defined by direction ("... from left to right"): ``flip="auto"`` never
+#: mirrors their left/right classes (the GTA and RSA recipes for Something-Something v1/v2).
+LEFT_RIGHT_FORMATS = ("ssv1", "ssv2")
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+
+
+def resolve_flip_policy(policy: str, format_name: str, classes: list[str]) -> str:
+    """The flip policy ``"auto"`` stands for; any other policy is returned as given (after a check).
+
+    ``auto`` is ``skip_left_right`` for Something-Something (``ssv1``/``ssv2``) and for any dataset
+    with a class name containing the word "left" or "right" (e.g. an SS list converted to
+    ``frame_list``), so mirroring never turns "left to right" into a mislabelled "right to left";
+    otherwise ``standard`` (the two are the same for such datasets anyway: only the recorded name differs).
+    """
+    if policy not in ("auto", *FLIP_POLICIES):
+        raise ConfigError(f"flip must be one of {('auto', *FLIP_POLICIES)}, got {policy!r}")
+    if policy != "auto":
+        return policy
+    if format_name in LEFT_RIGHT_FORMATS or any(_LEFT_RIGHT.search(name) for name in classes):
+        return "skip_left_right"
+    return "standard"
 
 
 def flip_label_map(classes: list[str], policy: str) -> list[int | None]:
@@ -91,6 +113,23 @@ def _swap_word(word: str) -> str:
     return target
 
 
+def remap_view_scores(scores: torch.Tensor, class_maps: torch.Tensor | None) -> torch.Tensor:
+    """Map each view's scores ``(N, V, K)`` back to the classes of the unmirrored video.
+
+    ``class_maps[v, i]`` is the class whose score in view ``v`` is evidence for class ``i``
+    (:attr:`VideoDataset.view_class_maps`): a mirrored view of a "left to right" video looks like
+    "right to left", so under ``swap_left_right`` its "right to left" score counts for "left to right".
+    """
+    if class_maps is None:
+        return scores
+    if scores.ndim != 3 or tuple(scores.shape[1:]) != tuple(class_maps.shape):
+        raise ShapeError(f"view scores of shape {tuple(scores.shape)} ({scores.shape[-1]} classes, "
+                         f"{scores.shape[1] if scores.ndim == 3 else '?'} views) do not fit the dataset's "
+                         f"view class maps for {class_maps.shape[0]} views and {class_maps.shape[1]} classes")
+    index = class_maps.to(scores.device).unsqueeze(0).expand(scores.shape[0], -1, -1)
+    return scores.gather(2, index)
+
+
 def summarize_skipped(skipped: list[dict]) -> list[dict]:
     """Unique bad entries with how often they were met: ``[{"path", "reason", "count"}]``."""
     summary: dict[tuple[str, str], int] = {}
@@ -112,7 +151,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def __init__(self, records: list[VideoRecord], classes: list[str], *, decoder: Decoder,
                  transform: ClipTransform, split: str = "train", num_frames: int = 8, sampling: str = "tsn",
-                 frame_interval: int = 1, num_clips: int = 1, flip: str = "standard",
+                 frame_interval: int = 1, num_clips: int = 1, flip: str = "auto",
                  flip_prob: float = 0.5, strict: bool = False, seed: int = 0, min_frames: int = 1,
                  max_substitutions: int = 20, format_name: str = "custom"):
         if split not in SPLITS:
@@ -133,8 +172,14 @@ class VideoDataset(torch.utils.data.Dataset):
         self.sampling = sampling
         self.frame_interval = frame_interval
         self.num_clips = num_clips if split == "test" else 1
-        self.flip = flip
-        self.flip_map = flip_label_map(self.classes, flip)
+        self.flip_setting = flip
+        self.flip = resolve_flip_policy(flip, format_name, self.classes)
+        self.flip_map = flip_label_map(self.classes, self.flip)
+        # Ten-crop testing mirrors its second five views only where training mirrored the classes
+        # too; the test label is unknown, so under skip_left_right/none no view is mirrored (the
+        # five crops are used twice: same number of views, same average as five crops).
+        self.mirror_test_views = self.flip in ("standard", "swap_left_right")
+        self.view_class_maps = self._view_class_maps()
         self.flip_prob = flip_prob
         self.strict = strict
         self.seed = int(seed)
@@ -146,6 +191,21 @@ class VideoDataset(torch.utils.data.Dataset):
             for record in records:
                 if record.error:
                     raise DataError(f"{record.path}: {record.error}")
+
+    def _view_class_maps(self) -> torch.Tensor | None:
+        """``(V, K)`` class maps of the test views (see :func:`remap_view_scores`), or None if identity.
+
+        Under ``swap_left_right`` the mirrored views of ten-crop testing give evidence for the
+        mirrored class: their scores of twin classes are exchanged before averaging.
+        """
+        if self.split != "test" or self.transform.num_crops != 10 or self.flip != "swap_left_right":
+            return None
+        identity = list(range(len(self.classes)))
+        mirrored = [i if twin is None else int(twin) for i, twin in enumerate(self.flip_map)]
+        if mirrored == identity:
+            return None
+        per_clip = [identity] * 5 + [mirrored] * 5
+        return torch.tensor(per_clip * self.num_clips, dtype=torch.long)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -163,7 +223,9 @@ class VideoDataset(torch.utils.data.Dataset):
                 "num_frames": self.num_frames, "sampling": self.sampling,
                 "frame_interval": self.frame_interval, "num_views": self.num_views,
                 "size": self.transform.size, "scale_size": self.transform.scale_size, "flip": self.flip,
-                "seed": self.seed}
+                "flip_setting": self.flip_setting, "seed": self.seed}
+        if self.split == "test" and self.transform.num_crops == 10:
+            info["mirrored_test_views"] = self.mirror_test_views
         try:
             if self.decoder_backend == "pyav":
                 import av
@@ -238,7 +300,8 @@ class VideoDataset(torch.utils.data.Dataset):
         if self.split == "train":
             video = self.transform(clips[0], rng, flip)
         else:
-            views = [view for clip in clips for view in self.transform(clip, None, False)]
+            views = [view for clip in clips
+                     for view in self.transform(clip, None, False, mirror_views=self.mirror_test_views)]
             video = views[0] if len(views) == 1 else torch.stack(views)
         return {"video": video, "label": int(label), "index": int(index), "skipped": []}
 
@@ -304,16 +367,18 @@ def _reason(error: DataError, path: str) -> str:
 
 
 _DEFAULT_TEMPLATES = {"ssv1": "{:05d}.jpg", "frame_list": "img_{:05d}.jpg"}
+#: The dataset format of image classification folders (not a video annotation format).
+IMAGE_FOLDER = "image_folder"
 
 
 def build_dataset(format: str, root=None, annotations=None, labels=None, split: str = "train",
                   num_frames: int = 8, sampling: str = "tsn", frame_interval: int = 1, size: int = 224,
-                  scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "standard",
+                  scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "auto",
                   decoder: str = "auto", strict: bool = False, seed: int = 0, *,
                   frame_template: str | None = None, subset=None, video_extension: str | None = None,
                   crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,
                   max_substitutions: int = 20, decode_threads: int = 1, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD, cache_decoded: bool = False) -> VideoDataset:
+                  std=IMAGENET_STD, cache_decoded: bool = False, as_video: bool = False) -> VideoDataset:
     """Build a :class:`VideoDataset` from a dataset as released (see ``docs/data.md``).
 
     ``format`` is one of :func:`~videoattn.data.annotations.list_formats`. ``split`` "train" uses
@@ -324,12 +389,36 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     ``color_jitter``: None or (brightness, contrast, saturation, hue). ``cache_decoded``: decode each
     video once and keep its frames in a process-wide memory cache (:mod:`videoattn.data.cache`), for
     small datasets trained on many times; clips are identical to uncached ones.
+
+    ``format="image_folder"``: ``annotations`` is the split's folder of class sub-folders (relative
+    to ``root``), ``labels`` a class file or the training folder; one view per image; the time-axis
+    arguments (``num_frames``, ``sampling``, ``frame_interval``) do not apply. ``as_video`` gives
+    one-frame clips instead of images (see :class:`ImageFolderDataset`).
     """
-    if format not in FORMATS:
-        load_annotations(format, annotations)  # raises the "unknown format ... did you mean" error
-    spec = FORMATS[format]
+    if format not in FORMATS and format != IMAGE_FOLDER:
+        raise unknown_name("dataset format", format, [*FORMATS, IMAGE_FOLDER])
     if root is not None and not Path(root).exists():
         raise DataError(f"dataset root {str(root)!r} does not exist")
+    if format == IMAGE_FOLDER:
+        video_only = {"frame_template": frame_template, "subset": subset, "video_extension": video_extension,
+                      "cache_decoded": cache_decoded or None, "decode_threads": None if decode_threads == 1
+                      else decode_threads, "min_frames": None if min_frames == 1 else min_frames}
+        given = sorted(key for key, value in video_only.items() if value is not None)
+        if given:
+            raise ConfigError(f"format 'image_folder' does not take {', '.join(given)} (video options)")
+        if decoder not in ("auto", "pillow"):
+            raise ConfigError(f"format 'image_folder' reads images with Pillow: decoder must be 'auto', got "
+                              f"{decoder!r}")
+        if split == "test" and num_clips * num_crops > 1:
+            raise ConfigError(f"format 'image_folder' evaluates one view per image (a centre crop): got "
+                              f"num_clips={num_clips}, num_crops={num_crops}; use views 1x1")
+        return ImageFolderDataset(root, split=split, size=size, scale_size=scale_size, strict=strict, seed=seed,
+                                  mean=mean, std=std, folder=annotations, labels=labels, flip=flip,
+                                  flip_prob=flip_prob, crop=crop or "random_resized", color_jitter=color_jitter,
+                                  max_substitutions=max_substitutions, as_video=as_video)
+    if as_video:
+        raise ConfigError(f"as_video applies to format 'image_folder' only, not {format!r}")
+    spec = FORMATS[format]
     options = {"frame_template": frame_template or _DEFAULT_TEMPLATES.get(format) if spec.frames else None,
                "subset": subset, "video_extension": video_extension}
     records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
@@ -355,73 +444,54 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
 # Images (2D classification, e.g. ImageNet-style pre-training of a backbone)
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """``<root>/<class>/<image>`` images; items ``{"image": (C, H, W), "label", "index", "skipped"}``.
+class ImageFolderDataset(VideoDataset):
+    """Images ``<folder>/<class>/<image>`` (``data.format: image_folder``) served by the video machinery.
 
-    Training: random resized crop + flip; evaluation: shorter side ``scale_size`` + centre crop.
-    Unreadable images are recorded and substituted exactly as in :class:`VideoDataset`.
+    Each image is a one-frame video read with Pillow (:class:`~videoattn.data.decoders.ImageFileDecoder`),
+    so seeding, flips (``flip`` policy, ``auto``: ``standard`` unless a class names left or right),
+    bad-image handling (recorded in ``skipped``, then substituted in training exactly as
+    :class:`VideoDataset` does for a bad video) and ``metadata()`` are the video dataset's own.
+    Items are ``{"image": (C, H, W), "label", "index", "skipped"}``, or with ``as_video=True``
+    ``{"video": (C, 1, H, W), ...}`` for a video model fed one frame. Training: random resized crop
+    (``crop``) + flip; evaluation: shorter side to ``scale_size`` (default ``size * 256 / 224``) and one
+    centre crop. ``folder`` is the split's sub-folder of ``root`` (None: ``root`` itself); ``labels``
+    the class list (file or class folder, see :func:`~videoattn.data.annotations.load_image_folder`).
     """
 
     def __init__(self, root, split: str = "train", size: int = 224, scale_size=None, strict: bool = False,
-                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from .annotations import read_image_folder
+                 seed: int = 0, mean=IMAGENET_MEAN, std=IMAGENET_STD, *, folder=None, labels=None,
+                 flip: str = "auto", flip_prob: float = 0.5, crop: str = "random_resized", color_jitter=None,
+                 max_substitutions: int = 20, as_video: bool = False):
+        from .annotations import load_image_folder
+        from .decoders import ImageFileDecoder
 
-        self.samples, self.classes = read_image_folder(root)
-        if not self.samples:
-            raise DataError(f"image folder {str(root)!r} has no images")
-        self.split = split
-        self.strict = strict
-        self.seed = seed
-        self.epoch = 0
-        crop = "random_resized" if split == "train" else "multiscale"
-        self.transform = build_clip_transform(split, size=size, scale_size=scale_size, crop=crop,
-                                              mean=mean, std=std)
+        records, classes = load_image_folder(folder, root=root, labels=labels)
+        transform = build_clip_transform(split, size=size, scale_size=scale_size, crop=crop, color=color_jitter,
+                                         mean=mean, std=std)
+        super().__init__(records, classes, decoder=ImageFileDecoder(), transform=transform, split=split,
+                         num_frames=1, flip=flip, flip_prob=flip_prob, strict=strict, seed=seed,
+                         max_substitutions=max_substitutions, format_name="image_folder")
+        self.as_video = as_video
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    @property
+    def samples(self) -> list[tuple[str, int]]:
+        """``(path, label)`` of every image."""
+        return [(record.path, record.label) for record in self.records]
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def metadata(self) -> dict:
+        info = super().metadata()
+        for key in ("num_frames", "sampling", "frame_interval"):
+            info.pop(key, None)
+        info["as_video"] = self.as_video
+        return info
 
-    def _load(self, index: int, epoch: int, attempt: int) -> dict:
-        from PIL import Image, UnidentifiedImageError
-
-        path, label = self.samples[index]
-        try:
-            with Image.open(path) as image:
-                frame = np.asarray(image.convert("RGB"))[None]
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-            raise DataError(f"{path}: unreadable image ({type(error).__name__}: {error})") from error
-        if self.split == "train":
-            rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
-            clip = self.transform(frame, rng, bool(rng.random() < 0.5))
-        else:
-            clip = self.transform(frame, None, False)[0]
-        return {"image": clip[:, 0], "label": label, "index": index, "skipped": []}
-
-    def __getitem__(self, key) -> dict:
-        return _worker_safe(self._item, key)
-
-    def _item(self, key) -> dict:
-        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), self.epoch)
-        skipped = []
-        current = index
-        for attempt in range(21):
-            try:
-                sample = self._load(current, epoch, attempt)
-            except DataError as error:
-                if self.strict:
-                    raise
-                bad_path = self.samples[current][0]
-                skipped.append({"path": bad_path, "reason": _reason(error, bad_path)})
-                rng = np.random.default_rng([self.seed & 0xFFFFFFFF, epoch, index, attempt])
-                current = int(rng.integers(len(self.samples)))
-                continue
-            sample["skipped"] = skipped
-            return sample
-        raise DataError(f"21 unreadable images in a row while producing item {index}")
+    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
+        sample = super().load(index, epoch, attempt)
+        if not self.as_video:
+            sample["image"] = sample.pop("video").squeeze(-3)  # (C, 1, H, W) -> (C, H, W)
+        return sample
 
 
 def build_image_dataset(root, split: str = "train", size: int = 224, **options) -> ImageFolderDataset:
-    """An :class:`ImageFolderDataset` (class per sub-folder)."""
+    """An :class:`ImageFolderDataset` of ``<root>/<class>/<image>`` (or ``<root>/<folder>/<class>/...``)."""
     return ImageFolderDataset(root, split=split, size=size, **options)

@@ -34,6 +34,7 @@ __all__ = [
     "build_decoder",
     "DECODERS",
     "torchcodec_available",
+    "ImageFileDecoder",
 ]
 
 
@@ -407,6 +408,28 @@ class FrameFolderDecoder(Decoder):
         if len(shapes) > 1:
             raise DataError(f"{path}: frames have different sizes {sorted(shapes)}")
         return np.stack([loaded[i] for i in indices.tolist()])
+
+
+class ImageFileDecoder(Decoder):
+    """One image file read with Pillow as a one-frame video ``(1, H, W, 3)`` (image-folder datasets)."""
+
+    name = "pillow"
+
+    def num_frames(self, path: str) -> int:
+        _check_file(path)
+        return 1
+
+    def get_frames(self, path: str, indices) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image.convert("RGB"))
+        except FileNotFoundError as error:
+            raise DataError(f"{path}: file is missing") from error
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise DataError(f"{path}: unreadable image ({type(error).__name__}: {error})") from error
+        return np.stack([frame for _ in np.asarray(indices).reshape(-1)])
 
 
 DECODERS = ("auto", "pyav", "torchcodec", "frames")

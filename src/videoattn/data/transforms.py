@@ -20,7 +20,8 @@ Recipes (``docs/data.md``):
 * ``crop="random_resized"`` -- Inception-style random resized crop (area, aspect ratio).
 * Evaluation: shorter side to ``scale_size``, then 1 centre crop, 3 crops along the longer side
   (the "three crops" of NL/RNL/BAT testing; with ``size == scale_size`` they cover the frame
-  fully-convolutionally), 5 crops (corners + centre) or 10 crops (those 5 and their flips).
+  fully-convolutionally), 5 crops (corners + centre) or 10 crops (those 5 and their flips; the 5
+  again, unmirrored, where the dataset's flip policy forbids mirroring).
 """
 
 from __future__ import annotations
@@ -235,8 +236,8 @@ class ClipTransform:
     """The whole spatial pipeline of one split; call with decoded frames, a generator and a flip flag.
 
     Training returns one ``(C, T, size, size)`` clip; evaluation returns a list of ``num_crops``
-    clips (ten-crop: 5 crops then their mirrors). ``flip`` is decided by the dataset (it may depend
-    on the label, see ``videoattn.data.dataset``).
+    clips (ten-crop: 5 crops then their mirrors, or the 5 again with ``mirror_views=False``). ``flip``
+    and ``mirror_views`` are decided by the dataset (from its flip policy, see ``videoattn.data.dataset``).
     """
 
     size: int = 224
@@ -269,7 +270,11 @@ class ClipTransform:
             clip = hflip(clip)
         return normalize(clip, self.mean, self.std)
 
-    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, flip: bool = False):
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, flip: bool = False,
+                 mirror_views: bool = True):
+        """Training: one clip (mirrored if ``flip``). Evaluation: the list of crops; with ten crops
+        the last five are the first five mirrored, or, with ``mirror_views=False`` (flip policies
+        that must not mirror, see ``videoattn.data.dataset``), the first five again."""
         height, width = frames.shape[1:3]
         out = (self.size, self.size)
         if self.train:
@@ -299,7 +304,7 @@ class ClipTransform:
         views = [self._finish(crop_and_resize(frames, b.scaled(scale_y, scale_x), out), flip, None)
                  for b in boxes]
         if self.num_crops == 10:
-            views += [v.flip(-1) for v in views]
+            views += [v.flip(-1) for v in views] if mirror_views else list(views)
         return views
 
 

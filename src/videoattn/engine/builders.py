@@ -26,10 +26,16 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
                           f"but not set")
     subset = {"train": data.train_subset, "val": data.val_subset, "test": data.test_subset}[split]
     num_clips, num_crops = parse_views(views)
+    labels = data.labels
+    if data.format == "image_folder" and labels is None and data.train_annotations:
+        import os
+
+        # Every split takes its classes from the training folder, so a split lacking a class keeps its labels.
+        labels = os.path.join(data.root, data.train_annotations)
     # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
     mode = "train" if split == "train" else ("val" if num_clips * num_crops == 1 else "test")
     return build_dataset(
-        format=data.format, root=data.root, annotations=annotations, labels=data.labels, split=mode,
+        format=data.format, root=data.root, annotations=annotations, labels=labels, split=mode,
         num_frames=num_frames or config.model.num_frames, sampling=data.sampling,
         frame_interval=data.frame_interval, size=data.size,
         scale_size=tuple(data.scale_size) if isinstance(data.scale_size, list) else data.scale_size,

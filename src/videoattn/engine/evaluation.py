@@ -63,9 +63,9 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     try:
         for batch in loader:
             skipped.extend(_flatten_skipped(batch.get("dropped")))
-            if "video" not in batch:  # every video of this batch was dropped
+            if "video" not in batch and "image" not in batch:  # every sample of this batch was dropped
                 continue
-            video = batch["video"].to(ctx.device, non_blocking=True)
+            video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
             if num_views > 1 or video.ndim == 6:
                 if video.ndim != 6:
                     raise ValueError(f"expected (N, V, C, T, H, W) test views, got {tuple(video.shape)}")
@@ -76,6 +76,10 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
             with autocast_context(precision, ctx.device):
                 logits = torch.cat([model(chunk) for chunk in flat.split(max(clips_per_batch, 1))])
             logits = logits.float().view(batch_size, views_here, -1)
+            if getattr(dataset, "view_class_maps", None) is not None:  # mirrored views (swap_left_right)
+                from ..data.dataset import remap_view_scores
+
+                logits = remap_view_scores(logits, dataset.view_class_maps)
             per_view = logits.softmax(dim=-1) if average == "prob" else logits
             scores.append(per_view.mean(dim=1).cpu())
             labels.append(torch.as_tensor(batch["label"]).long().cpu())

@@ -226,6 +226,7 @@ class _Trainer:
     def _write_run_files(self, resumed_from: str | None) -> None:
         write_run_files(self.work_dir, self.config, self.ctx, {
             "decoder_backend": getattr(self.train_set, "decoder_backend", None),
+            "train_data": self.train_set.metadata() if hasattr(self.train_set, "metadata") else None,
             "train_videos": len(self.train_set), "val_videos": len(self.val_set) if self.val_set else 0,
             "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
             "micro_batch_per_process": self.micro_batch}, resumed_from)
@@ -336,7 +337,7 @@ class _Trainer:
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
-            video = batch["video"].to(ctx.device, non_blocking=True)
+            video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
             labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
                     else self.model.no_sync())

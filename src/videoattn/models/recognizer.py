@@ -165,26 +165,30 @@ def build_recognizer(
 class ImageClassifier(ResNet):
     """torchvision-compatible 2D ResNet classifier: ``(N, 3, H, W)`` -> ``(N, num_classes)``.
 
-    Its ``state_dict`` keys are exactly torchvision's (``conv1.weight`` ... ``fc.bias``).
+    Its ``state_dict`` keys are exactly torchvision's (``conv1.weight`` ... ``fc.bias``). ``dropout``
+    before the classifier (0: torchvision's ResNet) adds no keys.
     """
 
     def __init__(self, depth: int = 50, num_classes: int = 1000, base_channels: int = 64,
-                 zero_init_residual: bool = False):
+                 zero_init_residual: bool = False, dropout: float = 0.0):
         super().__init__(depth, None, base_channels, zero_init_residual=zero_init_residual)
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.out_channels, num_classes)
         self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features, _ = super().forward(x)
-        return self.fc(self.avgpool(features).flatten(1))
+        return self.fc(self.dropout(self.avgpool(features).flatten(1)))
 
 
 def build_image_classifier(*, depth: int = 50, num_classes: int = 1000, base_channels: int = 64,
                            zero_init_residual: bool = False, pretrained: str | None = None,
-                           num_frames: int | None = None) -> ImageClassifier:
+                           num_frames: int | None = None, dropout: float = 0.0) -> ImageClassifier:
     del num_frames  # images have no time axis; accepted so create_model's signature is uniform
-    model = ImageClassifier(depth, num_classes, base_channels, zero_init_residual)
+    model = ImageClassifier(depth, num_classes, base_channels, zero_init_residual, dropout)
     if pretrained:
         load_pretrained(model, pretrained)
     return model
