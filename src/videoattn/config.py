@@ -51,6 +51,11 @@ class ModelConfig:
     num_frames: int = 8
     #: Local ImageNet checkpoint (torchvision-style ResNet ``.pth``) to initialise the backbone.
     pretrained: str | None = None
+    #: Local whole-model checkpoint (trunk, blocks and classifier) to start from, e.g. weights the
+    #: papers' authors released; read in ``weights_layout`` (``videoattn`` or a released layout:
+    #: ``videoattn.models.released.list_layouts()``). Loaded after ``pretrained``.
+    weights: str | None = None
+    weights_layout: str = "videoattn"
     #: Dropout before the classifier (0.5 in the GTA/RNL/BAT recipes).
     dropout: float = 0.5
     #: Further keyword arguments for ``create_model`` (e.g. ``base_channels: 16``, block options).

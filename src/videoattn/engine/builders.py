@@ -74,7 +74,9 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
 
     m = model_config
     return create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
-                        pretrained=m.pretrained if pretrained else None, dropout=m.dropout, **m.options)
+                        pretrained=m.pretrained if pretrained else None,
+                        weights=m.weights if pretrained else None, weights_layout=m.weights_layout,
+                        dropout=m.dropout, **m.options)
 
 
 def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:

@@ -14,8 +14,10 @@ from .recognizer import (
     build_recognizer,
     insert_blocks,
 )
+from .released import WeightsReport, list_layouts, load_weights, register_layout
 
 __all__ = [
-    "BlockInsertion", "ImageClassifier", "Preset", "Recognizer", "assemble_recognizer", "build_image_classifier",
-    "build_recognizer", "create_model", "get_preset", "insert_blocks", "list_models", "register_preset",
+    "BlockInsertion", "ImageClassifier", "Preset", "Recognizer", "WeightsReport", "assemble_recognizer",
+    "build_image_classifier", "build_recognizer", "create_model", "get_preset", "insert_blocks", "list_layouts",
+    "list_models", "load_weights", "register_layout", "register_preset",
 ]

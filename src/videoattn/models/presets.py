@@ -63,9 +63,12 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 
 def create_model(name: str, num_classes: int | None = None, num_frames: int | None = 8,
-                 pretrained: str | None = None, **overrides) -> nn.Module:
+                 pretrained: str | None = None, weights: str | None = None, weights_layout: str = "videoattn",
+                 **overrides) -> nn.Module:
     """Build preset ``name``. ``num_classes=None`` keeps the preset's default; ``pretrained`` is the
-    path of a local ImageNet ResNet checkpoint (torchvision or timm naming); ``overrides`` replace any
+    path of a local ImageNet checkpoint for the backbone (torchvision or timm naming); ``weights`` the
+    path of a whole-model checkpoint in ``weights_layout`` (``videoattn`` or an authors' released
+    layout, see :mod:`videoattn.models.released`), loaded after building; ``overrides`` replace any
     builder argument (``dropout``, ``base_channels``, ``block_options``, ``blocks``, ...)."""
     preset = get_preset(name)
     accepted = preset.accepted_arguments()
@@ -79,7 +82,12 @@ def create_model(name: str, num_classes: int | None = None, num_frames: int | No
         kwargs["num_classes"] = num_classes
     if num_frames is not None:
         kwargs["num_frames"] = num_frames
-    return preset.builder(**kwargs)
+    model = preset.builder(**kwargs)
+    if weights:
+        from .released import load_weights
+
+        load_weights(model, weights, weights_layout)
+    return model
 
 
 # --- ImageNet classifiers (torchvision-compatible) ---------------------------------------------------
