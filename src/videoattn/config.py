@@ -90,6 +90,10 @@ class DataConfig:
     decoder: str = "auto"
     #: Raise on the first unreadable video instead of substituting another sample.
     strict: bool = False
+    #: Fraction of annotated videos that may be missing on disk before train/test refuse to start
+    #: (checked on all entries, or a sample of 2000). Within it, training substitutes missing videos
+    #: and evaluation leaves them out and lists them; a file found under another root is always an error.
+    missing_tolerance: float = 0.05
     num_workers: int = 2
     pin_memory: bool | None = None
     #: Mini-Kinetics-style subset files (lists of video ids) restricting each split's annotations.
@@ -306,7 +310,7 @@ def validate(config: Config) -> None:
         raise _fail("model.num_frames", m.num_frames, "expected a positive integer")
     if not 0.0 <= m.dropout < 1.0:
         raise _fail("model.dropout", m.dropout, "expected 0 <= dropout < 1")
-    for key in ("num_classes", "num_frames", "pretrained", "dropout"):
+    for key in ("num_classes", "num_frames", "pretrained", "dropout", "weights", "weights_layout"):
         if key in m.options:
             raise _fail(f"model.options.{key}", m.options[key], f"set it as model.{key} instead")
     if d.size < 1:
@@ -320,6 +324,8 @@ def validate(config: Config) -> None:
         raise _fail("data.frame_interval", d.frame_interval, "expected a positive integer")
     if d.num_workers < 0:
         raise _fail("data.num_workers", d.num_workers, "expected >= 0")
+    if not 0.0 <= d.missing_tolerance <= 1.0:
+        raise _fail("data.missing_tolerance", d.missing_tolerance, "expected a fraction between 0 and 1")
     positive = {"train.epochs": t.epochs, "train.batch_size": t.batch_size,
                 "train.accumulation_steps": t.accumulation_steps, "train.log_interval": t.log_interval,
                 "eval.batch_size": e.batch_size}

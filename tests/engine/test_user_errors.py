@@ -84,7 +84,48 @@ def test_check_media_present_counts_a_sample_and_stays_quiet_when_all_exist(tmp_
         present.append(VideoRecord(path=str(tmp_path / "here" / f"{i}.mp4"), label=0))
     check_media_present(Records(present), str(tmp_path / "here"), "data.train_annotations")
     missing = [VideoRecord(path=str(tmp_path / "here" / f"gone{i}.mp4"), label=0) for i in range(3000)]
-    with pytest.raises(DataError, match=r"of 2000 sampled") as caught:
+    with pytest.raises(DataError, match=r"of 2000 sampled .*more than data.missing_tolerance=0.05") as caught:
         check_media_present(Records(present + missing), str(tmp_path / "here"), "data.train_annotations",
-                            sample_size=2000)
+                            sample_size=2000, tolerance=0.05)
     assert "\n" not in str(caught.value)
+
+
+def test_a_few_really_missing_videos_warn_within_the_tolerance(tmp_path, capsys):
+    """Kinetics-style: 1 of 40 videos is gone for good (nowhere near the root): warn, don't stop."""
+    from videoattn.data.annotations import VideoRecord
+    from videoattn.engine.preflight import check_media_present
+
+    class Records:
+        def __init__(self, records):
+            self.records = records
+
+    (tmp_path / "root").mkdir()
+    records = []
+    for i in range(40):
+        path = tmp_path / "root" / f"{i}.mp4"
+        if i != 7:
+            path.write_bytes(b"x")
+        records.append(VideoRecord(path=str(path), label=0))
+    assert check_media_present(Records(records), str(tmp_path / "root"), "data.train_annotations",
+                               tolerance=0.05) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 40 files" in err and "7.mp4" in err and "within data.missing_tolerance" in err
+    with pytest.raises(DataError, match="more than data.missing_tolerance=0"):
+        check_media_present(Records(records), str(tmp_path / "root"), "data.train_annotations", tolerance=0.0)
+
+
+def test_missing_videos_within_tolerance_train_and_are_left_out_of_evaluation(synthetic_root, make_config,
+                                                                              tmp_path):
+    data_root = tmp_path / "data"
+    shutil.copytree(synthetic_root, data_root)
+    val_ids = [entry["id"] for entry in json.loads((data_root / "validation.json").read_text())]
+    gone = next((data_root / "videos").glob(f"{val_ids[0]}.*"))
+    gone.unlink()
+    data = {"root": str(data_root / "videos"), "train_annotations": str(data_root / "train.json"),
+            "val_annotations": str(data_root / "validation.json"), "labels": str(data_root / "labels.json"),
+            "missing_tolerance": 0.5}
+    config = make_config(tmp_path / "run", data=data, train={"epochs": 1})
+    train(config)
+    metrics = evaluate(config, [str(tmp_path / "run" / "last.pt")])
+    assert metrics["videos_evaluated"] == metrics["videos_total"] - 1
+    assert [s["path"] for s in metrics["skipped"]] == [str(gone)]

@@ -188,7 +188,8 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
             if not results:  # every member reads the same annotations
                 annotations = getattr(config.data, f"{split}_annotations")
-                check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})")
+                check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})",
+                                    tolerance=config.data.missing_tolerance, warn=ctx.is_main)
             videos_total = len(dataset)
             classes = list(getattr(dataset, "classes", []) or [])
             records = getattr(dataset, "records", None) or []

@@ -137,11 +137,14 @@ class _Trainer:
         self.train_set = build_dataset_for(config, "train")
         self.val_set = (build_dataset_for(config, "val") if config.data.val_annotations and t.val_interval
                         else None)
+        tolerance, show = config.data.missing_tolerance, ctx.is_main
         check_media_present(self.train_set, config.data.root,
-                            f"data.train_annotations ({config.data.train_annotations!r})")
+                            f"data.train_annotations ({config.data.train_annotations!r})", tolerance=tolerance,
+                            warn=show)
         if self.val_set is not None:
             check_media_present(self.val_set, config.data.root,
-                                f"data.val_annotations ({config.data.val_annotations!r})")
+                                f"data.val_annotations ({config.data.val_annotations!r})", tolerance=tolerance,
+                                warn=show)
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
         num_classes = config.model.num_classes or len(self.classes)
         if not num_classes:
