@@ -91,3 +91,15 @@ def test_inserted_blocks_train_under_every_freeze_bn_mode(name, mode):
     assert len(seen) == len(blocks)
     for block_input, block_output in seen:
         assert not torch.allclose(block_input, block_output), "the block is still the identity"
+
+
+@pytest.mark.parametrize("mode", ["partial", "all"])
+def test_units_trained_from_scratch_keep_their_batch_norms_training(mode):
+    """A from-scratch unit (RSA-style replace_conv2 insertion) has no pretrained statistics, and its
+    last BN starts at gamma 0: frozen, it would stay the identity for good."""
+    model = videoattn.create_model("r2d18", num_classes=5, base_channels=8, num_frames=2, blocks=[
+        {"name": "conv", "plan": "res3: 1", "position": "replace_conv2", "from_scratch": True}])
+    unit = model.backbone.layer2[1]
+    frozen = {id(m) for m in frozen_bn_layers(model, mode)}
+    assert not any(id(bn) in frozen for bn in (unit.bn1, unit.bn2))
+    assert id(model.backbone.layer2[0].bn1) in frozen and id(model.backbone.layer3[1].bn2) in frozen

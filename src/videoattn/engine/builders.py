@@ -84,13 +84,20 @@ def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:
 
     BN layers inside inserted blocks (modules built by ``videoattn.blocks.create``: NL, DNL, TAPE,
     GTA, ...) are never frozen: their zero-initialised output norms are what make a block start as
-    the identity, and frozen at gamma = beta = 0 the block would stay the identity for good.
+    the identity, and frozen at gamma = beta = 0 the block would stay the identity for good. The
+    same holds for units the backbone trains from scratch (``from_scratch`` insertions, e.g. RSA's
+    bottlenecks): they have no pretrained statistics to keep.
     """
     from ..blocks import registered_blocks
 
-    in_blocks = {id(m) for _, block in registered_blocks(model) for m in block.modules()}
+    trains = {id(m) for _, block in registered_blocks(model) for m in block.modules()}
+    # Units a backbone trains from scratch (and modules a block replaced) have no pretrained
+    # statistics to keep either; a from-scratch unit's last BN starts at gamma 0 like a block's.
+    for _, backbone in model.named_modules():
+        for prefix in getattr(backbone, "pretrained_skip_prefixes", lambda: [])():
+            trains.update(id(m) for m in backbone.get_submodule(prefix.rstrip(".")).modules())
     layers = [module for module in model.modules()
-              if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in in_blocks]
+              if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in trains]
     if mode == "all":
         return layers
     if mode == "partial":
