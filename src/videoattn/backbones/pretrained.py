@@ -64,8 +64,9 @@ def _short(keys: list[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file safely and return its (prefix-stripped) state dict."""
+def read_state_dict(path: str | os.PathLike, strip_prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file safely and return its state dict, with ``strip_prefixes`` removed from
+    the keys (default: the DataParallel / wrapper prefixes a backbone file may carry)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"pretrained weights file not found: {path} (videoattn never downloads weights; "
@@ -85,7 +86,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     state = {}
     for key, value in obj.items():
-        for prefix in _PREFIXES:
+        for prefix in strip_prefixes:
             if key.startswith(prefix):
                 key = key[len(prefix):]
         state[key] = value

@@ -2,6 +2,7 @@
 
     videoattn train --config configs/tiny.yaml [--set train.lr=0.02 data.root=/x] [--resume]
     videoattn test  --config CFG --checkpoint A.pt [--checkpoint B.pt] [--views 10x3] [--json]
+    videoattn test  --config CFG --set model.weights=W.pth model.weights_layout=LAYOUT   (released weights)
 
 Both run under ``torchrun`` unchanged (``torchrun --nproc_per_node 2 -m videoattn train ...``).
 """
@@ -36,8 +37,9 @@ def register(subparsers: Any) -> None:
         "test", help="evaluate checkpoints: 1-clip or multi-view, ensembles, confusion matrix",
         description="Evaluate one checkpoint or an ensemble (scores averaged) on the val or test split.")
     _add_config_arguments(test_parser)
-    test_parser.add_argument("--checkpoint", dest="checkpoints", action="append", required=True,
-                             metavar="CKPT", help="checkpoint file; repeat to ensemble several")
+    test_parser.add_argument("--checkpoint", dest="checkpoints", action="append", default=[],
+                             metavar="CKPT", help="checkpoint file; repeat to ensemble several (default: the "
+                             "config's model.weights, e.g. weights in an authors' released layout)")
     test_parser.add_argument("--views", default=None, metavar="CLIPSxCROPS",
                              help="views per video, e.g. 1x1 (default: eval.views), 10x3, 2x3")
     test_parser.add_argument("--split", default="val", choices=("val", "test"),
@@ -85,7 +87,13 @@ def run_test(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     views = args.views or config.eval.views
     parse_views(views)
-    out = args.out or str(Path(args.checkpoints[0]).resolve().parent / f"test_{args.split}_{views}")
+    first = args.checkpoints[0] if args.checkpoints else config.model.weights
+    if not first:
+        from ..errors import CheckpointError
+
+        raise CheckpointError("videoattn test needs --checkpoint CKPT, or model.weights set in the config "
+                              "(with model.weights_layout for an authors' released checkpoint)")
+    out = args.out or str(Path(first).resolve().parent / f"test_{args.split}_{views}")
     metrics = evaluate(config, args.checkpoints, views=views, split=args.split, output_dir=out)
     if not _is_main():
         return 0
@@ -93,7 +101,8 @@ def run_test(args: argparse.Namespace) -> int:
         json.dump(metrics, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    kind = "ensemble of " + str(len(args.checkpoints)) if len(args.checkpoints) > 1 else "checkpoint"
+    kind = "ensemble of " + str(len(args.checkpoints)) if len(args.checkpoints) > 1 else (
+        "checkpoint" if args.checkpoints else f"weights ({config.model.weights_layout} layout)")
     print(f"{kind}, {metrics['num_videos']} videos, {views} views ({args.split}): "
           f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  "
           f"mean class {metrics['mean_class_accuracy']:.2f}%  loss {metrics['loss']:.4f}")

@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from ..config import Config, ModelConfig, _section_from_dict, parse_views
 from ..data.sampler import ResumableSampler
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
 from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
@@ -171,8 +171,15 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
     """
     if isinstance(checkpoints, (str, Path)):
         checkpoints = [str(checkpoints)]
+    checkpoints = list(checkpoints or [])
     if not checkpoints:
-        raise CheckpointError("evaluate needs at least one checkpoint")
+        if not config.model.weights:
+            raise CheckpointError("evaluate needs a checkpoint (--checkpoint) or whole-model weights in the "
+                                  "config (model.weights, read in model.weights_layout)")
+        checkpoints = [str(config.model.weights)]
+        released = True  # the config's model, built with model.weights (any registered layout)
+    else:
+        released = False
     views = views or config.eval.views
     parse_views(views)
     own_ctx = ctx is None
@@ -182,8 +189,12 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
         results, classes, video_ids, videos_total = [], [], [], 0
         skipped: dict[int, dict] = {}
         for path in checkpoints:
-            state = load_checkpoint(path)
-            model_config = _member_model_config(config, state, path)
+            if released:
+                state = None
+                model_config = ModelConfig(**{**config.model.__dict__, "pretrained": None})
+            else:
+                state = load_checkpoint(path)
+                model_config = _member_model_config(config, state, path)
             check_model_name(model_config.name)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
             if not results:  # every member reads the same annotations
@@ -195,8 +206,14 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             records = getattr(dataset, "records", None) or []
             video_ids = [str(getattr(r, "video_id", "") or Path(str(getattr(r, "path", ""))).stem)
                          for r in records]
-            model = build_model(model_config, model_config.num_classes, pretrained=False)
-            load_model_weights(model, state, source=f"checkpoint {path!r}")
+            if state is None:
+                num_classes = model_config.num_classes or len(classes)
+                if not num_classes:
+                    raise ConfigError("config key 'model.num_classes' is not set and the dataset has no classes")
+                model = build_model(model_config, num_classes, pretrained=True)  # loads model.weights
+            else:
+                model = build_model(model_config, model_config.num_classes, pretrained=False)
+                load_model_weights(model, state, source=f"checkpoint {path!r}")
             model.to(ctx.device)
             workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
             indices, scores, labels, member_skipped = predict_scores(

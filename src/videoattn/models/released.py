@@ -8,7 +8,8 @@ its authors' key names. Each family registers how to read its layout::
     def _convert(state, model):          # their state dict -> ours (names, and values if needed)
         return {our_key(k): v for k, v in state.items()}
 
-and users load with ``create_model(name, weights=path, weights_layout="rnl")`` (or the config's
+The converter receives the file's state dict with only DataParallel's ``module.`` prefix removed.
+Users load with ``create_model(name, weights=path, weights_layout="rnl")`` (or the config's
 ``model.weights`` / ``model.weights_layout``). A converter may rename, reshape or drop keys and may
 raise :class:`~videoattn.errors.CheckpointError` when a value breaks an assumption it relies on
 (e.g. masked-out weights that must be zero). Loading then requires every converted key to exist with
@@ -95,7 +96,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, layout: str = "video
     unexpected keys. Shapes must match exactly (a CheckpointError names the key and both shapes)."""
     if layout not in _LAYOUTS:
         raise unknown_name("checkpoint layout", layout, list(_LAYOUTS))
-    source = read_state_dict(path)
+    # Only DataParallel's prefix is stripped: whole-model keys start with "backbone." themselves, and a
+    # layout's converter sees the rest of its authors' names as they are.
+    source = read_state_dict(path, strip_prefixes=("module.",))
     state = _LAYOUTS[layout].convert(source, model)
     target = model.state_dict()
     report = WeightsReport(os.fspath(path), layout)
