@@ -69,13 +69,16 @@ def test_wrong_data_root_is_found_before_evaluation(synthetic_root, make_config,
     assert str(synthetic_root / "videos") in str(caught.value)
 
 
+class Records:
+    """The one attribute check_media_present reads from a dataset."""
+
+    def __init__(self, records):
+        self.records = records
+
+
 def test_check_media_present_counts_a_sample_and_stays_quiet_when_all_exist(tmp_path):
     from videoattn.data.annotations import VideoRecord
     from videoattn.engine.preflight import check_media_present
-
-    class Records:
-        def __init__(self, records):
-            self.records = records
 
     (tmp_path / "here").mkdir()
     present = []
@@ -94,10 +97,6 @@ def test_a_few_really_missing_videos_warn_within_the_tolerance(tmp_path, capsys)
     """Kinetics-style: 1 of 40 videos is gone for good (nowhere near the root): warn, don't stop."""
     from videoattn.data.annotations import VideoRecord
     from videoattn.engine.preflight import check_media_present
-
-    class Records:
-        def __init__(self, records):
-            self.records = records
 
     (tmp_path / "root").mkdir()
     records = []

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..backbones.pretrained import read_state_dict
+from ..backbones.pretrained import _short, read_state_dict
 from ..errors import CheckpointError, unknown_name
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,6 @@ class WeightsReport:
         if self.unexpected:
             parts.append(f"unexpected (not used): {_short(self.unexpected)}")
         return "; ".join(parts)
-
-
-def _short(keys: list[str], limit: int = 8) -> str:
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
 @register_layout("videoattn", "videoattn's own names (an engine checkpoint's 'model' or a bare state dict)")
