@@ -78,7 +78,7 @@ for _suffix, _block in _BLOCKS.items():
             f"slowfast101{_suffix}", build_slowfast,
             f"SlowFast 8x8 R101{_what} (input: 32 fast-pathway frames, alpha 4)",
             f"GTA Table 2 SlowFast-R101{_suffix.replace('_', ' +').upper()}: {_TABLE2[_suffix]} (Kinetics-400)"
-            if _suffix else "SlowFast paper Table 2: SlowFast 8x8 R101, 106 GFLOPs x 30 views (Kinetics-400)",
+            if _suffix else "",
             depth=101, num_classes=400, num_frames=32, alpha=4, fusion_kernel=5, blocks=_blocks,
         )
 
