@@ -246,3 +246,11 @@ def test_pyslowfast_r101_layout_matches_our_r101_exactly(tmp_path):
     model = create_model("slowfast101", num_classes=4, num_frames=8, base_channels=16)
     report = load_weights(model, path, "pyslowfast", strict=True)
     assert len(report.loaded) == len(model.state_dict())
+
+
+def test_pyslowfast_classifier_of_another_class_count_is_left_out(tmp_path):
+    path = tmp_path / "k400.pyth"
+    torch.save({"model_state": _pysf_state(50, 16, 8, 4, 7, 5)}, path)
+    model = create_model("slowfast50", num_classes=3, num_frames=8, base_channels=16)
+    report = load_weights(model, path, "pyslowfast")
+    assert report.missing == ["fc.bias", "fc.weight"] and report.unexpected == []

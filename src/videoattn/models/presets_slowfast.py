@@ -93,7 +93,8 @@ register_preset(
                  "s2.pathway1_res0.branch2.a, s1_fuse.conv_f2s, head.projection)")
 def _convert_pyslowfast(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """PySlowFast's names -> ours; 1x1x1 / 1xkxk kernels of our 2D convolutions lose their time axis.
-    Keys with no counterpart (its non-local blocks) keep their names and are reported as unexpected."""
+    Keys with no counterpart (its non-local blocks) keep their names and are reported as unexpected; a
+    classifier for another number of classes is left out (reported as missing ``fc.*``)."""
     target = model.state_dict()
     converted = {}
     for key, value in state.items():
@@ -108,5 +109,7 @@ def _convert_pyslowfast(state: dict[str, torch.Tensor], model: nn.Module) -> dic
                                       f"{ours!r} is a 2D convolution of shape {tuple(want.shape)} (another "
                                       "temporal-kernel layout than SlowFast's?)")
             value = value[:, :, 0]
+        if ours.startswith("fc.") and want is not None and want.shape != value.shape:
+            continue  # a classifier for another class count (fine-tuning): fc stays at its initialisation
         converted[ours] = value
     return converted
