@@ -38,7 +38,12 @@ VIDEO_WIDTH = 64  # res4 is 2 x 4, so attention pooled 1x2x2 still has two keys 
 SMALL = {"base_channels": 16}
 
 # Extra construction options for presets the generic small settings do not fit (none so far).
-SMALL_OPTIONS: dict[str, dict] = {}
+SMALL_OPTIONS: dict[str, dict] = {
+    # SlowFast: alpha 2 so the slow pathway (where the blocks are) sees 2 of the 4 frames
+    **{name: {"alpha": 2, "base_channels": 8}
+       for name in ("slowfast50", "slowfast50_nl", "slowfast50_dnl", "slowfast50_gta",
+                    "slowfast101", "slowfast101_nl", "slowfast101_gta")},
+}
 
 
 def _is_image_model(name: str) -> bool:

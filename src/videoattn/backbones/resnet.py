@@ -134,6 +134,22 @@ class _ResidualBlock(nn.Module):
         return run_video_module(self.after_block, out, num_frames)
 
 
+def residual_block_sites(block: _ResidualBlock, stage: str, index: int, unit: str, num_frames: int) -> list[Site]:
+    """The four sites of one residual block at module path ``unit`` (shared by every ResNet-based backbone)."""
+    conv_in, conv_out, stride = block.conv2_shape
+    common = {"stage": stage, "index": index, "unit_path": unit, "num_frames": num_frames}
+    return [
+        Site(kind="after_block", path=f"{unit}.after_block", in_channels=block.out_channels,
+             out_channels=block.out_channels, **common),
+        Site(kind="before_conv1", path=f"{unit}.before_conv1", in_channels=block.in_channels,
+             out_channels=block.in_channels, **common),
+        Site(kind="before_residual", path=f"{unit}.before_residual", in_channels=block.out_channels,
+             out_channels=block.out_channels, **common),
+        Site(kind="replace_conv2", path=f"{unit}.conv2", in_channels=conv_in, out_channels=conv_out,
+             stride=stride, replaces=True, **common),
+    ]
+
+
 class BasicBlock(_ResidualBlock):
     expansion = 1
 
@@ -276,19 +292,7 @@ class ResNet(VideoBackbone):
         sites = []
         for stage_index, (stage, blocks) in enumerate(self.stages()):
             for index, block in enumerate(blocks):
-                unit = f"layer{stage_index + 1}.{index}"
-                conv_in, conv_out, stride = block.conv2_shape
-                common = {"stage": stage, "index": index, "unit_path": unit, "num_frames": frames[stage]}
-                sites += [
-                    Site(kind="after_block", path=f"{unit}.after_block", in_channels=block.out_channels,
-                         out_channels=block.out_channels, **common),
-                    Site(kind="before_conv1", path=f"{unit}.before_conv1", in_channels=block.in_channels,
-                         out_channels=block.in_channels, **common),
-                    Site(kind="before_residual", path=f"{unit}.before_residual", in_channels=block.out_channels,
-                         out_channels=block.out_channels, **common),
-                    Site(kind="replace_conv2", path=f"{unit}.conv2", in_channels=conv_in, out_channels=conv_out,
-                         stride=stride, replaces=True, **common),
-                ]
+                sites += residual_block_sites(block, stage, index, f"layer{stage_index + 1}.{index}", frames[stage])
         return sites
 
     def init_unit_from_scratch(self, site: Site) -> None:

@@ -1,0 +1,115 @@
+"""SlowFast presets (GTA Tables 1 and 2), TSM-R50 + GTA (GTA Table 3), and the PySlowFast checkpoint layout.
+
+``slowfast50*``: SlowFast 16x8 R50 as GTA trains it on Something-Something (supplementary sec. E:
+"the same training and testing strategy as SlowFast-16x8-R50 ... 16 and 64 frames for the slow and
+fast pathways"): the model input is the fast pathway's 64-frame clip, alpha = 4 (PySlowFast's
+``configs/SSv2/SLOWFAST_16x8_R50.yaml``: ALPHA 4, BETA_INV 8, FUSION_KERNEL_SZ 7), 174 classes.
+``slowfast101*``: SlowFast 8x8 R101 on Kinetics-400 (32 fast frames, alpha = 4, fusion kernel 5).
+Blocks go into the slow pathway only, five of them (res3 blocks 1,3 + res4 blocks 1,3,5). The
+count reproduction of GTA Table 1 / Table 2 is in docs/model_zoo.md.
+
+Build with the frames the preset is meant for: ``create_model("slowfast50_gta", num_frames=64)``
+(``create_model``'s default is 8 frames, i.e. 2 slow frames here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from ..backbones.slowfast import SlowFast, pysf_key
+from ..errors import CheckpointError
+from .presets import register_preset
+from .recognizer import BlockInsertion, Recognizer, assemble_recognizer, build_recognizer
+from .released import register_layout
+
+FIVE_BLOCKS = "five_block"
+
+
+def build_slowfast(
+    *,
+    depth: int = 50,
+    num_classes: int = 174,
+    num_frames: int = 64,
+    alpha: int = 4,
+    beta_inv: int = 8,
+    fusion_kernel: int = 7,
+    fusion_channel_ratio: int = 2,
+    base_channels: int = 64,
+    dropout: float = 0.5,
+    blocks: Sequence = (),
+    block_options: Mapping | None = None,
+    temporal_padding: str = "zeros",
+    zero_init_residual: bool = True,
+    pretrained: str | None = None,
+) -> Recognizer:
+    """A SlowFast recognizer. ``num_frames`` is the fast pathway's clip length (the model input);
+    inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` are merged into
+    every insertion's options; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
+    pathways (:meth:`~videoattn.backbones.slowfast.SlowFast.adapt_pretrained`)."""
+    backbone = SlowFast(depth, alpha, beta_inv, fusion_kernel, fusion_channel_ratio, base_channels,
+                        temporal_padding, zero_init_residual)
+    insertions = [BlockInsertion.coerce(b) for b in blocks]
+    if block_options:
+        insertions = [replace(b, options={**b.options, **block_options}) for b in insertions]
+    return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
+                               dropout=dropout, pretrained=pretrained)
+
+
+_BLOCKS = {"": None, "_nl": "nl", "_dnl": "dnl", "_gta": "gta"}
+_TABLE1 = {"": "34.0 M params, 131.4 GFLOPs", "_nl": "41.4 M params, 239.9 GFLOPs",
+           "_dnl": "41.4 M params, 169.1 GFLOPs", "_gta": "41.4 M params, 169.9 GFLOPs"}
+_TABLE2 = {"_nl": "137 GFLOPs x 30 views", "_gta": "137 GFLOPs x 30 views"}
+
+for _suffix, _block in _BLOCKS.items():
+    _blocks = () if _block is None else ({"name": _block, "plan": FIVE_BLOCKS},)
+    _what = "" if _block is None else f" + five {_block.upper()} blocks in the slow pathway"
+    register_preset(
+        f"slowfast50{_suffix}", build_slowfast,
+        f"SlowFast 16x8 R50{_what} (input: 64 fast-pathway frames, alpha 4)",
+        f"GTA Table 1 SlowFast-R50{_suffix.replace('_', ' +').upper()}: {_TABLE1[_suffix]} (SS-v1)",
+        depth=50, num_classes=174, num_frames=64, alpha=4, fusion_kernel=7, blocks=_blocks,
+    )
+    if _suffix != "_dnl":
+        register_preset(
+            f"slowfast101{_suffix}", build_slowfast,
+            f"SlowFast 8x8 R101{_what} (input: 32 fast-pathway frames, alpha 4)",
+            f"GTA Table 2 SlowFast-R101{_suffix.replace('_', ' +').upper()}: {_TABLE2[_suffix]} (Kinetics-400)"
+            if _suffix else "",
+            depth=101, num_classes=400, num_frames=32, alpha=4, fusion_kernel=5, blocks=_blocks,
+        )
+
+register_preset(
+    "tsm50_gta", build_recognizer, "TSM ResNet-50 + five GTA blocks (res3 1,3 + res4 1,3,5): GTA's "
+    "'2D R50+TSM' rows; 8 or 16 frames (num_frames)", "GTA Table 3: GTA 2D R50+TSM, 8x1x1 and 16x1x1 (SS-v1/v2)",
+    depth=50, variant="tsm", num_classes=174, blocks=({"name": "gta", "plan": FIVE_BLOCKS},),
+)
+
+
+@register_layout("pyslowfast", "PySlowFast SlowFast checkpoint ('model_state': s1.pathway0_stem.conv, "
+                 "s2.pathway1_res0.branch2.a, s1_fuse.conv_f2s, head.projection)")
+def _convert_pyslowfast(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """PySlowFast's names -> ours; 1x1x1 / 1xkxk kernels of our 2D convolutions lose their time axis.
+    Keys with no counterpart (its non-local blocks) keep their names and are reported as unexpected; a
+    classifier for another number of classes is left out (reported as missing ``fc.*``)."""
+    target = model.state_dict()
+    converted = {}
+    for key, value in state.items():
+        ours = pysf_key(key)
+        if ours is None:
+            converted[key] = value
+            continue
+        want = target.get(ours)
+        if want is not None and value.dim() == 5 and want.dim() == 4:
+            if value.shape[2] != 1:
+                raise CheckpointError(f"PySlowFast key {key!r} has temporal kernel {value.shape[2]} but "
+                                      f"{ours!r} is a 2D convolution of shape {tuple(want.shape)} (another "
+                                      "temporal-kernel layout than SlowFast's?)")
+            value = value[:, :, 0]
+        if ours.startswith("fc.") and want is not None and want.shape != value.shape:
+            continue  # a classifier for another class count (fine-tuning): fc stays at its initialisation
+        converted[ours] = value
+    return converted
