@@ -38,7 +38,11 @@ VIDEO_WIDTH = 64  # res4 is 2 x 4, so attention pooled 1x2x2 still has two keys 
 SMALL = {"base_channels": 16}
 
 # Extra construction options for presets the generic small settings do not fit (none so far).
-SMALL_OPTIONS: dict[str, dict] = {}
+SMALL_OPTIONS: dict[str, dict] = {
+    # BAT: s = 7 needs 7k x 7k maps; the small clip's res3/res4 maps are 4x8 / 2x4 (images 4x4 / 2x2)
+    **{name: {"block_options": {"s": 2}} for name in (
+        "c2d50_bat", "c2d50_bat3d", "i3d50_bat", "resnet18_bat", "resnet50_bat", "resnet101_bat", "resnet152_bat")},
+}
 
 
 def _is_image_model(name: str) -> bool:
