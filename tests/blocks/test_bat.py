@@ -27,7 +27,8 @@ def _cbr(w, prefix, vec):
     """1x1 conv + eval BN + ReLU on one position's vector."""
     out = w[f"{prefix}.0.weight"][:, :, 0, 0] @ vec + w[f"{prefix}.0.bias"]
     bn = f"{prefix}.1"
-    out = (out - w[f"{bn}.running_mean"]) / torch.sqrt(w[f"{bn}.running_var"] + 1e-5) * w[f"{bn}.weight"] + w[f"{bn}.bias"]
+    out = (out - w[f"{bn}.running_mean"]) / torch.sqrt(w[f"{bn}.running_var"] + 1e-5)
+    out = out * w[f"{bn}.weight"] + w[f"{bn}.bias"]
     return torch.clamp(out, min=0)
 
 

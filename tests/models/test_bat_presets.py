@@ -8,7 +8,6 @@ import torch
 
 import videoattn
 from videoattn.analysis.complexity import profile_model
-from videoattn.errors import CheckpointError
 
 # (preset, convention, overrides, paper params M, paper GFLOPs, params tol, MACs tol, source)
 ROWS = [
