@@ -28,6 +28,8 @@ CONTRACT_OPTIONS: dict[str, dict] = {
     # composites: the folded paths (NL within each frame, NL along time at each position)
     "decoupled": {"spatial": "nl", "temporal": {"name": "nl", "options": {"sub_sample": False}}},
     "chain": {"blocks": ["sa", {"name": "ta", "options": {"inner_channels": 4}}]},
+    "bat": {"s": 3, "k": 2},
+    "bat3d": {"s": 3, "k": 2, "tk": 2},
 }
 
 # Blocks that are pure pass-throughs and therefore do not validate their input.

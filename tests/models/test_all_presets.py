@@ -43,6 +43,9 @@ SMALL_OPTIONS: dict[str, dict] = {
     **{name: {"alpha": 2, "base_channels": 8}
        for name in ("slowfast50", "slowfast50_nl", "slowfast50_dnl", "slowfast50_gta",
                     "slowfast101", "slowfast101_nl", "slowfast101_gta")},
+    # BAT: s = 7 needs 7k x 7k maps; the small clip's res3/res4 maps are 4x8 / 2x4 (images 4x4 / 2x2)
+    **{name: {"block_options": {"s": 2}} for name in (
+        "c2d50_bat", "c2d50_bat3d", "i3d50_bat", "resnet18_bat", "resnet50_bat", "resnet101_bat", "resnet152_bat")},
 }
 
 

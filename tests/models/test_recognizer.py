@@ -7,7 +7,8 @@ from videoattn.errors import ConfigError, UnknownNameError
 
 def test_create_model_and_list_models():
     assert {"r2d18", "r2d50", "c2d50", "tsm50", "i3d50", "resnet18", "resnet50"} <= set(videoattn.list_models())
-    assert videoattn.list_models("resnet*") == ["resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
+    assert [n for n in videoattn.list_models("resnet*") if "_" not in n] == [
+        "resnet101", "resnet152", "resnet18", "resnet34", "resnet50"]
     model = videoattn.create_model("tsm50", num_classes=11, num_frames=4, base_channels=8)
     logits = model(torch.randn(2, 3, 4, 32, 32))
     assert logits.shape == (2, 11)

@@ -40,6 +40,7 @@ class LoadReport:
     ignored_head: list[str] = field(default_factory=list)
     skipped_replaced: list[str] = field(default_factory=list)  # checkpoint keys of replaced / from-scratch modules
     new_blocks: list[str] = field(default_factory=list)  # model keys of inserted blocks, kept at their init
+    loaded_blocks: list[str] = field(default_factory=list)  # inserted blocks' keys the checkpoint filled
 
     def summary(self) -> str:
         lines = [
@@ -50,6 +51,8 @@ class LoadReport:
             lines.append(f"ignored the checkpoint's classifier: {', '.join(self.ignored_head)}")
         if self.skipped_replaced:
             lines.append(f"skipped (module replaced or trained from scratch): {_short(self.skipped_replaced)}")
+        if self.loaded_blocks:
+            lines.append(f"{len(self.loaded_blocks)} tensors of inserted blocks loaded from the checkpoint")
         if self.new_blocks:
             lines.append(f"{len(self.new_blocks)} tensors of inserted blocks kept at their initialisation")
         if self.missing:
@@ -148,6 +151,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str 
     not_loaded = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")
                   and not k.startswith(head_prefix)]
     report.new_blocks = sorted(k for k in not_loaded if k.startswith(block_prefixes))
+    report.loaded_blocks = sorted(k for k in report.loaded if k.startswith(block_prefixes))
     report.missing = sorted(k for k in not_loaded if not k.startswith(block_prefixes) and not k.startswith(skip))
     model.load_state_dict(new_state, strict=False)
     log.info(report.summary())

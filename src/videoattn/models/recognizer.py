@@ -186,9 +186,17 @@ class ImageClassifier(ResNet):
 
 def build_image_classifier(*, depth: int = 50, num_classes: int = 1000, base_channels: int = 64,
                            zero_init_residual: bool = False, pretrained: str | None = None,
-                           num_frames: int | None = None, dropout: float = 0.0) -> ImageClassifier:
+                           num_frames: int | None = None, dropout: float = 0.0, blocks: Sequence = (),
+                           block_options: Mapping | None = None) -> ImageClassifier:
+    """A 2D ResNet classifier; ``blocks`` (as for :func:`build_recognizer`) go into its sites through
+    :func:`insert_blocks`, each site seeing T = 1. Without blocks the keys are exactly torchvision's."""
     del num_frames  # images have no time axis; accepted so create_model's signature is uniform
     model = ImageClassifier(depth, num_classes, base_channels, zero_init_residual, dropout)
+    for insertion in blocks:
+        insertion = BlockInsertion.coerce(insertion)
+        if block_options:
+            insertion = replace(insertion, options={**insertion.options, **block_options})
+        insert_blocks(model, insertion, num_frames=1)
     if pretrained:
         load_pretrained(model, pretrained)
     return model
