@@ -57,6 +57,24 @@ def _positive_int(name: str, value, what: str) -> int:
     return value
 
 
+def _neighbourhood_conv(u: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int, int]) -> torch.Tensor:
+    """``F.conv3d(u, weight, padding=padding, groups=C)`` for ``weight`` of shape ``(C * J, 1, k_t, k_h,
+    k_w)`` (every input channel projected by its own J filters), computed as one 2D convolution per
+    frame over the ``k_t`` temporally shifted copies of each channel (zero-padded in time). The same
+    sums; on CPU much faster than a 3D convolution with one input channel per group, whose backward
+    in particular is slow (see docs/blocks.md)."""
+    batch, channels, frames, height, width = u.shape
+    kt = weight.shape[2]
+    if kt == 1:
+        shifted = u.transpose(1, 2).reshape(batch * frames, channels, height, width)
+    else:
+        padded = F.pad(u, (0, 0, 0, 0, padding[0], padding[0]))
+        shifted = torch.stack([padded[:, :, i:i + frames] for i in range(kt)], dim=3)  # (B, C, T, k_t, H, W)
+        shifted = shifted.transpose(1, 2).reshape(batch * frames, channels * kt, height, width)
+    out = F.conv2d(shifted, weight.flatten(1, 2), padding=padding[1:], groups=channels)
+    return out.view(batch, frames, -1, height, width).transpose(1, 2)  # (B, C * J, T, H, W)
+
+
 @register_block("rsa", description="Relational Self-Attention (relational kernel and context), replaces a conv")
 class RelationalSelfAttention(nn.Module):
     """``(N, C, T, H, W) -> (N, out_channels, T, H/stride, W/stride)``.
@@ -147,7 +165,7 @@ class RelationalSelfAttention(nn.Module):
             kernel = q  # (N, P, N_h, d_d)
         else:
             k = _l2_normalise(k, dim=1)
-            rel = F.conv3d(k, self.H1, padding=self.padding, groups=dk)  # (N, d_k*d_d, T, H, W)
+            rel = _neighbourhood_conv(k, self.H1, self.padding)  # (N, d_k*d_d, T, H, W)
             rel = rel.reshape(n, dk, dd, positions).permute(0, 3, 1, 2)  # (N, P, d_k, d_d)
             if self.kernel_type == "VplusR":
                 rel = rel + self.P1
@@ -156,7 +174,7 @@ class RelationalSelfAttention(nn.Module):
         # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
         # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
         weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
-        ctx = F.conv3d(v.reshape(n * dv, 1, t, h, w), weights, padding=self.padding)
+        ctx = _neighbourhood_conv(v.reshape(n * dv, 1, t, h, w), weights, self.padding)
         ctx = ctx.reshape(n, dv, -1, positions).permute(0, 3, 1, 2)  # (N, P, d_v, d_d [+ d_v])
         basic = ctx[..., :dd]  # F_V: (N, P, d_v, d_d)
         out = torch.matmul(kernel, basic.transpose(-1, -2))  # (N, P, N_h, d_v): sum_d kappa_h[d] F_V[v, d]
