@@ -158,7 +158,7 @@ class RelationalSelfAttention(nn.Module):
         proj = self.projection(x)
         q, k, v = torch.split(proj, self.split, dim=1)
         # queries, position-major: (N, P, N_h, d_k)
-        q = _l2_normalise(q.reshape(n, nh, dk, positions), dim=2).permute(0, 3, 1, 2)
+        q = _l2_normalise(q.reshape(n, nh, dk, positions), dim=2).permute(0, 3, 1, 2).reshape(-1, nh, dk)
         v = _l2_normalise(v, dim=1)
 
         if self.kernel_type == "V":
@@ -166,25 +166,25 @@ class RelationalSelfAttention(nn.Module):
         else:
             k = _l2_normalise(k, dim=1)
             rel = _neighbourhood_conv(k, self.H1, self.padding)  # (N, d_k*d_d, T, H, W)
-            rel = rel.reshape(n, dk, dd, positions).permute(0, 3, 1, 2)  # (N, P, d_k, d_d)
+            rel = rel.reshape(n, dk, dd, positions).permute(0, 3, 1, 2).reshape(-1, dk, dd)  # (N*P, d_k, d_d)
             if self.kernel_type == "VplusR":
                 rel = rel + self.P1
-            kernel = torch.matmul(q, rel)  # (N, P, N_h, d_d)
+            kernel = torch.bmm(q, rel.contiguous())  # (N*P, N_h, d_d)
 
         # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
         # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
         weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
         ctx = _neighbourhood_conv(v.reshape(n * dv, 1, t, h, w), weights, self.padding)
-        ctx = ctx.reshape(n, dv, -1, positions).permute(0, 3, 1, 2)  # (N, P, d_v, d_d [+ d_v])
-        basic = ctx[..., :dd]  # F_V: (N, P, d_v, d_d)
-        out = torch.matmul(kernel, basic.transpose(-1, -2))  # (N, P, N_h, d_v): sum_d kappa_h[d] F_V[v, d]
+        ctx = ctx.reshape(n, dv, -1, positions).permute(0, 3, 2, 1)  # (N, P, d_d [+ d_v], d_v)
+        basic = ctx[:, :, :dd].reshape(-1, dd, dv)  # F_V^T: (N*P, d_d, d_v)
+        out = torch.bmm(kernel.contiguous(), basic)  # (N*P, N_h, d_v): sum_d kappa_h[d] F_V[v, d]
         if self.context_type != "V":
-            mix = ctx[..., dd:]  # G(V)[v, v']: (N, P, d_v, d_v)
+            mix = ctx[:, :, dd:].transpose(2, 3).reshape(-1, dv, dv)  # G(V)[v, v']: (N*P, d_v, d_v)
             if self.context_type == "VplusR":
                 mix = mix + self.I
-            out = torch.matmul(out, mix)  # (N, P, N_h, d_v'): sum_v (...)[h, v] (G(V) + I)[v, v']
+            out = torch.bmm(out, mix)  # (N*P, N_h, d_v'): sum_v (...)[h, v] (G(V) + I)[v, v']
         # channel v * N_h + h, as released
-        out = out.transpose(2, 3).reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
+        out = out.transpose(1, 2).reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
         if self.stride == 2:
             out = F.avg_pool3d(out, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         return out
