@@ -38,7 +38,11 @@ VIDEO_WIDTH = 64  # res4 is 2 x 4, so attention pooled 1x2x2 still has two keys 
 SMALL = {"base_channels": 16}
 
 # Extra construction options for presets the generic small settings do not fit (none so far).
-SMALL_OPTIONS: dict[str, dict] = {}
+SMALL_OPTIONS: dict[str, dict] = {
+    # stochastic depth off: a dropped branch would leave its parameters without gradient in a pass;
+    # a 3x3x3 neighbourhood keeps the CPU time small (stochastic depth: tests/models/test_rsa_presets.py)
+    "tsn50_rsa": {"stochastic_depth": 0.0, "block_options": {"kernel_size": 3}},
+}
 
 
 def _is_image_model(name: str) -> bool:
