@@ -74,6 +74,13 @@ add_cases("sa+tape", "tape", spatial=True)
 add_cases("gta", "gta")
 add_cases("gta/no_region", "gta", region=False)
 
+# --- Relational Self-Attention (issue 14) -------------------------------------------------------------
+# RSA replaces a bottleneck's 3x3 conv: the issue's shapes are the bottleneck widths (C=128 at res3,
+# C=256 at res4), beside the 3x3x3 convolution it is compared with.
+SHAPES.update({"rsa_c128": (128, 8, 28, 28), "rsa_c256": (256, 8, 14, 14)})
+add_cases("rsa", "rsa", shapes=("rsa_c128", "rsa_c256"))
+add_cases("rsa/conv3x3x3", "conv", shapes=("rsa_c128", "rsa_c256"), kernel_size=3)
+
 
 # --- one case, inside the child process --------------------------------------------------------------
 

@@ -53,6 +53,8 @@ DEMO_MODELS: dict[str, DemoModel] = {
     # 4 groups (not the paper's 8): the demo's narrow res3 has an inner width of 8 channels.
     "gta": DemoModel("gta", "gta", "r2d18_gta", {"block_options": {"num_groups": 4}},
                      "spatial attention + global temporal attention"),
+    # RSA replaces conv2 of res3 block 1 and res4 block 1 (those blocks from scratch), default 5x7x7.
+    "rsa": DemoModel("rsa", "rsa", "r2d18_rsa", {}, "relational self-attention in place of two 3x3 convs"),
 }
 
 

@@ -46,6 +46,9 @@ SMALL_OPTIONS: dict[str, dict] = {
     # BAT: s = 7 needs 7k x 7k maps; the small clip's res3/res4 maps are 4x8 / 2x4 (images 4x4 / 2x2)
     **{name: {"block_options": {"s": 2}} for name in (
         "c2d50_bat", "c2d50_bat3d", "i3d50_bat", "resnet18_bat", "resnet50_bat", "resnet101_bat", "resnet152_bat")},
+    # stochastic depth off: a dropped branch would leave its parameters without gradient in a pass;
+    # a 3x3x3 neighbourhood keeps the CPU time small (stochastic depth: tests/models/test_rsa_presets.py)
+    "tsn50_rsa": {"stochastic_depth": 0.0, "block_options": {"kernel_size": 3}},
 }
 
 

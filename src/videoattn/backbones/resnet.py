@@ -115,6 +115,8 @@ class _ResidualBlock(nn.Module):
         self.before_conv1: nn.Module = nn.Identity()
         self.before_residual: nn.Module = nn.Identity()
         self.after_block: nn.Module = nn.Identity()
+        # stochastic depth: probability of keeping the residual branch in training (ResNet sets it)
+        self.survival_prob = 1.0
         # conv2's shape, kept for the replace_conv2 site after conv2 itself may have been replaced
         self.conv2_shape = (self.conv2.in_channels, self.conv2.out_channels, stride)
 
@@ -130,6 +132,8 @@ class _ResidualBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.residual(run_video_module(self.before_conv1, x, num_frames), num_frames)
         out = run_video_module(self.before_residual, out, num_frames)
+        if self.training and self.survival_prob < 1.0:
+            out = _drop_branch(out, num_frames, self.survival_prob)
         out = F.relu(out + identity)
         return run_video_module(self.after_block, out, num_frames)
 
@@ -148,6 +152,14 @@ def residual_block_sites(block: _ResidualBlock, stage: str, index: int, unit: st
         Site(kind="replace_conv2", path=f"{unit}.conv2", in_channels=conv_in, out_channels=conv_out,
              stride=stride, replaces=True, **common),
     ]
+
+def _drop_branch(out: torch.Tensor, num_frames: int, survival_prob: float) -> torch.Tensor:
+    """Stochastic depth (Huang et al. 2016) as the RSA release applies it: keep the whole residual
+    branch of a *video* (all its frames) with probability ``survival_prob`` and scale the kept
+    branches by ``1 / survival_prob``, so the expected output equals the evaluation-mode output."""
+    videos = out.shape[0] // num_frames
+    keep = torch.empty(videos, 1, 1, 1, dtype=out.dtype, device=out.device).bernoulli_(survival_prob)
+    return out * (keep / survival_prob).repeat_interleave(num_frames, dim=0)
 
 
 class BasicBlock(_ResidualBlock):
@@ -221,10 +233,16 @@ class ResNet(VideoBackbone):
         temporal_padding: time-axis padding of inflated convolutions (``i3d`` only).
         zero_init_residual: zero the last BN gamma of every residual block (off by default, as in
             torchvision).
+        stochastic_depth: drop probability of the last residual block's branch in training; the
+            survival probability falls linearly from 1 (first block of res2) to
+            ``1 - stochastic_depth`` (last block of res5), as in the RSA release (0.2 there). Each
+            video's branch is kept or dropped whole; evaluation is deterministic (no dropping, no
+            scaling). 0 (default) turns it off.
     """
 
     def __init__(self, depth: int = 50, variant: str | None = None, base_channels: int = 64,
-                 temporal_padding: str = "zeros", zero_init_residual: bool = False):
+                 temporal_padding: str = "zeros", zero_init_residual: bool = False,
+                 stochastic_depth: float = 0.0):
         super().__init__()
         if depth not in DEPTHS:
             raise ConfigError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth!r}")
@@ -263,6 +281,15 @@ class ResNet(VideoBackbone):
             self.add_module(f"layer{stage_index + 1}", nn.ModuleList(blocks))
         self.out_channels = in_channels
         self._init_weights(zero_init_residual)
+        self.set_stochastic_depth(stochastic_depth)
+
+    def set_stochastic_depth(self, drop_prob: float) -> None:
+        """Survival probability ``1 - drop_prob * i / (n - 1)`` for residual block ``i`` of ``n``."""
+        if isinstance(drop_prob, bool) or not isinstance(drop_prob, (int, float)) or not 0.0 <= drop_prob < 1.0:
+            raise ConfigError(f"stochastic_depth must be a drop probability in [0, 1), got {drop_prob!r}")
+        blocks = list(self.residual_blocks())
+        for index, block in enumerate(blocks):
+            block.survival_prob = 1.0 - float(drop_prob) * index / max(len(blocks) - 1, 1)
 
     def _init_weights(self, zero_init_residual: bool):
         for module in self.modules():

@@ -3,7 +3,7 @@
 Importing this package registers every block family.
 """
 
-from . import bat, composite, conv, factorised, gta, identity, non_local, shift  # noqa: F401  (registers blocks)
+from . import bat, composite, conv, factorised, gta, identity, non_local, rsa, shift  # noqa: F401  (registers blocks)
 from .registry import (
     BlockSpec,
     create,

@@ -3,7 +3,7 @@
 Importing this package registers every preset family.
 """
 
-from . import presets_attention, presets_bat, presets_slowfast  # noqa: F401  (register the preset families)
+from . import presets_attention, presets_bat, presets_rsa, presets_slowfast  # noqa: F401  (register the preset families)
 from .presets import Preset, create_model, get_preset, list_models, register_preset
 from .recognizer import (
     BlockInsertion,

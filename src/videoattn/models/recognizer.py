@@ -142,15 +142,18 @@ def build_recognizer(
     tsm_n_div: int = 8,
     temporal_padding: str = "zeros",
     zero_init_residual: bool = False,
+    stochastic_depth: float = 0.0,
     pretrained: str | None = None,
 ) -> Recognizer:
     """Build a ResNet recognizer. ``blocks`` lists :class:`BlockInsertion` (or mappings);
     ``block_options`` are merged into the options of every non-shift insertion (the way presets
     expose e.g. ``num_groups`` as an override). ``variant="tsm"`` adds the temporal shift before
-    conv1 of every residual block. ``pretrained`` is the path of a local ImageNet ResNet checkpoint."""
+    conv1 of every residual block. ``stochastic_depth`` is the last block's drop probability (survival
+    falling linearly from 1, see :class:`ResNet`). ``pretrained`` is the path of a local ImageNet ResNet
+    checkpoint."""
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ConfigError(f"num_frames must be a positive int, got {num_frames!r}")
-    backbone = ResNet(depth, variant, base_channels, temporal_padding, zero_init_residual)
+    backbone = ResNet(depth, variant, base_channels, temporal_padding, zero_init_residual, stochastic_depth)
     insertions = [BlockInsertion.coerce(b) for b in blocks]
     if block_options:
         insertions = [

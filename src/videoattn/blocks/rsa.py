@@ -1,0 +1,190 @@
+"""Relational Self-Attention (RSA; Kim, Kwon, Kim, Kwak, Cho, NeurIPS 2021).
+
+RSA replaces a convolution: it maps ``(N, C, T, H, W)`` to ``(N, C_out, T, H, W)`` (``H, W``
+halved with ``stride=2``), mixing each position's ``M = k_t x k_h x k_w`` neighbourhood with a
+*dynamic* kernel predicted from the query and the query-key correlations (the relational kernel),
+applied to a context made of the neighbourhood's values and their self-correlation (the relational
+context). There is no softmax. The notation (and the option and parameter names) follows the
+authors' release; ``docs/blocks.md`` ("Relational Self-Attention") lists which equation each part
+implements.
+
+Per position ``p`` (``N_h`` heads, widths ``d_k``, ``d_v = C_out / N_h``, ``d_d``):
+
+* one bias-free 1x1x1 ``projection`` gives ``N_h`` queries ``q_h`` (``d_k``), one shared key ``k``
+  (``d_k``) and one shared value ``v`` (``d_v``), each L2-normalised over channels
+  (``x / sqrt(sum x^2 + 1e-6)``); the neighbourhood of ``p`` is zero-padded at the borders;
+* kernel ``kappa_h`` in ``R^{d_d}``: ``V``: ``q_h`` (needs ``d_k = d_d``); ``R``:
+  ``kappa_h[d] = sum_{c,m} q_h[c] k_c(p+m) H1[c,d,m]`` (the Hadamard query-key correlation
+  projected by ``H1``); ``VplusR``: the ``R`` kernel plus ``P1^T q_h``;
+* context ``F`` in ``R^{d_v x d_d}``: ``V``: ``F[v,d] = sum_m H2[d,m] v_v(p+m)``; ``R``:
+  ``G(V)^T F`` with ``G(V)[v,v'] = sum_m G[v',m] v_v(p+m)``, i.e. ``G (V V^T) H2^T``, the value
+  self-correlation ``V V^T`` (``M x M``) projected by ``G`` and ``H2``; ``VplusR``:
+  ``(G(V) + I)^T F`` (``I`` learnable, initialised to the identity);
+* output ``y[v*N_h + h] = sum_d kappa_h[d] F[v, d]`` (the release's channel order: value-major,
+  head-minor); with ``stride=2`` a 3x3 average pool, stride 2, padding 1 (as released).
+
+The fast path runs the three neighbourhood projections as convolutions (``H1`` grouped over the
+key channels; ``H2`` and ``G`` fused into one convolution of the value channels) and the
+per-position contractions as batched matrix products, associated as
+``y = (kappa F_V^T)(G(V) + I)`` (fewer products than the release's ``kappa ((G(V) + I)^T F_V)^T``;
+the same function).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ._attention import check_video_input
+from .registry import register_block
+
+KERNEL_TYPES = ("V", "R", "VplusR")
+CONTEXT_TYPES = ("V", "R", "VplusR")
+_EPS = 1e-6  # the release's L2-normalisation epsilon (added to the squared norm)
+
+
+def _l2_normalise(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).sum(dim=dim, keepdim=True) + _EPS)
+
+
+def _positive_int(name: str, value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"block 'rsa': {name} must be a positive int, got {value!r} ({what})")
+    return value
+
+
+def _neighbourhood_conv(u: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int, int]) -> torch.Tensor:
+    """``F.conv3d(u, weight, padding=padding, groups=C)`` for ``weight`` of shape ``(C * J, 1, k_t, k_h,
+    k_w)`` (every input channel projected by its own J filters), computed as one 2D convolution per
+    frame over the ``k_t`` temporally shifted copies of each channel (zero-padded in time). The same
+    sums; on CPU much faster than a 3D convolution with one input channel per group, whose backward
+    in particular is slow (see docs/blocks.md)."""
+    batch, channels, frames, height, width = u.shape
+    kt = weight.shape[2]
+    if kt == 1:
+        shifted = u.transpose(1, 2).reshape(batch * frames, channels, height, width)
+    else:
+        padded = F.pad(u, (0, 0, 0, 0, padding[0], padding[0]))
+        shifted = torch.stack([padded[:, :, i:i + frames] for i in range(kt)], dim=3)  # (B, C, T, k_t, H, W)
+        shifted = shifted.transpose(1, 2).reshape(batch * frames, channels * kt, height, width)
+    out = F.conv2d(shifted, weight.flatten(1, 2), padding=padding[1:], groups=channels)
+    return out.view(batch, frames, -1, height, width).transpose(1, 2)  # (B, C * J, T, H, W)
+
+
+@register_block("rsa", description="Relational Self-Attention (relational kernel and context), replaces a conv")
+class RelationalSelfAttention(nn.Module):
+    """``(N, C, T, H, W) -> (N, out_channels, T, H/stride, W/stride)``.
+
+    Args:
+        channels: input channels C.
+        out_channels: output channels (default C); ``num_heads`` must divide it (``d_v = C_out / N_h``).
+        stride: spatial stride, 1 or 2 (2: the release's 3x3 average pool after the layer).
+        num_heads: ``N_h`` query heads (default 8).
+        key_channels: ``d_k`` (default ``d_v``).
+        kernel_channels: ``d_d``, the width of the kernel and of the context's neighbourhood
+            projection (default ``d_k``).
+        kernel_size: ``(k_t, k_h, k_w)`` neighbourhood, odd sizes (default 5x7x7), or one int.
+        kernel_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
+        context_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
+    """
+
+    identity_at_init = False
+
+    def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1, num_heads: int = 8,
+                 key_channels: int | None = None, kernel_channels: int | None = None,
+                 kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR"):
+        super().__init__()
+        out_channels = channels if out_channels is None else out_channels
+        _positive_int("out_channels", out_channels, "the width of the output")
+        _positive_int("num_heads", num_heads, "N_h")
+        if out_channels % num_heads:
+            raise ConfigError(f"block 'rsa': num_heads={num_heads} must divide out_channels={out_channels} "
+                              f"(each head outputs d_v = out_channels / num_heads channels)")
+        if stride not in (1, 2):
+            raise ConfigError(f"block 'rsa': stride must be 1 or 2 (2 = the release's 3x3 average pool), "
+                              f"got {stride!r}")
+        if kernel_type not in KERNEL_TYPES:
+            raise ConfigError(f"block 'rsa': kernel_type must be one of {', '.join(KERNEL_TYPES)}, got {kernel_type!r}")
+        if context_type not in CONTEXT_TYPES:
+            raise ConfigError(f"block 'rsa': context_type must be one of {', '.join(CONTEXT_TYPES)}, "
+                              f"got {context_type!r}")
+        kernel = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
+        if len(kernel) != 3 or not all(isinstance(k, int) and k > 0 and k % 2 == 1 for k in kernel):
+            raise ConfigError(f"block 'rsa': kernel_size must be an odd int or three odd ints (k_t, k_h, k_w), "
+                              f"got {kernel_size!r}")
+        dv = out_channels // num_heads
+        dk = _positive_int("key_channels", dv if key_channels is None else key_channels, "d_k")
+        dd = _positive_int("kernel_channels", dk if kernel_channels is None else kernel_channels, "d_d")
+        if kernel_type == "V" and dk != dd:
+            raise ConfigError(f"block 'rsa': kernel_type 'V' uses the query itself as the kernel, so key_channels "
+                              f"({dk}) must equal kernel_channels ({dd})")
+        self.channels, self.out_channels, self.stride = channels, out_channels, stride
+        self.num_heads, self.dk, self.dv, self.dd = num_heads, dk, dv, dd
+        self.kernel_size, self.kernel_type, self.context_type = kernel, kernel_type, context_type
+        self.padding = tuple(k // 2 for k in kernel)
+        uses_key = kernel_type != "V"
+        self.split = (num_heads * dk, dk if uses_key else 0, dv)
+        # Parameters carry the release's names and shapes (a released checkpoint maps by name).
+        self.projection = nn.Conv3d(channels, sum(self.split), 1, bias=False)
+        if uses_key:
+            self.H1 = nn.Parameter(torch.empty(dk * dd, 1, *kernel))
+        if kernel_type == "VplusR":
+            self.P1 = nn.Parameter(torch.randn(1, dk, dd) * math.sqrt(1.0 / (math.prod(kernel) * dd)))
+        self.H2 = nn.Parameter(torch.empty(dd, 1, *kernel))
+        if context_type != "V":
+            self.G = nn.Parameter(torch.empty(dv, 1, *kernel))
+        if context_type == "VplusR":
+            self.I = nn.Parameter(torch.eye(dv).unsqueeze(0))
+        # MSRA init as the release's ResNet applies to every Conv3d (kaiming normal, fan_out, ReLU).
+        for name in ("H1", "H2", "G"):
+            if hasattr(self, name):
+                nn.init.kaiming_normal_(getattr(self, name), mode="fan_out", nonlinearity="relu")
+        nn.init.kaiming_normal_(self.projection.weight, mode="fan_out", nonlinearity="relu")
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels} -> {self.out_channels}, heads={self.num_heads}, d_k={self.dk}, d_v={self.dv}, "
+                f"d_d={self.dd}, kernel_size={self.kernel_size}, kernel={self.kernel_type}, "
+                f"context={self.context_type}, stride={self.stride}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_video_input("rsa", x, self.channels)
+        n, _, t, h, w = x.shape
+        positions = t * h * w
+        nh, dk, dv, dd = self.num_heads, self.dk, self.dv, self.dd
+        proj = self.projection(x)
+        q, k, v = torch.split(proj, self.split, dim=1)
+        # queries, position-major: (N, P, N_h, d_k)
+        q = _l2_normalise(q.reshape(n, nh, dk, positions), dim=2).permute(0, 3, 1, 2).reshape(-1, nh, dk)
+        v = _l2_normalise(v, dim=1)
+
+        if self.kernel_type == "V":
+            kernel = q  # (N, P, N_h, d_d)
+        else:
+            k = _l2_normalise(k, dim=1)
+            rel = _neighbourhood_conv(k, self.H1, self.padding)  # (N, d_k*d_d, T, H, W)
+            rel = rel.reshape(n, dk, dd, positions).permute(0, 3, 1, 2).reshape(-1, dk, dd)  # (N*P, d_k, d_d)
+            if self.kernel_type == "VplusR":
+                rel = rel + self.P1
+            kernel = torch.bmm(q, rel.contiguous())  # (N*P, N_h, d_d)
+
+        # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
+        # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
+        weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
+        ctx = _neighbourhood_conv(v.reshape(n * dv, 1, t, h, w), weights, self.padding)
+        ctx = ctx.reshape(n, dv, -1, positions).permute(0, 3, 2, 1)  # (N, P, d_d [+ d_v], d_v)
+        basic = ctx[:, :, :dd].reshape(-1, dd, dv)  # F_V^T: (N*P, d_d, d_v)
+        out = torch.bmm(kernel.contiguous(), basic)  # (N*P, N_h, d_v): sum_d kappa_h[d] F_V[v, d]
+        if self.context_type != "V":
+            mix = ctx[:, :, dd:].transpose(2, 3).reshape(-1, dv, dv)  # G(V)[v, v']: (N*P, d_v, d_v)
+            if self.context_type == "VplusR":
+                mix = mix + self.I
+            out = torch.bmm(out, mix)  # (N*P, N_h, d_v'): sum_v (...)[h, v] (G(V) + I)[v, v']
+        # channel v * N_h + h, as released
+        out = out.transpose(1, 2).reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
+        if self.stride == 2:
+            out = F.avg_pool3d(out, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
+        return out
