@@ -125,3 +125,59 @@ def softmax_list(scores: list[torch.Tensor]) -> list[torch.Tensor]:
     exps = [math.e ** (float(s) - top) for s in scores]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def reference_se(w: dict, x: torch.Tensor) -> torch.Tensor:
+    """SE eq. 2-4: z_c = mean over THW of x_c; s = sigmoid(W2 ReLU(W1 z)); y_c = s_c x_c."""
+    out = torch.empty_like(x)
+    for s in range(x.shape[0]):
+        z = torch.stack([x[s, c].sum() / x[s, c].numel() for c in range(x.shape[1])])
+        gate = sigmoid(affine(w, "fc2", torch.relu(affine(w, "fc1", z))))
+        for c in range(x.shape[1]):
+            out[s, c] = gate[c] * x[s, c]
+    return out
+
+
+def reference_cbam(w: dict, x: torch.Tensor, kernel) -> torch.Tensor:
+    """CBAM eq. 1-3: Mc = sigmoid(MLP(avg) + MLP(max)); F' = Mc * F; Ms = sigmoid(f([avg_c F'; max_c F']))
+    with f a ``kernel``-sized conv (zero padding, 2 -> 1 channels, bias); F'' = Ms * F'."""
+    out = torch.empty_like(x)
+    _, channels, frames, height, width = x.shape
+    kt, kh, kw = kernel
+    weight, bias = w["spatial.weight"][0], w["spatial.bias"][0]
+    for s in range(x.shape[0]):
+        avg = torch.stack([x[s, c].mean() for c in range(channels)])
+        mx = torch.stack([x[s, c].max() for c in range(channels)])
+        mlp = [affine(w, "fc2", torch.relu(affine(w, "fc1", v))) for v in (avg, mx)]
+        gate = sigmoid(mlp[0] + mlp[1])
+        refined = torch.stack([gate[c] * x[s, c] for c in range(channels)])
+        maps = torch.stack([refined.mean(dim=0), refined.max(dim=0).values])  # (2, T, H, W)
+        for t, i, j in _grid(frames, height, width):
+            acc = bias.clone()
+            for a in range(kt):
+                for b in range(kh):
+                    for c in range(kw):
+                        tt, ii, jj = t + a - kt // 2, i + b - kh // 2, j + c - kw // 2
+                        if 0 <= tt < frames and 0 <= ii < height and 0 <= jj < width:
+                            acc = acc + weight[:, a, b, c] @ maps[:, tt, ii, jj]
+            out[s, :, t, i, j] = sigmoid(acc) * refined[:, t, i, j]
+    return out
+
+
+def reference_gc(w: dict, x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """GCNet eq. 3: alpha_j = exp(W_k x_j) / sum_m exp(W_k x_m); c = sum_j alpha_j x_j;
+    z_i = x_i + W_v2 ReLU(LN(W_v1 c)), LN over the C/r channels with its affine weights."""
+    out = torch.empty_like(x)
+    _, channels, frames, height, width = x.shape
+    grid = _grid(frames, height, width)
+    for s in range(x.shape[0]):
+        vectors = [x[s, :, t, i, j] for t, i, j in grid]
+        alphas = softmax_list([affine(w, "key", v)[0] for v in vectors])
+        context = sum(a * v for a, v in zip(alphas, vectors))
+        hidden = affine(w, "fc1", context)
+        mean = hidden.sum() / hidden.numel()
+        var = ((hidden - mean) ** 2).sum() / hidden.numel()
+        normed = (hidden - mean) / torch.sqrt(var + eps) * w["norm.weight"] + w["norm.bias"]
+        transform = affine(w, "fc2", torch.relu(normed))
+        out[s] = x[s] + transform[:, None, None, None]
+    return out

@@ -14,6 +14,9 @@ from videoattn.models.presets_rnl import PAPER_KERNELS, rnl_release_count
 # (preset, params (M), GFLOPs as printed in RNL Table III)
 TABLE_III = [
     ("tsm50_nl", 31.69, 49.38),
+    ("tsm50_se", 24.79, 32.89),
+    ("tsm50_cbam", 24.80, 32.90),
+    ("tsm50_gc", 24.79, 32.90),
 ]
 
 
@@ -62,3 +65,11 @@ def test_region_kernels_are_a_preset_option():
     assert {tuple(m.kernel_size) for m in paper.modules() if type(m).__name__ == "RegionNonLocalBlock"} == {(3, 7, 7)}
     chain = create_model("tsm50_se_rnl", base_channels=16).backbone.layer3[4].after_block
     assert [b.registered_block_name for b in chain.blocks] == ["se_add", "rnl"]
+
+
+def test_baselines_sit_before_the_residual_addition_and_decoupled_is_the_composite():
+    model = create_model("tsm50_gc", base_channels=16)
+    assert type(model.backbone.layer2[0].before_residual).__name__ == "GlobalContext"
+    decoupled = create_model("r2d50_gc_decoupled", base_channels=16).backbone.layer3[5].after_block
+    assert decoupled.registered_block_name == "decoupled"
+    assert type(decoupled.spatial).__name__ == type(decoupled.temporal).__name__ == "GlobalContext"

@@ -118,3 +118,28 @@ register_preset("tsm50_rnl", build_tsm_rnl, "TSM ResNet-50 + five Gaussian RNL b
 register_preset("tsm50_se_rnl", build_tsm_rnl, "TSM ResNet-50 + five SE+RNL attention chains (RNL sec. III-D; SE "
                 "of eq. 10-12 with the C/16 bottleneck Table III's count implies)",
                 "RNL Table III +5 [SE+RNL]: 35.95 M params, 41.16 GFLOPs as the release counts", se_reduction=16)
+
+# --- Table III's attention baselines, before the residual addition of the same units -------------------
+_TSM_BASELINES = {
+    "se": ("squeeze-and-excitation (Hu et al.), C/16", "+5 SE: 24.79 M params, 32.89 GFLOPs"),
+    "cbam": ("CBAM channel then spatial (7x7 per frame) attention, C/16", "+5 CBAM: 24.80 M params, 32.90 GFLOPs"),
+    "gc": ("GCNet global context, C/16", "+5 GC: 24.79 M params, 32.90 GFLOPs"),
+}
+for _key, (_description, _reference) in _TSM_BASELINES.items():
+    register_preset(f"tsm50_{_key}", build_recognizer, f"TSM ResNet-50 + five {_description} blocks before the "
+                    "residual addition (res3 0,2; res4 0,2,4)", f"RNL Table III {_reference}",
+                    blocks=({"name": _key, "plan": TSM_PLAN, "position": "before_residual"},), **_COMMON)
+
+# --- GTA Table 5: NL variants as published (over all THW positions) and decoupled ----------------------
+# Same five-block layout and site as GTA's NL row (r2d50_nl); "decoupled" is the generic composite:
+# the block within each frame, then a second one along time at each position.
+_GTA_VARIANTS = {"gc": "GCNet global context (C/16)"}
+for _key, _description in _GTA_VARIANTS.items():
+    register_preset(f"r2d50_{_key}", build_recognizer, f"R2D ResNet-50 + five {_description} blocks over THW",
+                    "GTA Table 5 (SS-v1 accuracy only)", depth=50, variant="r2d", num_classes=174,
+                    blocks=({"name": _key, "plan": "five_block"},))
+    register_preset(f"r2d50_{_key}_decoupled", build_recognizer, f"R2D ResNet-50 + five decoupled {_description} "
+                    "blocks: within each frame, then along time", "GTA Table 5, decoupled row",
+                    depth=50, variant="r2d", num_classes=174,
+                    blocks=({"name": "decoupled", "plan": "five_block",
+                             "options": {"spatial": _key, "temporal": _key}},))
