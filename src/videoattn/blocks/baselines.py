@@ -88,7 +88,7 @@ class CBAM(nn.Module):
         return x * torch.sigmoid(self.spatial(maps))
 
 
-@register_block("gc", description="GCNet global context block (Cao et al. 2019): x + W2 ReLU(LN(W1 attention-pooled x))")
+@register_block("gc", description="GCNet global context block (Cao et al. 2019): x + W2 ReLU(LN(W1 context))")
 class GlobalContext(nn.Module):
     """``y_i = x_i + W_v2 ReLU(LN(W_v1 sum_j softmax_j(W_k x_j) x_j))`` (GCNet eq. 3).
 

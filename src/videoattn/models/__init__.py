@@ -3,7 +3,7 @@
 Importing this package registers every preset family.
 """
 
-from . import presets_attention, presets_rnl  # noqa: F401  (registers the NL-family / GTA / RNL presets)
+from . import presets_attention, presets_rnl, released_rnl  # noqa: F401  (registers presets and layouts)
 from .presets import Preset, create_model, get_preset, list_models, register_preset
 from .recognizer import (
     BlockInsertion,

@@ -39,7 +39,8 @@ PAPER_KERNELS = {"res3": (3, 7, 7), "res4": (3, 7, 7)}
 def rnl_insertions(region_kernels: Mapping, se_reduction: int | None, rnl_options: Mapping | None) -> list[dict]:
     """One ``rnl`` (or ``chain`` of ``se_add`` then ``rnl``) insertion per stage of ``region_kernels``."""
     if not isinstance(region_kernels, Mapping) or not region_kernels:
-        raise ConfigError(f"region_kernels must map stages {sorted(TSM_LAYOUT)} to kernel sizes, got {region_kernels!r}")
+        raise ConfigError(f"region_kernels must map stages {sorted(TSM_LAYOUT)} to kernel sizes, "
+                          f"got {region_kernels!r}")
     unknown = sorted(set(region_kernels) - set(TSM_LAYOUT))
     if unknown:
         raise ConfigError(f"region_kernels names stage(s) {', '.join(unknown)}; the RNL layout has blocks in "
