@@ -53,6 +53,14 @@ DEMO_MODELS: dict[str, DemoModel] = {
     # 4 groups (not the paper's 8): the demo's narrow res3 has an inner width of 8 channels.
     "gta": DemoModel("gta", "gta", "r2d18_gta", {"block_options": {"num_groups": 4}},
                      "spatial attention + global temporal attention"),
+    # RNL (3x3x3 regions: the demo's maps are small) and RNL's SE+RNL attention chain, same two sites.
+    "rnl": DemoModel("rnl", "rnl", "r2d18", {"blocks": [{"name": "rnl", "plan": "res3: 1; res4: 1",
+                                                          "options": {"kernel_size": [3, 3, 3]}}]},
+                     "region-based non-local: affinity between 3x3x3 regions"),
+    "se_rnl": DemoModel("se_rnl", "chain", "r2d18", {"blocks": [{
+        "name": "chain", "plan": "res3: 1; res4: 1",
+        "options": {"blocks": ["se_add", {"name": "rnl", "options": {"kernel_size": [3, 3, 3]}}]}}]},
+                        "RNL's attention chain: additive SE, then region-based non-local"),
 }
 
 
