@@ -74,6 +74,15 @@ add_cases("sa+tape", "tape", spatial=True)
 add_cases("gta", "gta")
 add_cases("gta/no_region", "gta", region=False)
 
+# --- RNL family and attention baselines (issue 11): RNL vs NL at res3 (3x7x7, as released) / res4 (3x3x3)
+add_cases("rnl/3x7x7", "rnl", shapes=("res3",), kernel_size=(3, 7, 7))
+add_cases("rnl/3x3x3", "rnl", shapes=("res4",), kernel_size=(3, 3, 3))
+add_cases("se_rnl/3x7x7", "chain", shapes=("res3",),
+          blocks=["se_add", {"name": "rnl", "options": {"kernel_size": [3, 7, 7]}}])
+add_cases("se", "se")
+add_cases("cbam", "cbam")
+add_cases("gc", "gc")
+
 
 # --- one case, inside the child process --------------------------------------------------------------
 
