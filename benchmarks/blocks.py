@@ -81,6 +81,15 @@ SHAPES.update({"rsa_c128": (128, 8, 28, 28), "rsa_c256": (256, 8, 14, 14)})
 add_cases("rsa", "rsa", shapes=("rsa_c128", "rsa_c256"))
 add_cases("rsa/conv3x3x3", "conv", shapes=("rsa_c128", "rsa_c256"), kernel_size=3)
 
+# --- RNL family and attention baselines (issue 11): RNL vs NL at res3 (3x7x7, as released) / res4 (3x3x3)
+add_cases("rnl/3x7x7", "rnl", shapes=("res3",), kernel_size=(3, 7, 7))
+add_cases("rnl/3x3x3", "rnl", shapes=("res4",), kernel_size=(3, 3, 3))
+add_cases("se_rnl/3x7x7", "chain", shapes=("res3",),
+          blocks=["se_add", {"name": "rnl", "options": {"kernel_size": [3, 7, 7]}}])
+add_cases("se", "se")
+add_cases("cbam", "cbam")
+add_cases("gc", "gc")
+
 
 # --- one case, inside the child process --------------------------------------------------------------
 

@@ -55,6 +55,15 @@ DEMO_MODELS: dict[str, DemoModel] = {
                      "spatial attention + global temporal attention"),
     # RSA replaces conv2 of res3 block 1 and res4 block 1 (those blocks from scratch), default 5x7x7.
     "rsa": DemoModel("rsa", "rsa", "r2d18_rsa", {}, "relational self-attention in place of two 3x3 convs"),
+
+    # RNL (3x3x3 regions: the demo's maps are small) and RNL's SE+RNL attention chain, same two sites.
+    "rnl": DemoModel("rnl", "rnl", "r2d18", {"blocks": [{"name": "rnl", "plan": "res3: 1; res4: 1",
+                                                          "options": {"kernel_size": [3, 3, 3]}}]},
+                     "region-based non-local: affinity between 3x3x3 regions"),
+    "se_rnl": DemoModel("se_rnl", "chain", "r2d18", {"blocks": [{
+        "name": "chain", "plan": "res3: 1; res4: 1",
+        "options": {"blocks": ["se_add", {"name": "rnl", "options": {"kernel_size": [3, 3, 3]}}]}}]},
+                        "RNL's attention chain: additive SE, then region-based non-local"),
 }
 
 

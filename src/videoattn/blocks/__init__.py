@@ -3,7 +3,19 @@
 Importing this package registers every block family.
 """
 
-from . import bat, composite, conv, factorised, gta, identity, non_local, rsa, shift  # noqa: F401  (registers blocks)
+from . import (  # noqa: F401  (registers blocks)
+    baselines,
+    bat,
+    composite,
+    conv,
+    factorised,
+    gta,
+    identity,
+    non_local,
+    rnl,
+    rsa,
+    shift,
+)
 from .registry import (
     BlockSpec,
     create,

@@ -3,7 +3,14 @@
 Importing this package registers every preset family.
 """
 
-from . import presets_attention, presets_bat, presets_rsa, presets_slowfast  # noqa: F401  (register the preset families)
+from . import (  # noqa: F401  (register the preset families and released layouts)
+    presets_attention,
+    presets_bat,
+    presets_rnl,
+    presets_rsa,
+    presets_slowfast,
+    released_rnl,
+)
 from .presets import Preset, create_model, get_preset, list_models, register_preset
 from .recognizer import (
     BlockInsertion,
