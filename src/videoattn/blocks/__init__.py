@@ -3,7 +3,7 @@
 Importing this package registers every block family.
 """
 
-from . import composite, conv, factorised, gta, identity, non_local, shift  # noqa: F401  (registers blocks)
+from . import composite, conv, factorised, gsm, gta, identity, non_local, shift  # noqa: F401  (registers blocks)
 from .registry import (
     BlockSpec,
     create,
