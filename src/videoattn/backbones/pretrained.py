@@ -95,7 +95,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str | None = None) -> LoadReport:
     """Copy matching tensors of ``path`` into ``model`` (a backbone or image classifier).
 
-    Keys are matched by name. A 4D kernel meets a 5D parameter -> inflated; keys under ``head_prefix``
+    Keys are matched by name, after the model's ``adapt_pretrained_state`` (if any) has mapped the
+    checkpoint's names and shapes to its own (BN-Inception's released flat names). A 4D kernel meets
+    a 5D parameter -> inflated; keys under ``head_prefix``
     (default: the backbone's ``pretrained_head_prefix``, ``fc.``) whose shapes differ (another number
     of classes) are reported as an ignored classifier; keys under the backbone's
     ``pretrained_skip_prefixes()`` (replaced modules) are skipped, whatever their shapes. Any other
@@ -109,6 +111,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str 
     skip = tuple(model.pretrained_skip_prefixes()) if hasattr(model, "pretrained_skip_prefixes") else ()
     block_prefixes = tuple(name + "." for name, _ in registered_blocks(model))
     source = read_state_dict(path)
+    if hasattr(model, "adapt_pretrained_state"):  # released names/shapes -> the model's (BN-Inception)
+        source = model.adapt_pretrained_state(source)
     report = LoadReport(path=os.fspath(path))
     target = model.state_dict()
     new_state = {}

@@ -3,7 +3,7 @@
 Importing this package registers every preset family.
 """
 
-from . import presets_attention  # noqa: F401  (registers the NL-family / GTA presets)
+from . import presets_attention, presets_gsm  # noqa: F401  (registers the NL-family / GTA / GSM presets)
 from .presets import Preset, create_model, get_preset, list_models, register_preset
 from .recognizer import (
     BlockInsertion,
