@@ -118,6 +118,12 @@ class InceptionModule(nn.Module):
             outputs.append(out)
         pooled = self.pool(x)
         outputs.append(pooled if self.reduction else self._conv_bn_relu("pool_proj", pooled, num_frames))
+        if self.reduction and outputs[0].shape[-2:] != pooled.shape[-2:]:
+            raise ShapeError(
+                f"BN-Inception reduction module got a {x.shape[-2]}x{x.shape[-1]} map: its stride-2 convolution "
+                f"gives {tuple(outputs[0].shape[-2:])} but its ceil-mode pool {tuple(pooled.shape[-2:])} (as in the "
+                "released Caffe model); use input sizes that are multiples of 32 (e.g. 224)"
+            )
         return run_video_module(self.after_block, torch.cat(outputs, dim=1), num_frames)
 
 
