@@ -53,6 +53,16 @@ DEMO_MODELS: dict[str, DemoModel] = {
     # 4 groups (not the paper's 8): the demo's narrow res3 has an inner width of 8 channels.
     "gta": DemoModel("gta", "gta", "r2d18_gta", {"block_options": {"num_groups": 4}},
                      "spatial attention + global temporal attention"),
+    # GSM / SA-GSM where TSM shifts: before conv1 of every residual block. GSM is a learned, gated
+    # replacement of TSM's fixed shift (Sudhakaran et al. compare it with TSM at this granularity), and
+    # this site sees the block input, already batch-normalised, so the gate needs no BN of its own
+    # (gate_norm is for BN-Inception's pre-BN site). All 8 blocks, as TSM, so the two differ only in
+    # the shift being gated and learned.
+    "gsm": DemoModel("gsm", "gsm", "r2d18", {"blocks": [{"name": "gsm", "plan": "all", "position": "before_conv1"}]},
+                     "gate-shift module before conv1 of every residual block"),
+    "sa_gsm": DemoModel("sa_gsm", "sa_gsm", "r2d18",
+                        {"blocks": [{"name": "sa_gsm", "plan": "all", "position": "before_conv1"}]},
+                        "gate-shift + SAGAN frame attention before conv1 of every residual block"),
 }
 
 
