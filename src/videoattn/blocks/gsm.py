@@ -64,29 +64,87 @@ GATE_IMPLS = ("matmul", "conv3d")
 VALUE_FORMS = ("paper", "released")
 
 
-def _tap_sum(taps: torch.Tensor, batch: int, frames: int, height: int, width: int) -> torch.Tensor:
-    """Sum 3x3x3 kernel-tap maps with their offsets (zero outside the clip).
-
-    ``taps`` is ``(N*T, 27, H*W)``: tap ``(dt, dh, dw)`` of frame t at ``(h, w)`` holds
-    ``sum_c W[c, dt, dh, dw] X[c, t, h, w]``. Returns ``(N, T, H, W)`` with
-    ``out[t, h, w] = sum_taps taps[t + dt - 1, (dt, dh, dw), h + dh - 1, w + dw - 1]``: the
-    cross-correlation of a padding-1 convolution.
-    """
-    taps = taps.view(batch, frames, 3, 3, 3, height, width)
-    out = taps[:, :, 1, 1, 1].clone()
+def _tap_windows(frames: int, height: int, width: int):
+    """For each 3x3x3 tap ``(dt, dh, dw)``: the output window and the matching input window (zero
+    padding: only the part of the output whose shifted position lies inside the clip)."""
     for dt in range(3):
         for dh in range(3):
             for dw in range(3):
-                if dt == dh == dw == 1:
-                    continue
                 ot, oh, ow = dt - 1, dh - 1, dw - 1
                 t0, t1 = max(0, -ot), frames - max(0, ot)
                 h0, h1 = max(0, -oh), height - max(0, oh)
                 w0, w1 = max(0, -ow), width - max(0, ow)
-                if t0 >= t1 or h0 >= h1 or w0 >= w1:
-                    continue
-                out[:, t0:t1, h0:h1, w0:w1] += taps[:, t0 + ot:t1 + ot, dt, dh, dw, h0 + oh:h1 + oh, w0 + ow:w1 + ow]
-    return out
+                if t0 < t1 and h0 < h1 and w0 < w1:
+                    out = (slice(t0, t1), slice(h0, h1), slice(w0, w1))
+                    source = (slice(t0 + ot, t1 + ot), slice(h0 + oh, h1 + oh), slice(w0 + ow, w1 + ow))
+                    yield (dt, dh, dw), out, source
+
+
+class _TapSum(torch.autograd.Function):
+    """Sum 3x3x3 kernel-tap maps with their offsets (zero outside the clip).
+
+    ``taps`` is ``(N, T, G, 3, 3, 3, H, W)``: tap ``(dt, dh, dw)`` of group g, frame t at ``(h, w)``
+    holds ``sum_c W_g[c, dt, dh, dw] X_g[c, t, h, w]``. Returns ``(N, T, G, H, W)`` with
+    ``out[t, g, h, w] = sum_taps taps[t + dt - 1, g, (dt, dh, dw), h + dh - 1, w + dw - 1]``: the
+    cross-correlation of a padding-1 convolution. A custom backward writes each tap's gradient
+    window once into one buffer (autograd's slice backward would allocate a full-size zero tensor
+    per tap).
+    """
+
+    @staticmethod
+    def forward(ctx, taps: torch.Tensor) -> torch.Tensor:
+        batch, frames, groups, _, _, _, height, width = taps.shape
+        out = taps.new_zeros(batch, frames, groups, height, width)
+        for (dt, dh, dw), (t, h, w), (ts, hs, ws) in _tap_windows(frames, height, width):
+            out[:, t, :, h, w] += taps[:, ts, :, dt, dh, dw, hs, ws]
+        ctx.shape = taps.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        frames, height, width = ctx.shape[1], ctx.shape[6], ctx.shape[7]
+        grad_taps = grad.new_zeros(ctx.shape)
+        for (dt, dh, dw), (t, h, w), (ts, hs, ws) in _tap_windows(frames, height, width):
+            grad_taps[:, ts, :, dt, dh, dw, hs, ws] = grad[:, t, :, h, w]
+        return grad_taps
+
+
+class _GatedShift(torch.autograd.Function):
+    """``Z = X - Y + shift(Y)`` with ``Y_k = g_k . X_k`` for the two channel halves, in one pass.
+
+    ``gate`` is ``(N, 2, T, H, W)``; with ``past_first`` the first half receives frame t-1's ``Y``
+    (``shift_fw``) and the second frame t+1's (``shift_bw``), else the reverse. The backward is
+    written out (``dL/dY = -G + G`` shifted the other way, ``dL/dX = G + g . dL/dY``,
+    ``dL/dg = sum_c X . dL/dY``) so that neither pass allocates more than one full-size buffer per
+    result: autograd through slices would materialise a zero-filled copy of the tensor per slice.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, gate: torch.Tensor, past_first: bool) -> torch.Tensor:
+        halves = x.unflatten(1, (2, x.shape[1] // 2))  # a view, whatever x's strides
+        gated = halves * gate.unsqueeze(2)
+        out = halves - gated
+        past, future = (0, 1) if past_first else (1, 0)
+        out[:, past, :, 1:] += gated[:, past, :, :-1]
+        out[:, future, :, :-1] += gated[:, future, :, 1:]
+        ctx.save_for_backward(x, gate)
+        ctx.past_first = past_first
+        return out.flatten(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, gate = ctx.saved_tensors
+        grad_halves = grad.unflatten(1, (2, x.shape[1] // 2))
+        past, future = (0, 1) if ctx.past_first else (1, 0)
+        grad_gated = -grad_halves
+        grad_gated[:, past, :, :-1] += grad_halves[:, past, :, 1:]
+        grad_gated[:, future, :, 1:] += grad_halves[:, future, :, :-1]
+        grad_x = grad_gate = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2)
+        if ctx.needs_input_grad[1]:
+            grad_gate = (grad_gated * x.unflatten(1, (2, x.shape[1] // 2))).sum(2)
+        return grad_x, grad_gate, None
 
 
 @register_block("gsm", description="Gate-Shift Module: tanh-gated halves shifted forward/backward in time (GSM)")
@@ -125,29 +183,17 @@ class GateShift(nn.Module):
         if self.gate_impl == "conv3d":
             return torch.tanh(self.gate(source))
         batch, channels, frames, height, width = source.shape
-        half = channels // 2
-        # (N*T, C, H*W): a view when x is the backbone's frame-batched memory, else one copy
-        frames_first = source.transpose(1, 2).reshape(batch * frames, channels, height * width)
-        maps = []
-        for group in range(2):
-            taps = self.gate.weight[group].permute(1, 2, 3, 0).reshape(27, half)  # (dt, dh, dw) x channel
-            tap_maps = torch.matmul(taps, frames_first[:, group * half:(group + 1) * half])
-            maps.append(_tap_sum(tap_maps, batch, frames, height, width) + self.gate.bias[group])
-        return torch.tanh(torch.stack(maps, dim=1))
+        # (N*T, 2, C/2, H*W): a view when x is the backbone's frame-batched memory, else one copy
+        frames_first = source.transpose(1, 2).reshape(batch * frames, 2, channels // 2, height * width)
+        # each group's 27 taps x its C/2 channels: one batched matrix product for both groups
+        taps = self.gate.weight.permute(0, 2, 3, 4, 1).reshape(2, 27, channels // 2)
+        tap_maps = torch.matmul(taps, frames_first).view(batch, frames, 2, 3, 3, 3, height, width)
+        pre_gate = _TapSum.apply(tap_maps) + self.gate.bias.view(1, 1, 2, 1, 1)  # (N, T, 2, H, W)
+        return torch.tanh(pre_gate).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("gsm", x, self.channels)
-        half = self.channels // 2
-        gate = self.gate_maps(x)
-        # Y: each half times its gate map (splitting C is a view; the product keeps x's memory layout)
-        gated = (x.unflatten(1, (2, half)) * gate.unsqueeze(2)).flatten(1, 2)
-        out = x - gated  # the residual R
-        first_from_past = not self.released_order
-        if x.shape[2] > 1:
-            from_past, from_future = (slice(0, half), slice(half, None)) if first_from_past else (
-                slice(half, None), slice(0, half))
-            out[:, from_past, 1:] += gated[:, from_past, :-1]
-            out[:, from_future, :-1] += gated[:, from_future, 1:]
+        out = _GatedShift.apply(x, self.gate_maps(x), not self.released_order)
         if self.released_order:
             out = out.index_select(1, self._order)
         return out
