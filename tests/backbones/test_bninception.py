@@ -172,3 +172,13 @@ def test_count_rows(name):
     assert (counted.params, counted.macs) == (params, macs)
     if paper is not None:
         assert abs(counted.params - paper) <= 0.05e6
+
+
+def test_partial_bn_keeps_the_first_bn_and_the_gsm_gates_training():
+    from videoattn.engine.builders import frozen_bn_layers
+
+    model = create_model("bninception_gsm", num_frames=2, base_channels=8)
+    frozen = {id(m) for m in frozen_bn_layers(model, "partial")}
+    assert id(model.backbone.conv1_7x7_s2_bn) not in frozen  # TSN's partial BN: the first one trains
+    assert id(model.backbone.conv2_3x3_reduce_bn) in frozen and id(model.backbone.inception_5b.pool_proj_bn) in frozen
+    assert id(model.backbone.inception_3a.before_1x1_bn.gate_bn) not in frozen
