@@ -205,3 +205,19 @@ def test_single_frame_and_errors():
         create("sa_gsm", 8, value="other")
     with pytest.raises(ShapeError, match="C=8"):
         block(torch.randn(1, 6, 2, 3, 3))
+
+
+@pytest.mark.parametrize("released_order", [False, True])
+def test_written_out_backwards_pass_gradcheck(released_order):
+    """The tap sum and the gated shift have hand-written backwards: check them numerically
+    (float64; the input's gradient passes through both, the gate bias and BN weight through the shift).
+    The gate weight's gradient is the matmul's, from the same tap-sum gradient as the input's."""
+    block = randomize_(create("gsm", 4, gate_norm=True, released_order=released_order).double()).train()
+    x = torch.randn(1, 4, 3, 3, 2, dtype=torch.float64, requires_grad=True)
+    names = ["gate.bias", "gate_bn.weight"]
+
+    def fn(inputs, *weights):
+        return torch.func.functional_call(block, dict(zip(names, weights)), (inputs,))
+
+    weights = tuple(block.get_parameter(n).detach().clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(fn, (x, *weights))

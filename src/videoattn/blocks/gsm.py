@@ -24,11 +24,12 @@ Options that follow the released code (``swathikirans/GSM``, ``gsm.py``) instead
   ``2*j + i``), so at initialisation the block is a fixed channel permutation, not the identity.
 
 The gate is computed without PyTorch's grouped 3x3x3 convolution with two output channels, which
-runs at about 1 GMAC/s on CPU (``gate_impl="conv3d"`` keeps it as the reference path): each half's
-27 kernel taps are one matrix product ``(27, C/2) x (C/2, H*W)`` per frame on the frame-batched
-layout the backbones use (``gate_impl="matmul"``, the default), and the 27 two-channel tap maps are
-summed with their space-time offsets by slice additions. The shift adds slices of ``Y`` into
-``X - Y`` in place: no concatenation or permuted copy of the whole tensor. Both run on any device.
+runs at about 1 GMAC/s on CPU (``gate_impl="conv3d"`` keeps it as the reference path): both groups'
+27 kernel taps are one batched matrix product ``(27, C/2) x (C/2, H*W)`` per frame on the
+frame-batched layout the backbones use (``gate_impl="matmul"``, the default), and the 27 two-channel
+tap maps are summed at their space-time offsets (:class:`_TapSum`). Gating, residual and both shifts
+are one autograd function (:class:`_GatedShift`) with a written-out backward: no concatenation,
+permuted copy or per-slice zero-filled buffer of the whole tensor. Both run on any device.
 
 ``sa_gsm`` (SA-GSM report eq. 1-4): GSM followed by SAGAN-style self-attention within each frame::
 
