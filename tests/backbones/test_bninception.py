@@ -9,7 +9,6 @@ from torch import nn
 
 from videoattn.analysis.complexity import profile_model
 from videoattn.backbones import BNInception, load_pretrained
-from videoattn.blocks import register_block
 from videoattn.errors import ConfigError, ShapeError
 from videoattn.models import create_model
 
@@ -95,17 +94,15 @@ def test_gsm_model_loads_released_trunk_and_reports_blocks_as_new(tmp_path):
                                state["inception_3c_3x3_reduce.weight"])
 
 
-@register_block("_bninception_probe", description="test probe: records the shape it sees")
 class _Probe(nn.Module):
-    identity_at_init = True
-    seen: list = []
+    """Records the shape it sees (put at sites with ``set_site``, not registered as a block)."""
 
-    def __init__(self, channels: int, zero: bool = False):
+    def __init__(self, seen: list, zero: bool = False):
         super().__init__()
-        self.zero = zero
+        self.seen, self.zero = seen, zero
 
     def forward(self, x):
-        _Probe.seen.append(tuple(x.shape))
+        self.seen.append(tuple(x.shape))
         return x * 0 if self.zero else x
 
 
@@ -118,19 +115,20 @@ def test_sites_shapes_and_effect():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 3, 96, 96)
     plain = create_model("bninception", num_frames=3, base_channels=16).eval()
-    _Probe.seen.clear()
-    probed = create_model("bninception", num_frames=3, base_channels=16,
-                          blocks=[{"name": "_bninception_probe", "plan": "all", "position": "before_1x1_bn"}]).eval()
-    probed.load_state_dict(plain.state_dict())
-    torch.testing.assert_close(probed(x), plain(x))
+    expected = plain(x)
+    seen: list = []
+    for site in plain.backbone.sites(3):
+        if site.kind == "before_1x1_bn":
+            plain.backbone.set_site(site, _Probe(seen))
+    torch.testing.assert_close(plain(x), expected)
     # 96 px: 3a-3c at 12, 4a-4e at 6, 5a/5b at 3; channels scaled by 16/64
-    assert _Probe.seen == [(1, c // 4, 3, s, s) for c, s in zip(
+    assert seen == [(1, c // 4, 3, s, s) for c, s in zip(
         [64, 64, 128, 224, 192, 160, 96, 128, 352, 352], [12, 12, 12, 6, 6, 6, 6, 6, 3, 3])]
-    zeroed = create_model("bninception", num_frames=3, base_channels=16, blocks=[
-        {"name": "_bninception_probe", "plan": "inception5: 1", "position": "before_1x1_bn",
-         "options": {"zero": True}}]).eval()
+    zeroed = create_model("bninception", num_frames=3, base_channels=16).eval()
     zeroed.load_state_dict(plain.state_dict())
-    assert not torch.allclose(zeroed(x), plain(x))
+    (site,) = [s for s in zeroed.backbone.sites(3) if s.name == "inception5.1.before_1x1_bn"]
+    zeroed.backbone.set_site(site, _Probe([], zero=True))
+    assert not torch.allclose(zeroed(x), expected)
 
 
 def test_caffe_bgr_input_convention():
