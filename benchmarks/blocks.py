@@ -91,6 +91,16 @@ add_cases("cbam", "cbam")
 add_cases("gc", "gc")
 
 
+# --- GSM family (issue 12): the BN-Inception GSM sites at 8x224x224 (3a/3b, 3c, 4b, 5a/5b) and the
+# C=192 28x28 shape the issue quotes for the released module. Configured as the presets (gate_norm).
+GSM_SHAPES = {"gsm_c64_28": (64, 8, 28, 28), "gsm_c128_28": (128, 8, 28, 28), "gsm_c192_28": (192, 8, 28, 28),
+              "gsm_c192_14": (192, 8, 14, 14), "gsm_c352_7": (352, 8, 7, 7)}
+SHAPES.update(GSM_SHAPES)
+add_cases("gsm", "gsm", shapes=tuple(GSM_SHAPES), gate_norm=True)
+add_cases("gsm/conv3d", "gsm", shapes=tuple(GSM_SHAPES), gate_norm=True, gate_impl="conv3d")
+add_cases("sa_gsm", "sa_gsm", shapes=tuple(GSM_SHAPES), gate_norm=True, value="released")
+
+
 # --- one case, inside the child process --------------------------------------------------------------
 
 
@@ -273,6 +283,12 @@ def summarise(results: list[dict]) -> dict:
                         "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
                         "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
                     }
+        gsm, gsm_conv3d = by_key.get(("gsm", shape)), by_key.get(("gsm/conv3d", shape))
+        if gsm and gsm_conv3d:  # the matmul gate vs the grouped-conv3d gate the release uses
+            summary[f"{shape} gsm vs gsm/conv3d"] = {
+                **_time_ratio(gsm, gsm_conv3d),
+                "peak_memory_ratio": round(gsm["peak_memory_mib"] / gsm_conv3d["peak_memory_mib"], 3),
+            }
     return summary
 
 

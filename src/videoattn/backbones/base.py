@@ -13,6 +13,8 @@ pretrained loading) talks to it only through :class:`VideoBackbone`:
 * ``set_site(site, module)`` puts a module there; the backbone runs it in the public
   ``(N, C, T, H, W)`` layout (:func:`run_video_module`);
 * ``named_plans`` adds backbone-specific layouts to the generic ``all``/``none`` (``five_block``);
+* ``adapt_pretrained_state(state)`` maps a checkpoint's names and shapes to the backbone's before
+  matching (identity by default; BN-Inception maps the released flat names);
 * ``pretrained_head_prefix`` names the classifier keys a checkpoint may carry, and
   ``pretrained_skip_prefixes()`` the modules whose checkpoint tensors must not be loaded (replaced
   modules and units that train from scratch).
@@ -94,6 +96,10 @@ class VideoBackbone(nn.Module):
     def pretrained_skip_prefixes(self) -> list[str]:
         """Module paths (with a trailing dot) whose checkpoint tensors are not loaded."""
         return list(getattr(self, "_pretrained_skip", []))
+
+    def adapt_pretrained_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint's state dict with names/shapes mapped to this backbone's (default: unchanged)."""
+        return state
 
     def init_unit_from_scratch(self, site: Site) -> None:
         """Re-initialise the unit holding ``site`` for training from scratch (default: nothing)."""

@@ -99,9 +99,9 @@ def read_state_dict(path: str | os.PathLike, strip_prefixes: tuple[str, ...] = _
 def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str | None = None) -> LoadReport:
     """Copy matching tensors of ``path`` into ``model`` (a backbone or image classifier).
 
-    A backbone that does not use the file's names (SlowFast's two pathways) may define
-    ``adapt_pretrained(state) -> state``, applied first, to rename and reshape the 2D tensors for it.
-    Keys are then matched by name. A 4D kernel meets a 5D parameter -> inflated; keys under ``head_prefix``
+    Keys are matched by name, after the backbone's ``adapt_pretrained_state(state) -> state`` (if it
+    defines one) has mapped the checkpoint's names and shapes to its own (BN-Inception's released flat
+    names; SlowFast's two pathways). A 4D kernel meets a 5D parameter -> inflated; keys under ``head_prefix``
     (default: the backbone's ``pretrained_head_prefix``, ``fc.``) whose shapes differ (another number
     of classes) are reported as an ignored classifier; keys under the backbone's
     ``pretrained_skip_prefixes()`` (replaced modules) are skipped, whatever their shapes. Any other
@@ -115,8 +115,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str 
     skip = tuple(model.pretrained_skip_prefixes()) if hasattr(model, "pretrained_skip_prefixes") else ()
     block_prefixes = tuple(name + "." for name, _ in registered_blocks(model))
     source = read_state_dict(path)
-    if hasattr(model, "adapt_pretrained"):  # a backbone whose names/widths differ from the 2D file's
-        source = model.adapt_pretrained(source)
+    if hasattr(model, "adapt_pretrained_state"):  # the file's names/shapes -> the backbone's own
+        source = model.adapt_pretrained_state(source)
     report = LoadReport(path=os.fspath(path))
     target = model.state_dict()
     new_state = {}

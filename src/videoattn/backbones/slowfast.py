@@ -31,7 +31,7 @@ branch2.a``, ``s1_fuse.conv_f2s``, ``head.projection``) to these.
 Insertion sites: the slow pathway's residual blocks only, with the ResNet site kinds and stage names
 ``res2``..``res5`` (``five_block`` = res3 1,3 + res4 1,3,5); a site sees ``T / alpha`` frames.
 
-ImageNet initialisation (:meth:`SlowFast.adapt_pretrained`): a 2D torchvision ResNet file initialises
+ImageNet initialisation (:meth:`SlowFast.adapt_pretrained_state`): a 2D torchvision ResNet file initialises
 both pathways. Kernels are inflated in time by the loader (repeat and divide by ``kt``); slow tensors
 that read lateral channels get zeros for them (PySlowFast's rule when it inflates Caffe2 2D weights),
 so the slow pathway starts as the 2D network on its frames; the fast pathway, 1/8 as wide, takes the
@@ -223,7 +223,7 @@ class SlowFast(VideoBackbone):
         return torch.cat([slow, lateral], dim=1)
 
     # --- ImageNet 2D initialisation --------------------------------------------------------------------
-    def adapt_pretrained(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def adapt_pretrained_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Map a torchvision 2D ResNet state dict onto both pathways (see the module docstring).
 
         Trunk keys become ``slow.<key>`` and ``fast.<key>``; the classifier (``fc.*``) is passed on

@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (registers blocks)
     composite,
     conv,
     factorised,
+    gsm,
     gta,
     identity,
     non_local,

@@ -6,6 +6,7 @@ Importing this package registers every preset family.
 from . import (  # noqa: F401  (register the preset families and released layouts)
     presets_attention,
     presets_bat,
+    presets_gsm,
     presets_rnl,
     presets_rsa,
     presets_slowfast,

@@ -49,7 +49,7 @@ def build_slowfast(
     """A SlowFast recognizer. ``num_frames`` is the fast pathway's clip length (the model input);
     inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` are merged into
     every insertion's options; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
-    pathways (:meth:`~videoattn.backbones.slowfast.SlowFast.adapt_pretrained`)."""
+    pathways (:meth:`~videoattn.backbones.slowfast.SlowFast.adapt_pretrained_state`)."""
     backbone = SlowFast(depth, alpha, beta_inv, fusion_kernel, fusion_channel_ratio, base_channels,
                         temporal_padding, zero_init_residual)
     insertions = [BlockInsertion.coerce(b) for b in blocks]
