@@ -132,18 +132,26 @@ def reference_nl(block, x: torch.Tensor, floor_pool: bool = False) -> torch.Tens
     return out
 
 
-def reference_sa(block, x: torch.Tensor) -> torch.Tensor:
-    """GTA eq. 3: Y_s(t) = X(t) + BN(W_O softmax(Q_s(t) K_s(t)^T / sqrt(d)) V_s(t)), frame by frame."""
+def reference_sa(block, x: torch.Tensor, pool_before: bool = False) -> torch.Tensor:
+    """GTA eq. 3: Y_s(t) = X(t) + BN(W_O softmax(Q_s(t) K_s(t)^T / sqrt(d)) V_s(t)), frame by frame.
+
+    Sub-sampled keys/values are K = maxpool(X W_K), V = maxpool(X W_V) by default, or, with
+    ``pool_before`` (given by the test, not read from the block), K = maxpool(X) W_K and
+    V = maxpool(X) W_V: each key/value is the projection of the window-wise maximum of the input."""
     out = torch.empty_like(x)
     scale = 1.0 / math.sqrt(block.inner_channels) if block.use_scale else 1.0
     for n in range(x.shape[0]):
         sample = x[n]
         _, frames, height, width = sample.shape
         q = project_map(block.query, sample)
-        k = project_map(block.key, sample)
-        v = project_map(block.value, sample)
-        if block.sub_sample:
-            k, v = max_pool_map(k), max_pool_map(v)
+        if block.sub_sample and pool_before:
+            pooled = max_pool_map(sample)
+            k, v = project_map(block.key, pooled), project_map(block.value, pooled)
+        else:
+            k = project_map(block.key, sample)
+            v = project_map(block.value, sample)
+            if block.sub_sample:
+                k, v = max_pool_map(k), max_pool_map(v)
         for t in range(frames):
             key_cells = [(ik, jk) for ik in range(k.shape[2]) for jk in range(k.shape[3])]
             for i in range(height):

@@ -89,6 +89,36 @@ def test_sa_matches_equation_3():
         torch.testing.assert_close(block(x), reference_sa(block, x), rtol=1e-10, atol=1e-10)
 
 
+def test_sa_pooling_before_the_projections_matches_its_reference():
+    """pool_position="before": K = maxpool(X) W_K, V = maxpool(X) W_V (PySlowFast's non-local style)."""
+    block = randomize_(create("sa", CHANNELS, pool_position="before").double())
+    x = video(height=5, width=3)  # odd sizes: ceil-mode windows of 1 row / column at the border
+    with torch.no_grad():
+        out = block(x)
+        for impl in ("explicit", "sdpa", "chunked"):
+            block.attention_impl, block.chunk_size = impl, 4
+            torch.testing.assert_close(block(x), reference_sa(block, x, pool_before=True), rtol=1e-10, atol=1e-10)
+        # A different function from pooling after the projections (max does not commute with W_K).
+        assert not torch.allclose(out, reference_sa(block, x, pool_before=False))
+    after = create("sa", CHANNELS)
+    assert [p.shape for p in after.parameters()] == [p.shape for p in block.parameters()]
+
+
+@pytest.mark.parametrize("name, options", [
+    ("dnl", {}), ("tape", {"num_frames": FRAMES, "spatial": True}), ("gta", {"num_frames": FRAMES, "num_groups": 2}),
+])
+def test_composites_pass_pool_position_to_their_spatial_attention(name, options):
+    assert create(name, CHANNELS, **options).spatial.pool_position == "after"
+    block = randomize_(create(name, CHANNELS, pool_position="before", **options).double())
+    assert block.spatial.pool_position == "before"
+    x = video()
+    with torch.no_grad():
+        torch.testing.assert_close(block.spatial(x), reference_sa(block.spatial, x, pool_before=True),
+                                   rtol=1e-10, atol=1e-10)
+    with pytest.raises(ConfigError, match=r"pool_position must be 'after' or 'before', got 'middle'"):
+        create(name, CHANNELS, pool_position="middle", **options)
+
+
 def test_ta_matches_equation_4():
     block = randomize_(create("ta", CHANNELS).double())
     x = video()

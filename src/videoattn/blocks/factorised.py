@@ -44,6 +44,16 @@ from .composite import Decoupled
 from .registry import register_block
 
 
+def check_pool_position(block_name: str, pool_position: str) -> str:
+    """SA's key/value sub-sampling: ``"after"`` the key/value projections (default, GTA Table 6 and the
+    R2D rows of Table 1) or ``"before"`` them, on the input (PySlowFast's non-local; the SlowFast rows)."""
+    if pool_position not in ("after", "before"):
+        raise ConfigError(
+            f"block {block_name!r}: pool_position must be 'after' or 'before', got {pool_position!r}"
+        )
+    return pool_position
+
+
 def _frame_tokens(tokens: torch.Tensor) -> torch.Tensor:
     """``(N, T, H, W, d)`` -> ``(N*T, H*W, d)``: the positions of one frame attend to each other."""
     n, frames, h, w, d = tokens.shape
@@ -92,6 +102,7 @@ class _FactorisedSelfAttention(nn.Module):
         sub_sample: bool,
         attention_impl: str,
         chunk_size: int,
+        pool_position: str = "after",
     ):
         super().__init__()
         self.channels = channels
@@ -99,6 +110,7 @@ class _FactorisedSelfAttention(nn.Module):
         self.inner_channels = inner_width(self.block_name, channels, inner_channels, 4)
         self.use_scale = use_scale
         self.sub_sample = sub_sample
+        self.pool_position = check_pool_position(self.block_name, pool_position)
         self.attention_impl = check_attention_impl(self.block_name, attention_impl)
         self.chunk_size = chunk_size
         width = self.inner_channels
@@ -115,11 +127,15 @@ class _FactorisedSelfAttention(nn.Module):
         """A_s (eq. 3) or A_t (eq. 4) for channels-last input, as channels-last ``(N, T, H, W, inner)``."""
         n, frames, h, w, _ = x_cl.shape
         embedded = self._embed_input(x_cl)
-        query, key, value = fused_projections([self.query, self.key, self.value], embedded)
-        if self.sub_sample:
-            query = query.contiguous()  # see NonLocalBlock._keys_values
-        if self.sub_sample:
-            key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
+        if self.sub_sample and self.pool_position == "before":
+            # PySlowFast-style: pool the (embedded) input, then project keys/values on 1/4 of the tokens.
+            query = self.query(embedded)
+            key, value = fused_projections([self.key, self.value], subsample_tokens_2x2(embedded))
+        else:
+            query, key, value = fused_projections([self.query, self.key, self.value], embedded)
+            if self.sub_sample:
+                query = query.contiguous()  # see NonLocalBlock._keys_values
+                key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
         scale = 1.0 / math.sqrt(self.inner_channels) if self.use_scale else 1.0
         if self.axis == "space":
             z = softmax_attention(
@@ -148,8 +164,11 @@ class SpatialSelfAttention(_FactorisedSelfAttention):
     """SA, GTA paper eq. 3: ``Y_s(t) = X(t) + BN(A_s(t) W_O^s)``,
     ``A_s(t) = softmax(Q_s(t) K_s(t)^T / sqrt(d)) V_s(t)`` over the HW positions of frame t.
 
-    Keys/values are max-pooled 1x2x2 after their projections (``sub_sample=True``), which the
-    Table 6 FLOPs (41.7 G) require; inner width C/4 (Table 6 params, 27.5 M).
+    Keys/values are max-pooled 1x2x2 after their projections (``sub_sample=True``,
+    ``pool_position="after"``), which the Table 6 FLOPs (41.7 G) require; inner width C/4 (Table 6
+    params, 27.5 M). ``pool_position="before"`` max-pools the input 1x2x2 and then projects keys and
+    values (as PySlowFast's non-local and ``nl``'s option of the same name): the same parameters, 3/4
+    fewer key/value projection MACs; the SlowFast rows of GTA Table 1 need it.
     """
 
     block_name = "sa"
@@ -163,8 +182,10 @@ class SpatialSelfAttention(_FactorisedSelfAttention):
         sub_sample: bool = True,
         attention_impl: str = "auto",
         chunk_size: int = 512,
+        pool_position: str = "after",
     ):
-        super().__init__(channels, "space", inner_channels, use_scale, sub_sample, attention_impl, chunk_size)
+        super().__init__(channels, "space", inner_channels, use_scale, sub_sample, attention_impl, chunk_size,
+                         pool_position)
 
 
 class _TemporalPositionalEmbedding(nn.Module):
@@ -261,7 +282,8 @@ class TemporalSelfAttention(_FactorisedSelfAttention):
 class DecoupledNonLocal(Decoupled):
     """DNL, GTA paper sec. 3.2 and Fig. 2(b): SA (eq. 3) followed by TA (eq. 4), each with its own
     query/key/value/output projections and zero-initialised BN; the decoupled composite with
-    ``spatial="sa"``, ``temporal="ta"``. The options below go to both halves."""
+    ``spatial="sa"``, ``temporal="ta"``. The options below go to both halves, except
+    ``spatial_sub_sample`` and ``pool_position`` (SA's key/value pooling; TA does not pool)."""
 
     block_name = "dnl"
 
@@ -273,11 +295,12 @@ class DecoupledNonLocal(Decoupled):
         spatial_sub_sample: bool = True,
         attention_impl: str = "auto",
         chunk_size: int = 512,
+        pool_position: str = "after",
     ):
         super().__init__(
             channels,
             spatial=SpatialSelfAttention(
-                channels, inner_channels, use_scale, spatial_sub_sample, attention_impl, chunk_size
+                channels, inner_channels, use_scale, spatial_sub_sample, attention_impl, chunk_size, pool_position
             ),
             temporal=TemporalSelfAttention(
                 channels, None, inner_channels, use_scale, attention_impl=attention_impl, chunk_size=chunk_size
@@ -298,7 +321,8 @@ class TemporalAttentionPE(Decoupled):
     per-frame embedding, so it can tell frame order apart.
 
     ``spatial=False`` (default) is TAPE alone (Table 9 "+ TAPE"); ``spatial=True`` puts SA (eq. 3)
-    in front, the "+SA+TAPE" row of Table 6 used by the ``r2d50_tape`` preset.
+    in front, the "+SA+TAPE" row of Table 6 used by the ``r2d50_tape`` preset. ``pool_position``
+    is SA's (see :class:`SpatialSelfAttention`).
     """
 
     block_name = "tape"
@@ -314,12 +338,15 @@ class TemporalAttentionPE(Decoupled):
         attention_impl: str = "auto",
         chunk_size: int = 512,
         positional_init_std: float = 1.0,
+        pool_position: str = "after",
     ):
+        check_pool_position(self.block_name, pool_position)
         super().__init__(
             channels,
             num_frames,
             spatial=(
-                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size)
+                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size,
+                                     pool_position)
                 if spatial else None
             ),
             temporal=_TemporalWithPositionalEmbedding(

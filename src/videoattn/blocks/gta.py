@@ -73,7 +73,7 @@ from ._attention import (
     zero_init_bn,
 )
 from .composite import Decoupled
-from .factorised import SpatialSelfAttention, resize_along_time
+from .factorised import SpatialSelfAttention, check_pool_position, resize_along_time
 from .registry import register_block
 
 HEAD_MODES = ("cross_channel", "multi_head", "single")
@@ -266,7 +266,9 @@ class GTABlock(Decoupled):
 
     ``spatial=False`` drops SA (Table 9 "+ Pixel GTA" rows); ``pixel``/``region``/``head_mode``
     select the Table 4 and Table 11 variants; ``num_groups`` (Fig. 4) and ``num_regions``
-    (Table 10) their sizes. ``use_scale``/``attention_impl``/``chunk_size`` configure SA.
+    (Table 10) their sizes. ``use_scale``/``attention_impl``/``chunk_size``/``pool_position``
+    configure SA (``pool_position="before"``: keys/values pooled before their projections, the
+    SlowFast rows of Table 1).
     """
 
     block_name = "gta"
@@ -287,12 +289,15 @@ class GTABlock(Decoupled):
         use_scale: bool = True,
         attention_impl: str = "auto",
         chunk_size: int = 512,
+        pool_position: str = "after",
     ):
+        check_pool_position(self.block_name, pool_position)
         super().__init__(
             channels,
             num_frames,
             spatial=(
-                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size)
+                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size,
+                                     pool_position)
                 if spatial else None
             ),
             temporal=GlobalTemporalAttention(

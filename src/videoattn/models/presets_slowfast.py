@@ -5,8 +5,9 @@
 fast pathways"): the model input is the fast pathway's 64-frame clip, alpha = 4 (PySlowFast's
 ``configs/SSv2/SLOWFAST_16x8_R50.yaml``: ALPHA 4, BETA_INV 8, FUSION_KERNEL_SZ 7), 174 classes.
 ``slowfast101*``: SlowFast 8x8 R101 on Kinetics-400 (32 fast frames, alpha = 4, fusion kernel 5).
-Blocks go into the slow pathway only, five of them (res3 blocks 1,3 + res4 blocks 1,3,5). The
-count reproduction of GTA Table 1 / Table 2 is in docs/model_zoo.md.
+Blocks go into the slow pathway only, five of them (res3 blocks 1,3 + res4 blocks 1,3,5), with keys
+and values max-pooled before their projections as PySlowFast's non-local (``pool_position="before"``
+of ``nl`` and of the SA in ``dnl``/``gta``). The count reproduction of GTA Table 1 / Table 2 is in docs/model_zoo.md.
 
 Build with the frames the preset is meant for: ``create_model("slowfast50_gta", num_frames=64)``
 (``create_model``'s default is 8 frames, i.e. 2 slow frames here).
@@ -64,8 +65,13 @@ _TABLE1 = {"": "34.0 M params, 131.4 GFLOPs", "_nl": "41.4 M params, 239.9 GFLOP
            "_dnl": "41.4 M params, 169.1 GFLOPs", "_gta": "41.4 M params, 169.9 GFLOPs"}
 _TABLE2 = {"_nl": "137 GFLOPs x 30 views", "_gta": "137 GFLOPs x 30 views"}
 
+# PySlowFast's non-local pools keys/values 1x2x2 *before* their projections; the SlowFast rows of GTA
+# Table 1 (NL, DNL and GTA alike) are counted that way, so every SlowFast preset's attention does it
+# (nl's and SA's pool_position="before"; block_options={"pool_position": "after"} restores the default).
+_PYSLOWFAST_POOLING = {"pool_position": "before"}
+
 for _suffix, _block in _BLOCKS.items():
-    _blocks = () if _block is None else ({"name": _block, "plan": FIVE_BLOCKS},)
+    _blocks = () if _block is None else ({"name": _block, "plan": FIVE_BLOCKS, "options": dict(_PYSLOWFAST_POOLING)},)
     _what = "" if _block is None else f" + five {_block.upper()} blocks in the slow pathway"
     register_preset(
         f"slowfast50{_suffix}", build_slowfast,
