@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (registers blocks)
     factorised,
     gta,
     identity,
+    nl_variants,
     non_local,
     rnl,
     rsa,
