@@ -49,6 +49,12 @@ SMALL_OPTIONS: dict[str, dict] = {
     # stochastic depth off: a dropped branch would leave its parameters without gradient in a pass;
     # a 3x3x3 neighbourhood keeps the CPU time small (stochastic depth: tests/models/test_rsa_presets.py)
     "tsn50_rsa": {"stochastic_depth": 0.0, "block_options": {"kernel_size": 3}},
+    # GloRe is cubic in its input (states x projection x projection, as released): with every gate
+    # forced to 0.5 and running statistics from two passes, five chained blocks overflow float32 in
+    # eval mode (x^(3^5)); one block (res4 5) still runs every GloRe parameter through the model
+    "r2d50_glore": {"blocks": ({"name": "glore", "plan": {"res4": [5]}},)},
+    "r2d50_glore_decoupled": {"blocks": ({"name": "decoupled", "plan": {"res4": [5]},
+                                          "options": {"spatial": "glore", "temporal": "glore"}},)},
 }
 
 # Value the zero-initialised parameters are opened to in step 2 (0.5 unless listed). GSM's gate sums

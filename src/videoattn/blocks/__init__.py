@@ -12,6 +12,7 @@ from . import (  # noqa: F401  (registers blocks)
     gsm,
     gta,
     identity,
+    nl_variants,
     non_local,
     rnl,
     rsa,

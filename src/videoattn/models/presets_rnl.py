@@ -134,7 +134,11 @@ for _key, (_description, _reference) in _TSM_BASELINES.items():
 # --- GTA Table 5: NL variants as published (over all THW positions) and decoupled ----------------------
 # Same five-block layout and site as GTA's NL row (r2d50_nl); "decoupled" is the generic composite:
 # the block within each frame, then a second one along time at each position.
-_GTA_VARIANTS = {"gc": "GCNet global context (C/16)"}
+_GTA_VARIANTS = {
+    "gc": "GCNet global context (C/16)",
+    "cgnl": "CGNL (C/2, 8 groups, order-3 Taylor-Gaussian kernel, as released)",
+    "glore": "GloRe (C/4 nodes, C/2 states, as released)",
+}
 for _key, _description in _GTA_VARIANTS.items():
     register_preset(f"r2d50_{_key}", build_recognizer, f"R2D ResNet-50 + five {_description} blocks over THW",
                     "GTA Table 5 (SS-v1 accuracy only)", depth=50, variant="r2d", num_classes=174,
