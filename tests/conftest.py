@@ -16,6 +16,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_intra_op_thread():
+    """Every test runs tiny models, which gain nothing from intra-op threads; on a shared or loaded
+    machine two spinning OpenMP threads per process made single cases take minutes instead of
+    seconds. Tests that need more set it themselves (the engine applies ``train.num_threads``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
