@@ -90,6 +90,14 @@ add_cases("se", "se")
 add_cases("cbam", "cbam")
 add_cases("gc", "gc")
 
+# --- BAT (issue 13): 2D and 3D BAT (k = 8, s = 7, tk = 4, as the c2d50_bat* presets) beside NL, at the R2D
+# res3/res4 shapes (T = 8, where the issue times the released blocks) and at C2D-50's (T = 4 after its
+# temporal pool, where the c2d50_bat presets put them).
+SHAPES.update({"c2d_res3": (512, 4, 28, 28), "c2d_res4": (1024, 4, 14, 14)})
+add_cases("bat", "bat", shapes=("res3", "res4", "c2d_res3", "c2d_res4"))
+add_cases("bat3d", "bat3d", shapes=("res3", "res4", "c2d_res3", "c2d_res4"))
+add_cases("nl/sdpa", "nl", shapes=("c2d_res3", "c2d_res4"), attention_impl="sdpa")
+
 
 # --- GSM family (issue 12): the BN-Inception GSM sites at 8x224x224 (3a/3b, 3c, 4b, 5a/5b) and the
 # C=192 28x28 shape the issue quotes for the released module. Configured as the presets (gate_norm).
@@ -260,6 +268,11 @@ def _time_ratio(a: dict, b: dict) -> dict:
     return out
 
 
+# (label, reference label) pairs reported at every shape where both ran.
+OTHER_RATIOS = (("rnl/3x7x7", "nl/sdpa"), ("rnl/3x3x3", "nl/sdpa"), ("se_rnl/3x7x7", "nl/sdpa"),
+                ("bat", "nl/sdpa"), ("bat3d", "nl/sdpa"), ("bat3d", "bat"))
+
+
 def summarise(results: list[dict]) -> dict:
     """Ratios the issue asks for: memory-efficient NL vs explicit, GTA vs NL (res3)."""
     by_key = {(r["label"], r["shape"]): r for r in results if "error" not in r}
@@ -283,6 +296,14 @@ def summarise(results: list[dict]) -> dict:
                         "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
                         "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
                     }
+        for label, reference in OTHER_RATIOS:  # RNL (issue 11) and BAT (issue 13) against NL / each other
+            other, ref = by_key.get((label, shape)), by_key.get((reference, shape))
+            if other and ref:
+                summary[f"{shape} {label} vs {reference}"] = {
+                    **_time_ratio(other, ref),
+                    "peak_memory_ratio": round(other["peak_memory_mib"] / ref["peak_memory_mib"], 3),
+                    "macs_ratio": round(other["gmacs_forward"] / ref["gmacs_forward"], 3),
+                }
         gsm, gsm_conv3d = by_key.get(("gsm", shape)), by_key.get(("gsm/conv3d", shape))
         if gsm and gsm_conv3d:  # the matmul gate vs the grouped-conv3d gate the release uses
             summary[f"{shape} gsm vs gsm/conv3d"] = {
