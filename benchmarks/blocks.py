@@ -52,14 +52,15 @@ class Case:
     block: str  # registry name
     shape: str  # key of SHAPES
     options: dict = field(default_factory=dict)
+    warmup_size: int = 4  # side of the tiny warm-up input taken before the memory baseline
 
 
 CASES: list[Case] = []
 
 
-def add_cases(label: str, block: str, shapes=tuple(SHAPES), **options) -> None:
+def add_cases(label: str, block: str, shapes=tuple(SHAPES), *, warmup_size: int = 4, **options) -> None:
     for shape in shapes:
-        CASES.append(Case(label, block, shape, options))
+        CASES.append(Case(label, block, shape, options, warmup_size))
 
 
 # --- Non-local family and GTA (issue 3) ---------------------------------------------------------------
@@ -94,8 +95,9 @@ add_cases("gc", "gc")
 # res3/res4 shapes (T = 8, where the issue times the released blocks) and at C2D-50's (T = 4 after its
 # temporal pool, where the c2d50_bat presets put them).
 SHAPES.update({"c2d_res3": (512, 4, 28, 28), "c2d_res4": (1024, 4, 14, 14)})
-add_cases("bat", "bat", shapes=("res3", "res4", "c2d_res3", "c2d_res4"))
-add_cases("bat3d", "bat3d", shapes=("res3", "res4", "c2d_res3", "c2d_res4"))
+# The warm-up map is 7x7: BAT's maps must divide into s x s = 7 x 7 blocks.
+add_cases("bat", "bat", shapes=("res3", "res4", "c2d_res3", "c2d_res4"), warmup_size=7)
+add_cases("bat3d", "bat3d", shapes=("res3", "res4", "c2d_res3", "c2d_res4"), warmup_size=7)
 add_cases("nl/sdpa", "nl", shapes=("c2d_res3", "c2d_res4"), attention_impl="sdpa")
 
 
@@ -159,7 +161,8 @@ def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    tiny = torch.randn(1, channels, frames, 4, 4, device=device, requires_grad=True)
+    side = case.warmup_size  # the tiny warm-up map's side: 4, or what the block needs (BAT: a multiple of s)
+    tiny = torch.randn(1, channels, frames, side, side, device=device, requires_grad=True)
     step(tiny, torch.ones_like(tiny))  # load kernels / thread pools before the memory baseline
     del tiny
     if device.startswith("cuda"):
