@@ -4,7 +4,7 @@ res3, 2x2 at res4, which s = 2 divides) and put their blocks where the other att
 import pytest
 import torch
 
-from videoattn.demo import DEMO_MODELS, DEFAULT_MODELS, DemoSettings
+from videoattn.demo import DEFAULT_MODELS, DEMO_MODELS, DemoSettings
 from videoattn.models import create_model
 
 
