@@ -52,14 +52,15 @@ class Case:
     block: str  # registry name
     shape: str  # key of SHAPES
     options: dict = field(default_factory=dict)
+    warmup_size: int = 4  # side of the tiny warm-up input taken before the memory baseline
 
 
 CASES: list[Case] = []
 
 
-def add_cases(label: str, block: str, shapes=tuple(SHAPES), **options) -> None:
+def add_cases(label: str, block: str, shapes=tuple(SHAPES), *, warmup_size: int = 4, **options) -> None:
     for shape in shapes:
-        CASES.append(Case(label, block, shape, options))
+        CASES.append(Case(label, block, shape, options, warmup_size))
 
 
 # --- Non-local family and GTA (issue 3) ---------------------------------------------------------------
@@ -89,6 +90,15 @@ add_cases("se_rnl/3x7x7", "chain", shapes=("res3",),
 add_cases("se", "se")
 add_cases("cbam", "cbam")
 add_cases("gc", "gc")
+
+# --- BAT (issue 13): 2D and 3D BAT (k = 8, s = 7, tk = 4, as the c2d50_bat* presets) beside NL, at the R2D
+# res3/res4 shapes (T = 8, where the issue times the released blocks) and at C2D-50's (T = 4 after its
+# temporal pool, where the c2d50_bat presets put them).
+SHAPES.update({"c2d_res3": (512, 4, 28, 28), "c2d_res4": (1024, 4, 14, 14)})
+# The warm-up map is 7x7: BAT's maps must divide into s x s = 7 x 7 blocks.
+add_cases("bat", "bat", shapes=("res3", "res4", "c2d_res3", "c2d_res4"), warmup_size=7)
+add_cases("bat3d", "bat3d", shapes=("res3", "res4", "c2d_res3", "c2d_res4"), warmup_size=7)
+add_cases("nl/sdpa", "nl", shapes=("c2d_res3", "c2d_res4"), attention_impl="sdpa")
 
 
 # --- GSM family (issue 12): the BN-Inception GSM sites at 8x224x224 (3a/3b, 3c, 4b, 5a/5b) and the
@@ -151,7 +161,8 @@ def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    tiny = torch.randn(1, channels, frames, 4, 4, device=device, requires_grad=True)
+    side = case.warmup_size  # the tiny warm-up map's side: 4, or what the block needs (BAT: a multiple of s)
+    tiny = torch.randn(1, channels, frames, side, side, device=device, requires_grad=True)
     step(tiny, torch.ones_like(tiny))  # load kernels / thread pools before the memory baseline
     del tiny
     if device.startswith("cuda"):
@@ -260,6 +271,11 @@ def _time_ratio(a: dict, b: dict) -> dict:
     return out
 
 
+# (label, reference label) pairs reported at every shape where both ran.
+OTHER_RATIOS = (("rnl/3x7x7", "nl/sdpa"), ("rnl/3x3x3", "nl/sdpa"), ("se_rnl/3x7x7", "nl/sdpa"),
+                ("bat", "nl/sdpa"), ("bat3d", "nl/sdpa"), ("bat3d", "bat"))
+
+
 def summarise(results: list[dict]) -> dict:
     """Ratios the issue asks for: memory-efficient NL vs explicit, GTA vs NL (res3)."""
     by_key = {(r["label"], r["shape"]): r for r in results if "error" not in r}
@@ -283,6 +299,14 @@ def summarise(results: list[dict]) -> dict:
                         "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
                         "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
                     }
+        for label, reference in OTHER_RATIOS:  # RNL (issue 11) and BAT (issue 13) against NL / each other
+            other, ref = by_key.get((label, shape)), by_key.get((reference, shape))
+            if other and ref:
+                summary[f"{shape} {label} vs {reference}"] = {
+                    **_time_ratio(other, ref),
+                    "peak_memory_ratio": round(other["peak_memory_mib"] / ref["peak_memory_mib"], 3),
+                    "macs_ratio": round(other["gmacs_forward"] / ref["gmacs_forward"], 3),
+                }
         gsm, gsm_conv3d = by_key.get(("gsm", shape)), by_key.get(("gsm/conv3d", shape))
         if gsm and gsm_conv3d:  # the matmul gate vs the grouped-conv3d gate the release uses
             summary[f"{shape} gsm vs gsm/conv3d"] = {

@@ -65,6 +65,16 @@ DEMO_MODELS: dict[str, DemoModel] = {
         "options": {"blocks": ["se_add", {"name": "rnl", "options": {"kernel_size": [3, 3, 3]}}]}}]},
                         "RNL's attention chain: additive SE, then region-based non-local"),
 
+    # 2D / 3D BAT at the same two sites. The demo's 32 px clips give 4x4 maps at res3 and 2x2 at res4,
+    # and one option must divide both into s x s blocks: s = 2 (the paper's s = 7 needs 7 | H). 3D BAT
+    # keeps tk = 4 and ts = T = 8.
+    "bat": DemoModel("bat", "bat", "r2d18", {"blocks": [{"name": "bat", "plan": "res3: 1; res4: 1",
+                                                          "options": {"s": 2}}]},
+                     "2D bilinear attention transform: grouped P X Q per frame"),
+    "bat3d": DemoModel("bat3d", "bat3d", "r2d18", {"blocks": [{"name": "bat3d", "plan": "res3: 1; res4: 1",
+                                                              "options": {"s": 2}}]},
+                       "3D bilinear attention transform: 2D BAT, then a predicted T x T along time"),
+
     # GSM / SA-GSM where TSM shifts: before conv1 of every residual block. GSM is a learned, gated
     # replacement of TSM's fixed shift (Sudhakaran et al. compare it with TSM at this granularity), and
     # this site sees the block input, already batch-normalised, so the gate needs no BN of its own
