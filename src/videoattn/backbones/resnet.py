@@ -221,6 +221,19 @@ DEPTHS: dict[int, tuple[type[_ResidualBlock], tuple[int, int, int, int]]] = {
 }
 
 
+def init_trunk_weights(trunk: nn.Module, zero_last_bn_of=()) -> None:
+    """torchvision's ResNet init: Kaiming normal (fan-out) convolutions, BN gamma 1 and beta 0; the
+    last BN gamma of each residual block in ``zero_last_bn_of`` starts at 0 (Goyal et al. 2017)."""
+    for module in trunk.modules():
+        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    for block in zero_last_bn_of:
+        nn.init.zeros_(block.bn_last.weight)
+
+
 class ResNet(VideoBackbone):
     """The ResNet trunk (stem + res2..res5) for images (``variant=None``) or videos.
 
@@ -292,15 +305,7 @@ class ResNet(VideoBackbone):
             block.survival_prob = 1.0 - float(drop_prob) * index / max(len(blocks) - 1, 1)
 
     def _init_weights(self, zero_init_residual: bool):
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        if zero_init_residual:
-            for block in self.residual_blocks():
-                nn.init.zeros_(block.bn_last.weight)
+        init_trunk_weights(self, self.residual_blocks() if zero_init_residual else ())
 
     site_kinds = ("after_block", "before_conv1", "before_residual", "replace_conv2")
     unit_name = "residual blocks"

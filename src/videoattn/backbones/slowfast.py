@@ -49,7 +49,16 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from .base import Site, VideoBackbone
-from .resnet import DEPTHS, STAGE_NAMES, Bottleneck, TemporalConv, _apply_conv, _conv, residual_block_sites
+from .resnet import (
+    DEPTHS,
+    STAGE_NAMES,
+    Bottleneck,
+    TemporalConv,
+    _apply_conv,
+    _conv,
+    init_trunk_weights,
+    residual_block_sites,
+)
 
 # Temporal kernel of conv1 in each stage's bottlenecks (PySlowFast's "slowfast" kernel basis).
 SLOW_TEMPORAL = {"res2": 1, "res3": 1, "res4": 3, "res5": 3}
@@ -144,17 +153,9 @@ class SlowFast(VideoBackbone):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool):
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        if zero_init_residual:  # PySlowFast's ZERO_INIT_FINAL_BN (on in all its SlowFast configs)
-            for pathway in (self.slow, self.fast):
-                for _, blocks in pathway.stages():
-                    for block in blocks:
-                        nn.init.zeros_(block.bn_last.weight)
+        # PySlowFast's ZERO_INIT_FINAL_BN (on in all its SlowFast configs) is zero_init_residual here
+        blocks = [b for pathway in (self.slow, self.fast) for _, stage in pathway.stages() for b in stage]
+        init_trunk_weights(self, blocks if zero_init_residual else ())
 
     # --- the backbone protocol -----------------------------------------------------------------------
     @property
