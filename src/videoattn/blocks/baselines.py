@@ -103,7 +103,9 @@ class GlobalContext(nn.Module):
         super().__init__()
         hidden = _reduction("gc", channels, reduction)
         self.channels = channels
-        self.key = nn.Conv3d(channels, 1, 1)
+        # No bias: softmax over positions is invariant to adding one constant to every logit, so a bias
+        # here (the release's conv_mask has one) can never receive a gradient or change the output.
+        self.key = nn.Conv3d(channels, 1, 1, bias=False)
         self.fc1 = nn.Conv3d(channels, hidden, 1)
         self.norm = nn.LayerNorm(hidden)
         self.fc2 = nn.Conv3d(hidden, channels, 1)
