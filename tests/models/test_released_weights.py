@@ -59,6 +59,8 @@ def test_released_layout_mismatches_are_named(tmp_path, prefixed_layout):
         load_weights(_model(), partial, prefixed_layout, strict=True)
     with pytest.raises(UnknownNameError, match="checkpoint layout"):
         load_weights(_model(), path, "no_such_layout")
+    with pytest.raises(CheckpointError, match=r"model weights file not found: .*absent.pth \(_test_release layout"):
+        load_weights(_model(), tmp_path / "absent.pth", prefixed_layout)
 
 
 def test_config_weights_keys_reach_the_model(tmp_path, prefixed_layout):

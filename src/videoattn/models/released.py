@@ -92,6 +92,9 @@ def load_weights(model: nn.Module, path: str | os.PathLike, layout: str = "video
     unexpected keys. Shapes must match exactly (a CheckpointError names the key and both shapes)."""
     if layout not in _LAYOUTS:
         raise unknown_name("checkpoint layout", layout, list(_LAYOUTS))
+    if not os.path.isfile(path):
+        raise CheckpointError(f"model weights file not found: {os.fspath(path)} ({layout} layout; videoattn never "
+                              "downloads weights: pass the path of a local whole-model checkpoint)")
     # Only DataParallel's prefix is stripped: whole-model keys start with "backbone." themselves, and a
     # layout's converter sees the rest of its authors' names as they are.
     source = read_state_dict(path, strip_prefixes=("module.",))
