@@ -58,6 +58,31 @@ def test_stride_two_and_out_channels():
           stride=2)
 
 
+@pytest.mark.parametrize("kernel_type,context_type", [("VplusR", "VplusR"), ("R", "R"), ("V", "V"), ("V", "VplusR")])
+def test_inference_path_matches_the_reference(kernel_type, context_type):
+    # without autograd the products run as plain bmm (the path export, autocast and the MAC count take)
+    block = build(kernel_type, context_type, num_heads=2, kernel_size=3, seed=4)
+    x = video(seed=8)
+    expected = reference_rsa(x, rsa_weights(block), num_heads=2, key_channels=4, kernel_size=(3, 3, 3),
+                             kernel_type=kernel_type, context_type=context_type)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel_type,context_type", [("VplusR", "VplusR"), ("R", "R"), ("V", "V"), ("V", "VplusR")])
+def test_hand_written_backward_against_finite_differences(kernel_type, context_type):
+    # the training path's backward (_PositionProducts) is written by hand: check it numerically, with
+    # respect to the input and every parameter, borders included (3x3x3 neighbourhood on a 2x3x3 clip)
+    block = build(kernel_type, context_type, num_heads=2, kernel_size=3, seed=5)
+    x = video(batch=1, frames=2, height=3, width=3, seed=9).requires_grad_(True)
+    names = [name for name, _ in block.named_parameters()]
+
+    def run(inp, *params):
+        return torch.func.functional_call(block, dict(zip(names, params)), (inp,))
+
+    assert torch.autograd.gradcheck(run, (x, *block.parameters()), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
 def test_defaults_are_the_released_ones():
     block = create("rsa", 64)
     assert (block.num_heads, block.dk, block.dv, block.dd) == (8, 8, 8, 8)
