@@ -23,11 +23,20 @@ Per position ``p`` (``N_h`` heads, widths ``d_k``, ``d_v = C_out / N_h``, ``d_d`
 * output ``y[v*N_h + h] = sum_d kappa_h[d] F[v, d]`` (the release's channel order: value-major,
   head-minor); with ``stride=2`` a 3x3 average pool, stride 2, padding 1 (as released).
 
-The fast path runs the three neighbourhood projections as convolutions (``H1`` grouped over the
-key channels; ``H2`` and ``G`` fused into one convolution of the value channels) and the
-per-position contractions as batched matrix products, associated as
-``y = (kappa F_V^T)(G(V) + I)`` (fewer products than the release's ``kappa ((G(V) + I)^T F_V)^T``;
-the same function).
+The fast path (docs/blocks.md, "RSA benchmark", has the measurements):
+
+* the projection and everything after it run position-major (``(N, T, H, W, channels)``);
+* the three neighbourhood projections are 2D convolutions in channels-last layout over the ``k_t``
+  temporally shifted copies of each channel (``H1`` grouped over the key channels; ``H2`` and ``G``
+  fused into one convolution with the value channels folded into the batch), whose output is
+  already position-major;
+* the per-position contractions are batched matrix products with a hand-written backward
+  (:class:`_PositionProducts`), associated as ``y = (kappa F_V^T)(G(V) + I)`` (fewer products
+  than the release's ``kappa ((G(V) + I)^T F_V)^T``; the same function);
+* the clip is processed ``chunk_frames`` frames at a time (default 2, each with its ``k_t // 2``
+  frames of temporal context); in training each chunk is recomputed in backward
+  (``torch.utils.checkpoint``), so the ``M``-sized neighbourhood tensors of only one chunk are
+  ever alive. ``chunk_frames=None`` keeps the whole clip's (faster, about 2-3x the memory).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ._attention import check_video_input
@@ -57,15 +67,12 @@ def _positive_int(name: str, value, what: str) -> int:
     return value
 
 
-def _shifted_frames(u: torch.Tensor, kt: int) -> torch.Tensor:
-    """``(..., T, H, W, C)`` position-major -> ``(..., T, H, W, C, k_t)``: for every frame ``t`` the
-    frames ``t + i - k_t // 2`` (``i < k_t``), zero outside the clip."""
-    if kt == 1:
-        return u.unsqueeze(-1)
-    pad = kt // 2
-    frames = u.shape[-4]
-    padded = F.pad(u, (0, 0, 0, 0, 0, 0, pad, pad))
-    return torch.stack([padded[..., i:i + frames, :, :, :] for i in range(kt)], dim=-1)
+def _shifted_frames(padded: torch.Tensor, kt: int, dim: int) -> torch.Tensor:
+    """The ``k_t`` temporal taps of every frame as a new last dimension: ``padded`` holds the frames
+    with ``k_t // 2`` frames of context on each side along ``dim`` (zeros outside the clip); the
+    result has ``k_t - 1`` fewer frames there and ``[..., i]`` is frame ``t + i - k_t // 2``."""
+    frames = padded.shape[dim] - (kt - 1)
+    return torch.stack([padded.narrow(dim, i, frames) for i in range(kt)], dim=-1)
 
 
 def _neighbourhood_conv(shifted: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int],
@@ -172,14 +179,20 @@ class RelationalSelfAttention(nn.Module):
         kernel_size: ``(k_t, k_h, k_w)`` neighbourhood, odd sizes (default 5x7x7), or one int.
         kernel_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
         context_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
+        chunk_frames: frames computed at a time, recomputed in backward (default 2); None: the whole
+            clip at once, nothing recomputed. The same function either way.
     """
 
     identity_at_init = False
 
     def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1, num_heads: int = 8,
                  key_channels: int | None = None, kernel_channels: int | None = None,
-                 kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR"):
+                 kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR",
+                 chunk_frames: int | None = 2):
         super().__init__()
+        if chunk_frames is not None:
+            _positive_int("chunk_frames", chunk_frames, "frames per chunk, or None for the whole clip at once")
+        self.chunk_frames = chunk_frames
         out_channels = channels if out_channels is None else out_channels
         _positive_int("out_channels", out_channels, "the width of the output")
         _positive_int("num_heads", num_heads, "N_h")
@@ -235,33 +248,53 @@ class RelationalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("rsa", x, self.channels)
         n, _, t, h, w = x.shape
-        positions = t * h * w
-        nh, dk, dv, dd = self.num_heads, self.dk, self.dv, self.dd
-        kt, (ph, pw) = self.kernel_size[0], self.padding[1:]
+        nh, dk = self.num_heads, self.dk
+        pad = self.padding[0]
         # the 1x1x1 projection, position-major: (N, T, H, W, N_h d_k [+ d_k] + d_v)
         proj = torch.matmul(x.permute(0, 2, 3, 4, 1), self.projection.weight.flatten(1).t())
         q, k, v = torch.split(proj, self.split, dim=-1)
-        q = _l2_normalise(q.reshape(n * positions, nh, dk), dim=2)  # (N*P, N_h, d_k)
-        v = _l2_normalise(v, dim=-1)
-        rel = None
-        if self.kernel_type != "V":
-            k = _l2_normalise(k, dim=-1)
-            # H1: each key channel's neighbourhood projected by its own d_d filters -> (N*P, d_k, d_d)
-            shifted = _shifted_frames(k, kt).reshape(n * t, h, w, dk * kt)
-            rel = _neighbourhood_conv(shifted, self.H1, (ph, pw), groups=dk).reshape(n * positions, dk, dd)
-        # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
-        # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
-        weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
-        shifted = _shifted_frames(v.permute(0, 4, 1, 2, 3).unsqueeze(-1), kt)  # (N, d_v, T, H, W, 1, k_t)
-        values = _neighbourhood_conv(shifted.reshape(n * dv * t, h, w, kt), weights, (ph, pw), groups=1)
-        values = values.reshape(n, dv, positions, weights.shape[0])  # (N, d_v, P, d_d [+ d_v])
-        p1 = self.P1 if self.kernel_type == "VplusR" else None
-        eye = self.I if self.context_type == "VplusR" else None
-        products = (_PositionProducts.apply if torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
-                    else _position_products)
-        out = products(q, rel, p1, values, eye, dd)  # (N*P, N_h, d_v)
-        # channel v * N_h + h, as released
-        out = out.transpose(1, 2).reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3).contiguous()
+        q = _l2_normalise(q.unflatten(-1, (nh, dk)), dim=-1)  # (N, T, H, W, N_h, d_k)
+        # keys (N, T, H, W, d_k) and values (N, d_v, T, H, W), zero-padded in time for the neighbourhoods
+        k = F.pad(_l2_normalise(k, dim=-1), (0, 0, 0, 0, 0, 0, pad, pad)) if self.kernel_type != "V" else None
+        v = F.pad(_l2_normalise(v, dim=-1).permute(0, 4, 1, 2, 3), (0, 0, 0, 0, pad, pad))
+        step = t if self.chunk_frames is None else self.chunk_frames
+        recompute = step < t and torch.is_grad_enabled()
+        outs = []
+        for start in range(0, t, step):
+            stop = min(start + step, t)
+            args = (q[:, start:stop], None if k is None else k[:, start:stop + 2 * pad], v[:, :, start:stop + 2 * pad])
+            if recompute:  # keep only the chunk's inputs; rebuild its neighbourhoods in backward
+                outs.append(checkpoint(self._frames, *args, use_reentrant=False))
+            else:
+                outs.append(self._frames(*args))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        out = out.permute(0, 4, 1, 2, 3).contiguous()
         if self.stride == 2:
             out = F.avg_pool3d(out, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         return out
+
+    def _frames(self, q: torch.Tensor, k: torch.Tensor | None, v: torch.Tensor) -> torch.Tensor:
+        """RSA on a run of frames: ``q`` ``(N, T', H, W, N_h, d_k)``, ``k`` ``(N, T' + k_t - 1, H, W, d_k)``
+        and ``v`` ``(N, d_v, T' + k_t - 1, H, W)`` with their temporal context; returns ``(N, T', H, W,
+        C_out)``, channel ``v * N_h + h`` as released."""
+        n, t, h, w = q.shape[:4]
+        positions = t * h * w
+        dk, dv, dd, kt = self.dk, self.dv, self.dd, self.kernel_size[0]
+        padding = self.padding[1:]
+        q = q.reshape(n * positions, self.num_heads, dk)
+        rel = None
+        if k is not None:
+            # H1: each key channel's neighbourhood projected by its own d_d filters -> (N*P, d_k, d_d)
+            shifted = _shifted_frames(k, kt, dim=1).reshape(n * t, h, w, dk * kt)
+            rel = _neighbourhood_conv(shifted, self.H1, padding, groups=dk).reshape(n * positions, dk, dd)
+        # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
+        # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
+        weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
+        shifted = _shifted_frames(v, kt, dim=2).reshape(n * dv * t, h, w, kt)
+        values = _neighbourhood_conv(shifted, weights, padding, groups=1).reshape(n, dv, positions, -1)
+        p1 = self.P1 if self.kernel_type == "VplusR" else None
+        eye = self.I if self.context_type == "VplusR" else None
+        products = (_PositionProducts.apply if torch.is_grad_enabled() and not torch.is_autocast_enabled(q.device.type)
+                    else _position_products)
+        out = products(q, rel, p1, values, eye, dd)  # (N*P, N_h, d_v)
+        return out.transpose(1, 2).reshape(n, t, h, w, self.out_channels)
