@@ -91,14 +91,14 @@ def _neighbourhood_conv(shifted: torch.Tensor, weight: torch.Tensor, padding: tu
 class _PositionProducts(torch.autograd.Function):
     """The per-position products of RSA with a hand-written backward (training path).
 
-    Inputs (``B`` positions): ``q`` ``(B, N_h, d_k)``; ``rel`` ``(B, d_k, d_d)`` or None (kernel
-    ``V``); ``p1`` ``(d_k, d_d)`` or None; ``ctx`` ``(B', d_v, P', J)`` (the value convolution's
-    position-major output, ``J = d_d [+ d_v]``, reshaped to ``(B, d_v, J)`` here); ``eye``
-    ``(d_v, d_v)`` or None. Returns ``(B, N_h, d_v)``::
+    Inputs (``B = N P`` positions): ``q`` ``(B, N_h, d_k)``; ``rel`` ``(B, d_k, d_d)`` or None (kernel
+    ``V``); ``p1`` ``(1, d_k, d_d)`` or None; ``values`` ``(N, d_v, P, J)`` (the value convolution's
+    output, ``J = d_d [+ d_v]`` filters per value channel, reordered to ``(B, d_v, J)`` here);
+    ``eye`` ``(1, d_v, d_v)`` or None. Returns ``(B, N_h, d_v)``::
 
         kernel = q (rel + p1)                        # (B, N_h, d_d)
-        a      = kernel F_V^T                        # F_V^T = ctx[:, :, :d_d]^T: (B, d_d, d_v)
-        out    = a (G(V) + eye)                      # G(V) = ctx[:, :, d_d:]: (B, d_v, d_v)
+        a      = kernel F_V^T                        # F_V = values[..., :d_d]: (B, d_v, d_d)
+        out    = a (G(V) + eye)                      # G(V) = values[..., d_d:]: (B, d_v, d_v)
 
     Autograd's own ``bmm`` backward is slow for these ``B`` tiny matrices when the incoming
     gradient is not contiguous (it falls back to one copy per matrix); here every product runs
@@ -258,7 +258,7 @@ class RelationalSelfAttention(nn.Module):
         k = F.pad(_l2_normalise(k, dim=-1), (0, 0, 0, 0, 0, 0, pad, pad)) if self.kernel_type != "V" else None
         v = F.pad(_l2_normalise(v, dim=-1).permute(0, 4, 1, 2, 3), (0, 0, 0, 0, pad, pad))
         step = t if self.chunk_frames is None else self.chunk_frames
-        recompute = step < t and torch.is_grad_enabled()
+        recompute = step < t and proj.requires_grad
         outs = []
         for start in range(0, t, step):
             stop = min(start + step, t)
