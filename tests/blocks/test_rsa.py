@@ -58,6 +58,49 @@ def test_stride_two_and_out_channels():
           stride=2)
 
 
+@pytest.mark.parametrize("kernel_type,context_type", [("VplusR", "VplusR"), ("R", "R"), ("V", "V"), ("V", "VplusR")])
+def test_inference_path_matches_the_reference(kernel_type, context_type):
+    # without autograd the products run as plain bmm (the path export, autocast and the MAC count take)
+    block = build(kernel_type, context_type, num_heads=2, kernel_size=3, seed=4)
+    x = video(seed=8)
+    expected = reference_rsa(x, rsa_weights(block), num_heads=2, key_channels=4, kernel_size=(3, 3, 3),
+                             kernel_type=kernel_type, context_type=context_type)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel_type,context_type", [("VplusR", "VplusR"), ("R", "R"), ("V", "V"), ("V", "VplusR")])
+def test_hand_written_backward_against_finite_differences(kernel_type, context_type):
+    # the training path's backward (_PositionProducts) is written by hand: check it numerically, with
+    # respect to the input and every parameter, borders included (3x3x3 neighbourhood on a 2x3x3 clip)
+    block = build(kernel_type, context_type, num_heads=2, kernel_size=3, seed=5)
+    x = video(batch=1, frames=2, height=3, width=3, seed=9).requires_grad_(True)
+    names = [name for name, _ in block.named_parameters()]
+
+    def run(inp, *params):
+        return torch.func.functional_call(block, dict(zip(names, params)), (inp,))
+
+    assert torch.autograd.gradcheck(run, (x, *block.parameters()), eps=1e-6, atol=1e-7, rtol=1e-5,
+                                    fast_mode=True)
+
+
+def test_frame_chunks_with_recomputation_match_the_whole_clip():
+    # chunk_frames=1 on a 3-frame clip: every chunk needs its neighbours' frames (temporal context 1),
+    # and in training each chunk is recomputed in backward (checkpoint); outputs and gradients equal
+    # those of the whole clip at once (whose backward is checked against finite differences above)
+    whole = build("VplusR", "VplusR", num_heads=2, kernel_size=3, seed=6, chunk_frames=None)
+    chunked = build("VplusR", "VplusR", num_heads=2, kernel_size=3, seed=6, chunk_frames=1)
+    x = video(batch=1, frames=3, height=3, width=3, seed=10).requires_grad_(True)
+    grads = []
+    for block in (whole, chunked):
+        out = block(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+        x.grad = None
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_defaults_are_the_released_ones():
     block = create("rsa", 64)
     assert (block.num_heads, block.dk, block.dv, block.dd) == (8, 8, 8, 8)
@@ -85,6 +128,7 @@ def test_float32_path_matches_float64():
     ({"kernel_type": "Q"}, "kernel_type must be one of"),
     ({"context_type": "VR"}, "context_type must be one of"),
     ({"kernel_type": "V", "key_channels": 4, "kernel_channels": 2}, "must equal kernel_channels"),
+    ({"chunk_frames": 0}, "chunk_frames must be a positive int"),
 ])
 def test_bad_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):

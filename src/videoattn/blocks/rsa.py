@@ -23,11 +23,20 @@ Per position ``p`` (``N_h`` heads, widths ``d_k``, ``d_v = C_out / N_h``, ``d_d`
 * output ``y[v*N_h + h] = sum_d kappa_h[d] F[v, d]`` (the release's channel order: value-major,
   head-minor); with ``stride=2`` a 3x3 average pool, stride 2, padding 1 (as released).
 
-The fast path runs the three neighbourhood projections as convolutions (``H1`` grouped over the
-key channels; ``H2`` and ``G`` fused into one convolution of the value channels) and the
-per-position contractions as batched matrix products, associated as
-``y = (kappa F_V^T)(G(V) + I)`` (fewer products than the release's ``kappa ((G(V) + I)^T F_V)^T``;
-the same function).
+The fast path (docs/blocks.md, "RSA benchmark", has the measurements):
+
+* the projection and everything after it run position-major (``(N, T, H, W, channels)``);
+* the three neighbourhood projections are 2D convolutions in channels-last layout over the ``k_t``
+  temporally shifted copies of each channel (``H1`` grouped over the key channels; ``H2`` and ``G``
+  fused into one convolution with the value channels folded into the batch), whose output is
+  already position-major;
+* the per-position contractions are batched matrix products with a hand-written backward
+  (:class:`_PositionProducts`), associated as ``y = (kappa F_V^T)(G(V) + I)`` (fewer products
+  than the release's ``kappa ((G(V) + I)^T F_V)^T``; the same function);
+* the clip is processed ``chunk_frames`` frames at a time (default 2, each with its ``k_t // 2``
+  frames of temporal context); in training each chunk is recomputed in backward
+  (``torch.utils.checkpoint``), so the ``M``-sized neighbourhood tensors of only one chunk are
+  ever alive. ``chunk_frames=None`` keeps the whole clip's (faster, about 2-3x the memory).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ._attention import check_video_input
@@ -57,22 +67,101 @@ def _positive_int(name: str, value, what: str) -> int:
     return value
 
 
-def _neighbourhood_conv(u: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int, int]) -> torch.Tensor:
-    """``F.conv3d(u, weight, padding=padding, groups=C)`` for ``weight`` of shape ``(C * J, 1, k_t, k_h,
-    k_w)`` (every input channel projected by its own J filters), computed as one 2D convolution per
-    frame over the ``k_t`` temporally shifted copies of each channel (zero-padded in time). The same
-    sums; on CPU much faster than a 3D convolution with one input channel per group, whose backward
-    in particular is slow (see docs/blocks.md)."""
-    batch, channels, frames, height, width = u.shape
-    kt = weight.shape[2]
-    if kt == 1:
-        shifted = u.transpose(1, 2).reshape(batch * frames, channels, height, width)
-    else:
-        padded = F.pad(u, (0, 0, 0, 0, padding[0], padding[0]))
-        shifted = torch.stack([padded[:, :, i:i + frames] for i in range(kt)], dim=3)  # (B, C, T, k_t, H, W)
-        shifted = shifted.transpose(1, 2).reshape(batch * frames, channels * kt, height, width)
-    out = F.conv2d(shifted, weight.flatten(1, 2), padding=padding[1:], groups=channels)
-    return out.view(batch, frames, -1, height, width).transpose(1, 2)  # (B, C * J, T, H, W)
+def _shifted_frames(padded: torch.Tensor, kt: int, dim: int) -> torch.Tensor:
+    """The ``k_t`` temporal taps of every frame as a new last dimension: ``padded`` holds the frames
+    with ``k_t // 2`` frames of context on each side along ``dim`` (zeros outside the clip); the
+    result has ``k_t - 1`` fewer frames there and ``[..., i]`` is frame ``t + i - k_t // 2``."""
+    frames = padded.shape[dim] - (kt - 1)
+    return torch.stack([padded.narrow(dim, i, frames) for i in range(kt)], dim=-1)
+
+
+def _neighbourhood_conv(shifted: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int],
+                        groups: int) -> torch.Tensor:
+    """Every channel's ``k_t x k_h x k_w`` neighbourhood projected by its own filters: ``shifted``
+    ``(B, H, W, G * k_t)`` (from :func:`_shifted_frames`, the ``k_t`` temporal taps of each of the
+    ``G = groups`` channels), ``weight`` ``(G * J, 1, k_t, k_h, k_w)``; returns ``(B, H, W, G * J)``,
+    i.e. ``F.conv3d(u, weight, groups=G, padding=...)`` position-major. One 2D convolution in
+    channels-last layout over the temporally shifted copies: the same sums as the 3D convolution
+    with one input channel per group, much faster on CPU (forward and backward, see docs/blocks.md),
+    and its output is already position-major, as the per-position products need it."""
+    out = F.conv2d(shifted.permute(0, 3, 1, 2), weight.flatten(1, 2), padding=padding, groups=groups)
+    return out.permute(0, 2, 3, 1)
+
+
+class _PositionProducts(torch.autograd.Function):
+    """The per-position products of RSA with a hand-written backward (training path).
+
+    Inputs (``B = N P`` positions): ``q`` ``(B, N_h, d_k)``; ``rel`` ``(B, d_k, d_d)`` or None (kernel
+    ``V``); ``p1`` ``(1, d_k, d_d)`` or None; ``values`` ``(N, d_v, P, J)`` (the value convolution's
+    output, ``J = d_d [+ d_v]`` filters per value channel, reordered to ``(B, d_v, J)`` here);
+    ``eye`` ``(1, d_v, d_v)`` or None. Returns ``(B, N_h, d_v)``::
+
+        kernel = q (rel + p1)                        # (B, N_h, d_d)
+        a      = kernel F_V^T                        # F_V = values[..., :d_d]: (B, d_v, d_d)
+        out    = a (G(V) + eye)                      # G(V) = values[..., d_d:]: (B, d_v, d_v)
+
+    Autograd's own ``bmm`` backward is slow for these ``B`` tiny matrices when the incoming
+    gradient is not contiguous (it falls back to one copy per matrix); here every product runs
+    as one ``bmm`` on contiguous operands, and only the small operands are saved."""
+
+    @staticmethod
+    def forward(ctx, q, rel, p1, values, eye, dd: int):
+        n, dv, positions, width = values.shape
+        values = values.permute(0, 2, 1, 3).reshape(n * positions, dv, width)
+        basic = values[:, :, :dd].contiguous()  # F_V: (B, d_v, d_d)
+        mix = values[:, :, dd:].contiguous() if width > dd else None  # G(V): (B, d_v, d_v)
+        del values
+        if rel is not None:
+            rel = rel + p1 if p1 is not None else rel.contiguous()
+        kernel = q if rel is None else torch.bmm(q, rel)
+        a = torch.bmm(kernel, basic.transpose(1, 2))
+        if mix is None:
+            out = a
+        else:
+            if eye is not None:
+                mix = mix + eye
+            out = torch.bmm(a, mix)
+        ctx.values_shape = (n, dv, positions, width)
+        ctx.flags = (p1 is not None, eye is not None)
+        ctx.save_for_backward(q, rel, basic, mix, kernel if rel is not None else None, a if mix is not None else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, rel, basic, mix, kernel, a = ctx.saved_tensors
+        has_p1, has_eye = ctx.flags
+        grad = grad.contiguous()
+        grad_rel = grad_p1 = grad_mix = grad_eye = None
+        if mix is not None:
+            grad_mix = torch.bmm(a.transpose(1, 2), grad)  # (B, d_v, d_v)
+            grad_eye = grad_mix.sum(0, keepdim=True) if has_eye else None
+            grad_a = torch.bmm(grad, mix.transpose(1, 2))
+        else:
+            grad_a = grad
+        grad_basic = torch.bmm(grad_a.transpose(1, 2), q if kernel is None else kernel)  # (B, d_v, d_d)
+        grad_kernel = torch.bmm(grad_a, basic)
+        if rel is not None:
+            grad_rel = torch.bmm(q.transpose(1, 2), grad_kernel)
+            grad_p1 = grad_rel.sum(0, keepdim=True) if has_p1 else None
+            grad_q = torch.bmm(grad_kernel, rel.transpose(1, 2))
+        else:
+            grad_q = grad_kernel
+        grad_values = grad_basic if grad_mix is None else torch.cat([grad_basic, grad_mix], dim=2)
+        n, dv, positions, width = ctx.values_shape
+        grad_values = grad_values.view(n, positions, dv, width).permute(0, 2, 1, 3)
+        return grad_q, grad_rel, grad_p1, grad_values, grad_eye, None
+
+
+def _position_products(q, rel, p1, values, eye, dd: int) -> torch.Tensor:
+    """The same products with autograd's own ops (inference, export, autocast and the MAC count)."""
+    n, dv, positions, width = values.shape
+    values = values.permute(0, 2, 1, 3).reshape(n * positions, dv, width)
+    kernel = q if rel is None else torch.bmm(q, rel + p1 if p1 is not None else rel)
+    out = torch.bmm(kernel, values[:, :, :dd].transpose(1, 2))
+    if width > dd:
+        mix = values[:, :, dd:]
+        out = torch.bmm(out, mix + eye if eye is not None else mix)
+    return out
 
 
 @register_block("rsa", description="Relational Self-Attention (relational kernel and context), replaces a conv")
@@ -90,14 +179,20 @@ class RelationalSelfAttention(nn.Module):
         kernel_size: ``(k_t, k_h, k_w)`` neighbourhood, odd sizes (default 5x7x7), or one int.
         kernel_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
         context_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
+        chunk_frames: frames computed at a time, recomputed in backward (default 2); None: the whole
+            clip at once, nothing recomputed. The same function either way.
     """
 
     identity_at_init = False
 
     def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1, num_heads: int = 8,
                  key_channels: int | None = None, kernel_channels: int | None = None,
-                 kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR"):
+                 kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR",
+                 chunk_frames: int | None = 2):
         super().__init__()
+        if chunk_frames is not None:
+            _positive_int("chunk_frames", chunk_frames, "frames per chunk, or None for the whole clip at once")
+        self.chunk_frames = chunk_frames
         out_channels = channels if out_channels is None else out_channels
         _positive_int("out_channels", out_channels, "the width of the output")
         _positive_int("num_heads", num_heads, "N_h")
@@ -153,38 +248,53 @@ class RelationalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("rsa", x, self.channels)
         n, _, t, h, w = x.shape
-        positions = t * h * w
-        nh, dk, dv, dd = self.num_heads, self.dk, self.dv, self.dd
-        proj = self.projection(x)
-        q, k, v = torch.split(proj, self.split, dim=1)
-        # queries, position-major: (N, P, N_h, d_k)
-        q = _l2_normalise(q.reshape(n, nh, dk, positions), dim=2).permute(0, 3, 1, 2).reshape(-1, nh, dk)
-        v = _l2_normalise(v, dim=1)
-
-        if self.kernel_type == "V":
-            kernel = q  # (N, P, N_h, d_d)
-        else:
-            k = _l2_normalise(k, dim=1)
-            rel = _neighbourhood_conv(k, self.H1, self.padding)  # (N, d_k*d_d, T, H, W)
-            rel = rel.reshape(n, dk, dd, positions).permute(0, 3, 1, 2).reshape(-1, dk, dd)  # (N*P, d_k, d_d)
-            if self.kernel_type == "VplusR":
-                rel = rel + self.P1
-            kernel = torch.bmm(q, rel.contiguous())  # (N*P, N_h, d_d)
-
-        # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
-        # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
-        weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
-        ctx = _neighbourhood_conv(v.reshape(n * dv, 1, t, h, w), weights, self.padding)
-        ctx = ctx.reshape(n, dv, -1, positions).permute(0, 3, 2, 1)  # (N, P, d_d [+ d_v], d_v)
-        basic = ctx[:, :, :dd].reshape(-1, dd, dv)  # F_V^T: (N*P, d_d, d_v)
-        out = torch.bmm(kernel.contiguous(), basic)  # (N*P, N_h, d_v): sum_d kappa_h[d] F_V[v, d]
-        if self.context_type != "V":
-            mix = ctx[:, :, dd:].transpose(2, 3).reshape(-1, dv, dv)  # G(V)[v, v']: (N*P, d_v, d_v)
-            if self.context_type == "VplusR":
-                mix = mix + self.I
-            out = torch.bmm(out, mix)  # (N*P, N_h, d_v'): sum_v (...)[h, v] (G(V) + I)[v, v']
-        # channel v * N_h + h, as released
-        out = out.transpose(1, 2).reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
+        nh, dk = self.num_heads, self.dk
+        pad = self.padding[0]
+        # the 1x1x1 projection, position-major: (N, T, H, W, N_h d_k [+ d_k] + d_v)
+        proj = torch.matmul(x.permute(0, 2, 3, 4, 1), self.projection.weight.flatten(1).t())
+        q, k, v = torch.split(proj, self.split, dim=-1)
+        q = _l2_normalise(q.unflatten(-1, (nh, dk)), dim=-1)  # (N, T, H, W, N_h, d_k)
+        # keys (N, T, H, W, d_k) and values (N, d_v, T, H, W), zero-padded in time for the neighbourhoods
+        k = F.pad(_l2_normalise(k, dim=-1), (0, 0, 0, 0, 0, 0, pad, pad)) if self.kernel_type != "V" else None
+        v = F.pad(_l2_normalise(v, dim=-1).permute(0, 4, 1, 2, 3), (0, 0, 0, 0, pad, pad))
+        step = t if self.chunk_frames is None else self.chunk_frames
+        recompute = step < t and proj.requires_grad
+        outs = []
+        for start in range(0, t, step):
+            stop = min(start + step, t)
+            args = (q[:, start:stop], None if k is None else k[:, start:stop + 2 * pad], v[:, :, start:stop + 2 * pad])
+            if recompute:  # keep only the chunk's inputs; rebuild its neighbourhoods in backward
+                outs.append(checkpoint(self._frames, *args, use_reentrant=False))
+            else:
+                outs.append(self._frames(*args))
+        out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+        out = out.permute(0, 4, 1, 2, 3).contiguous()
         if self.stride == 2:
             out = F.avg_pool3d(out, kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         return out
+
+    def _frames(self, q: torch.Tensor, k: torch.Tensor | None, v: torch.Tensor) -> torch.Tensor:
+        """RSA on a run of frames: ``q`` ``(N, T', H, W, N_h, d_k)``, ``k`` ``(N, T' + k_t - 1, H, W, d_k)``
+        and ``v`` ``(N, d_v, T' + k_t - 1, H, W)`` with their temporal context; returns ``(N, T', H, W,
+        C_out)``, channel ``v * N_h + h`` as released."""
+        n, t, h, w = q.shape[:4]
+        positions = t * h * w
+        dk, dv, dd, kt = self.dk, self.dv, self.dd, self.kernel_size[0]
+        padding = self.padding[1:]
+        q = q.reshape(n * positions, self.num_heads, dk)
+        rel = None
+        if k is not None:
+            # H1: each key channel's neighbourhood projected by its own d_d filters -> (N*P, d_k, d_d)
+            shifted = _shifted_frames(k, kt, dim=1).reshape(n * t, h, w, dk * kt)
+            rel = _neighbourhood_conv(shifted, self.H1, padding, groups=dk).reshape(n * positions, dk, dd)
+        # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
+        # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
+        weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
+        shifted = _shifted_frames(v, kt, dim=2).reshape(n * dv * t, h, w, kt)
+        values = _neighbourhood_conv(shifted, weights, padding, groups=1).reshape(n, dv, positions, -1)
+        p1 = self.P1 if self.kernel_type == "VplusR" else None
+        eye = self.I if self.context_type == "VplusR" else None
+        products = (_PositionProducts.apply if torch.is_grad_enabled() and not torch.is_autocast_enabled(q.device.type)
+                    else _position_products)
+        out = products(q, rel, p1, values, eye, dd)  # (N*P, N_h, d_v)
+        return out.transpose(1, 2).reshape(n, t, h, w, self.out_channels)
