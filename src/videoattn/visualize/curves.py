@@ -67,6 +67,10 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
                             label=f"{name} {split}")
             ax.set_xlabel("epoch")
             ax.set_title(label, fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1:]:
         ax.set_ylim(0, 100)
     axes[0].legend(fontsize=7)

@@ -111,12 +111,12 @@ def draw_rows(frames: np.ndarray, rows: Sequence[Row], path: str | os.PathLike, 
 def region_overlay(assignment: np.ndarray, regions: Sequence[int], colours: np.ndarray) -> np.ndarray:
     """RGBA ``(H, W, 4)`` masks of the given ``regions`` of one frame's ``assignment`` ``(H, W, K)``:
     each pixel takes the colour of the listed region with the largest relative weight
-    ``|G_k(p)| / max_p |G_k(p)|``, with that weight as opacity."""
+    ``|G_k(p)| / max_p |G_k(p)|``; opacity grows from 0 at 30% of the region's peak to 0.8 at its peak."""
     weight = np.abs(assignment[..., list(regions)])
     weight = weight / np.maximum(weight.max(axis=(0, 1), keepdims=True), 1e-12)
     best = weight.argmax(axis=-1)
     alpha = np.take_along_axis(weight, best[..., None], axis=-1)[..., 0]
     rgba = np.zeros((*assignment.shape[:2], 4))
     rgba[..., :3] = colours[np.asarray(regions)[best]]
-    rgba[..., 3] = 0.75 * alpha
+    rgba[..., 3] = 0.8 * np.clip((alpha - 0.3) / 0.7, 0.0, 1.0)  # pixels under 30% of the peak stay clear
     return rgba

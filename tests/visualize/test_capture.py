@@ -1,0 +1,33 @@
+"""Capture never changes what the model computes, and leaves no hook behind."""
+
+import torch
+
+from videoattn.visualize import record_inputs
+from videoattn.visualize.capture import ATTENTION_TYPES, block_summary
+
+from .conftest import tiny_model
+
+
+def test_output_identical_with_and_without_capture():
+    from videoattn.blocks.bat import _BATBase
+
+    model = tiny_model(5)
+    x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(x)
+        with record_inputs(model, (*ATTENTION_TYPES, _BATBase)) as records:
+            captured = model(x)
+        after = model(x)
+    assert torch.equal(plain, captured) and torch.equal(plain, after)
+    assert {"layer1.1.after_block", "layer2.0.after_block.spatial", "layer2.0.after_block.temporal",
+            "layer2.1.after_block", "layer3.0.after_block.spatial", "layer3.0.after_block.temporal",
+            "layer3.1.after_block", "layer3.1.before_conv1.gsm", "layer3.1.before_conv1.attention"} <= set(records)
+    assert records["layer2.1.after_block"].shape == (2, 16, 4, 4, 4)
+    assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+def test_block_summary_names_the_blocks():
+    summary = block_summary(tiny_model(5))
+    for name in ("bat x1", "gta x1", "nl x1", "dnl x1", "rnl x1", "sa_gsm x1"):
+        assert name in summary
+    assert block_summary(tiny_model(5, blocks=[])) == "no inserted blocks"
