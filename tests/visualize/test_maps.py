@@ -187,3 +187,21 @@ def test_bat_w_equals_p_transpose_a_q_transpose():
 def test_grid_position_maps_input_pixels_onto_a_coarser_grid():
     assert maps.grid_position((7, 31, 0), (8, 32, 32), (8, 4, 4)) == (7, 3, 0)
     assert maps.grid_position((3, 16, 15), (8, 32, 32), (4, 2, 2)) == (1, 1, 0)
+
+
+def test_a_block_folded_by_the_decoupled_composite_is_read_at_the_query_frame():
+    """``decoupled`` with ``spatial: nl`` runs NL on each frame alone: the map is that frame's NL."""
+    from videoattn.blocks.non_local import NonLocalBlock
+    from videoattn.visualize.kinds import _unfold
+    from videoattn.visualize.loading import Clip
+
+    block = _randomise(create("decoupled", 16, spatial="nl"))
+    x = _capture(block, X, (NonLocalBlock,))["0.spatial"]
+    assert x.shape == (4, 16, 1, 6, 6)
+    clip = Clip(video=torch.zeros(1, 3, 4, 12, 12), frames=torch.zeros(4, 12, 12, 3).numpy(), path="")
+    single, position = _unfold((2, 6, 8), clip, x)
+    assert position == (0, 3, 4)
+    row = maps.nl_attention(block.spatial, single, position)
+    alone = _capture(block.spatial, X[:, :, 2:3], (NonLocalBlock,))["0"]
+    torch.testing.assert_close(torch.from_numpy(row), torch.from_numpy(maps.nl_attention(block.spatial, alone,
+                                                                                         (0, 3, 4))))

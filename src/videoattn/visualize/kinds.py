@@ -8,6 +8,7 @@ blocks the model does have.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -61,6 +62,27 @@ def _block_position(query: Query, clip: Clip, x: torch.Tensor) -> tuple[int, int
     return maps.grid_position(query, (frames, height, width), tuple(x.shape[2:]))
 
 
+def _unfold(query: Query, clip: Clip, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """The input holding the query and the query's position in it. The ``decoupled`` composite runs a
+    block without its own scope on folded clips: frames in the batch ``(T', C, 1, H, W)`` (spatial part)
+    or positions in the batch ``(H'W', C, T', 1, 1)`` (temporal part); the clip is one, so the batch is
+    the folds."""
+    if x.shape[0] == 1:
+        return x, _block_position(query, clip, x)
+    frames, height, width = clip.frames.shape[:3]
+    if x.shape[2] == 1:  # frames folded into the batch
+        fold = clip_frame_index(query[0], frames, x.shape[0])
+        return x[fold:fold + 1], _block_position(query, clip, x)
+    rows = max(1, round(math.sqrt(x.shape[0] * height / width)))  # positions folded: same aspect as the clip
+    columns = x.shape[0] // rows
+    if rows * columns != x.shape[0]:
+        raise ConfigError(f"visualize attention: cannot tell the {x.shape[0]} folded positions of a block input "
+                          f"of shape {tuple(x.shape)} apart (expected an H' x W' grid shaped like the clip)")
+    _, y, column = maps.grid_position(query, (frames, height, width), (1, rows, columns))
+    fold = y * columns + column
+    return x[fold:fold + 1], (clip_frame_index(query[0], frames, x.shape[2]), 0, 0)
+
+
 def _mark(query: Query, t: int) -> list:
     return [(query[1], query[2]) if i == query[0] else None for i in range(t)]
 
@@ -90,8 +112,7 @@ def attention_figure(model: nn.Module, clip: Clip, out: Path, queries: Sequence[
         for name, module in modules.items():
             if name not in records:
                 continue
-            x = records[name]
-            position = _block_position(query, clip, x)
+            x, position = _unfold(query, clip, records[name])
             if isinstance(module, NonLocalBlock):
                 volume = maps.nl_attention(module, x, position)
                 rows.append(Row(f"{name}\nNL ({module.mode})\n{qtext}", _per_frame(volume, num_frames), marks))
