@@ -165,7 +165,7 @@ def attention_figure(model: nn.Module, clip: Clip, out: Path, queries: Sequence[
     written = []
     if rows:
         written.append(draw_rows(clip.frames, rows, out / "attention.png",
-                                 f"Attention of each block for the query (+); brighter = more weight. {prediction}"))
+                                 f"Attention of each block for the query (+); red = more weight. {prediction}"))
     if gate_rows:
         written.append(draw_rows(clip.frames, gate_rows, out / "gsm_gates.png",
                                  f"GSM gates tanh(W*X): red > 0 (feature shifted), blue < 0 (shifted, negated). "
@@ -247,5 +247,5 @@ def bat_figure(model: nn.Module, clip: Clip, out: Path, select: str | None = Non
             per_group = weights[:, group]
             rows.append(Row(f"{name}\ngroup {group}", _per_frame(per_group, num_frames)))
     return [draw_rows(clip.frames, rows, out / "bat.png",
-                      f"BAT re-projected attention W = P^T A Q^T per group (eq. 8); brighter = more weight. "
+                      f"BAT re-projected attention W = P^T A Q^T per group (eq. 8); red = more weight. "
                       f"{_prediction(logits, clip.classes)}")]
