@@ -31,3 +31,13 @@ def test_block_summary_names_the_blocks():
     for name in ("bat x1", "gta x1", "nl x1", "dnl x1", "rnl x1", "sa_gsm x1"):
         assert name in summary
     assert block_summary(tiny_model(5, blocks=[])) == "no inserted blocks"
+
+
+def test_demo_and_gta_matrices_share_one_convention():
+    """The demo's GTA figure data (analysis.plots) is |M| averaged over groups and heads, as visualize's."""
+    from videoattn.analysis.plots import gta_temporal_matrices
+
+    model = tiny_model(5)
+    found = gta_temporal_matrices(model)["layer2.0.after_block.temporal"]
+    matrix = model.backbone.layer2[0].after_block.temporal.pixel_matrix.detach()
+    torch.testing.assert_close(torch.from_numpy(found["pixel"]), matrix.abs().reshape(-1, 4, 4).mean(0))
