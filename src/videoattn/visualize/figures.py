@@ -66,7 +66,7 @@ def draw_rows(frames: np.ndarray, rows: Sequence[Row], path: str | os.PathLike, 
             vmin = row.vmin if row.vmin is not None else min(float(np.min(m)) for m in finite)
             vmax = row.vmax if row.vmax is not None else max(float(np.max(m)) for m in finite)
             if row.vmin is None or row.vmax is None:
-                label += f"\ncolour range {vmin:.3g}..{vmax:.3g}"
+                label += f"\ncolour range {vmin:.4g}..{vmax:.4g}"
             if vmax - vmin <= 1e-9 * max(abs(vmax), 1.0):  # one value everywhere (e.g. a single key)
                 vmin, vmax = min(0.0, vmin), max(vmax, 1e-12)
         for t in range(num_frames):
