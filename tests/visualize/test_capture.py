@@ -41,3 +41,17 @@ def test_demo_and_gta_matrices_share_one_convention():
     found = gta_temporal_matrices(model)["layer2.0.after_block.temporal"]
     matrix = model.backbone.layer2[0].after_block.temporal.pixel_matrix.detach()
     torch.testing.assert_close(torch.from_numpy(found["pixel"]), matrix.abs().reshape(-1, 4, 4).mean(0))
+
+
+def test_grad_cam_leaves_the_logits_unchanged():
+    from videoattn.visualize.cam import grad_cam
+
+    model = tiny_model(5)
+    x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = model(x)
+    cam, chosen, logits = grad_cam(model, x)
+    assert torch.equal(logits, plain[0]) and chosen == int(plain[0].argmax())
+    assert cam.shape[0] == 4 and cam.shape[1] * cam.shape[2] > 1  # res5 is 1x1 at 32 px: the last map wider
+    assert cam.min() >= 0 and cam.max() == 1.0
+    assert all(p.grad is None for p in model.parameters())

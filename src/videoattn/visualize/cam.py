@@ -41,7 +41,13 @@ def grad_cam(model: nn.Module, video: torch.Tensor,
 
     # The last spatial feature map the backbone computes (the output of its last stage for ResNets,
     # of the last pathway stage for SlowFast, whose backbone output is already pooled).
-    handles = [module.register_forward_hook(hook(name)) for name, module in backbone.named_modules()]
+    # Never inside an inserted block: a hook on a block's projections would make it run them one by one
+    # instead of as one fused GEMM (the same function, but not bit-identical).
+    from ..blocks import registered_blocks
+
+    inside = tuple(f"{name}." for name, _ in registered_blocks(backbone))
+    handles = [module.register_forward_hook(hook(name)) for name, module in backbone.named_modules()
+               if not (name + ".").startswith(inside)]
     try:
         with torch.enable_grad():
             logits = model(video.detach())
