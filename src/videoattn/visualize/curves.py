@@ -67,12 +67,17 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
                             label=f"{name} {split}")
             ax.set_xlabel("epoch")
             ax.set_title(label, fontsize=10)
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[1:]:
         ax.set_ylim(0, 100)
+    losses = [v for line in axes[0].get_lines() for v in line.get_ydata() if v > 0]
+    if losses and max(losses) > 10 * min(losses):  # a validation spike would flatten the rest
+        axes[0].set_yscale("log")
+        axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes[0].legend(fontsize=7)
     fig.suptitle("solid: training, dashed: validation", fontsize=8)
     return [_save(fig, out / "curves.png")]
