@@ -64,15 +64,20 @@ def test_nl_rows_sum_to_one_and_equal_float64_softmax(impl):
     torch.testing.assert_close(torch.from_numpy(row).double(), expected, atol=1e-6, rtol=1e-4)
 
 
-def test_dnl_spatial_and_temporal_weights():
+@pytest.mark.parametrize("pool_position", ["after", "before"])
+def test_dnl_spatial_and_temporal_weights(pool_position):
     from videoattn.blocks.factorised import SpatialSelfAttention, TemporalSelfAttention
 
-    block = _randomise(create("dnl", 16))
+    block = _randomise(create("dnl", 16, pool_position=pool_position))
     records = _capture(block, X, (SpatialSelfAttention, TemporalSelfAttention))
     t, y, w = QUERY
     d = block.spatial.inner_channels
     xs = records["0.spatial"]
-    q, k = _proj(block.spatial.query, xs), _maxpool_hw(_proj(block.spatial.key, xs))
+    if pool_position == "after":
+        k = _maxpool_hw(_proj(block.spatial.key, xs))
+    else:  # keys projected from the max-pooled input
+        k = _proj(block.spatial.key, _maxpool_hw(xs.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3))
+    q = _proj(block.spatial.query, xs)
     expected = torch.softmax(k[0, t].reshape(-1, d) @ q[0, t, y, w] / math.sqrt(d), dim=0).reshape(3, 3)
     spatial = maps.factorised_attention(block.spatial, xs, QUERY)
     torch.testing.assert_close(torch.from_numpy(spatial).double(), expected, atol=1e-6, rtol=1e-4)
