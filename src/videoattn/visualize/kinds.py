@@ -229,7 +229,7 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                         rgba=True))
     return [draw_rows(clip.frames, rows, out / "gta_regions.png",
                       f"Region GTA: the {top} strongest regions of each frame (colour = region index, "
-                      f"opacity = |G_R| relative to the region's peak). {_prediction(logits, clip.classes)}")]
+                      f"opacity: |G_R| from 30% to 100% of the region's peak). {_prediction(logits, clip.classes)}")]
 
 
 def bat_figure(model: nn.Module, clip: Clip, out: Path, select: str | None = None) -> list[Path]:
