@@ -104,3 +104,15 @@ def test_kind_without_the_block_names_what_the_model_has(tmp_path, tiny_setup, c
     code, _, err = _run(capsys, "cam", "--config", config, "--checkpoint", tmp_path / "plain.pt", "--video", video,
                         "--out", tmp_path)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("block", [{"name": "gta", "plan": "res3: 0", "options": {"num_groups": 2, "spatial": False}},
+                                   {"name": "tape", "plan": "res3: 1"}])
+def test_attention_of_temporal_only_blocks(tiny_setup, tmp_path, block):
+    """GTA without SA (Table 9 "+ Pixel GTA") and TAPE without SA still get a row (temporal weights)."""
+    from .conftest import tiny_model
+
+    config, _, video, _ = tiny_setup
+    blocks = [block]
+    paths = visualize("attention", config, video=video, model=tiny_model(8, blocks=blocks), out=tmp_path)
+    assert [p.name for p in paths] == ["attention.png"]

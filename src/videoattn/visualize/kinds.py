@@ -148,6 +148,14 @@ def attention_figure(model: nn.Module, clip: Clip, out: Path, queries: Sequence[
                     continue  # drawn in its SA's row
                 weights = maps.factorised_attention(module, x, position)
                 rows.append(Row(f"{name}\nTA\n{qtext}", [None] * num_frames, marks, weights, "TA weights"))
+            elif isinstance(module, GlobalTemporalAttention):
+                if _has_spatial_partner(name, modules):
+                    continue  # drawn in its SA's row
+                matrices = maps.gta_matrices(module)
+                matrix = matrices.get("pixel", matrices.get("region"))
+                weights = matrix[min(position[0], matrix.shape[0] - 1)]
+                rows.append(Row(f"{name}\nGTA (no SA)\n{qtext}", [None] * num_frames, marks, weights,
+                                "GTA |M_P| row"))
             elif isinstance(module, FrameSelfAttention):
                 volume = maps.frame_attention(module, x, position)
                 rows.append(Row(f"{name}\nSA-GSM frame attention\nquery y={query[1]} x={query[2]}",
