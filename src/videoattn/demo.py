@@ -477,7 +477,8 @@ def render_markdown(report: dict) -> str:
             "temporal matrix: each breaks the symmetry and tells the twins apart.")
     lines += ["", "## Figures", ""]
     titles = {"accuracy": "Accuracy per model", "curves": "Training curves",
-              "gta_matrices": "GTA's learned temporal matrices (mean over groups and heads, as GTA Fig. 5)"}
+              "gta_matrices": "GTA's learned temporal matrices (|M| averaged over groups and heads, darker = "
+                              "larger, as GTA Fig. 5)"}
     for key, name in report["figures"].items():
         lines += [f"### {titles.get(key, key)}", "", f"![{key}]({name})", ""]
     lines.append(f"Total time: {report['total_seconds']:.0f} s. Settings: `{json.dumps(report['settings'])}`.")

@@ -1,4 +1,5 @@
-"""Figures: accuracy per model, training curves, GTA's learned temporal matrices (GTA Fig. 5).
+"""Figures: accuracy per model, training curves, GTA's learned temporal matrices (GTA Fig. 5: |M| averaged
+over groups and heads, darker = larger).
 
 Every function writes one PNG atomically and returns its path. matplotlib runs headless (Agg).
 """
@@ -91,10 +92,18 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathL
     return _save(fig, path)
 
 
+def temporal_matrix_magnitude(matrix: torch.Tensor) -> np.ndarray:
+    """A GTA temporal matrix (``T x T``, ``G x T x T`` or ``G x G x T x T``) drawn as GTA Fig. 5 draws it:
+    absolute values averaged over groups and heads, one ``T x T`` array ``[t_out, t_in]``."""
+    flat = matrix.detach().float().cpu().abs().reshape(-1, *matrix.shape[-2:])
+    return flat.mean(0).numpy()
+
+
 def gta_temporal_matrices(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
-    """The learned temporal matrices of every GTA module of ``model``, averaged over groups and heads
-    into one ``T x T`` matrix per branch (as shown in GTA Fig. 5). Keys: module path, then
-    ``"pixel"``/``"region"``; entry ``[t_out, t_in]`` weighs input frame ``t_in`` in output frame ``t_out``."""
+    """The learned temporal matrices of every GTA module of ``model`` as
+    :func:`temporal_matrix_magnitude` gives them (GTA Fig. 5). Keys: module path, then
+    ``"pixel"``/``"region"``; entry ``[t_out, t_in]`` is how much input frame ``t_in`` weighs in output
+    frame ``t_out``."""
     from ..blocks.gta import GlobalTemporalAttention
 
     found = {}
@@ -104,15 +113,16 @@ def gta_temporal_matrices(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
             for branch in ("pixel", "region"):
                 matrix = getattr(module, f"{branch}_matrix", None)
                 if isinstance(matrix, torch.Tensor):
-                    flat = matrix.detach().float().cpu().reshape(-1, *matrix.shape[-2:])
-                    branches[branch] = flat.mean(0).numpy()
+                    branches[branch] = temporal_matrix_magnitude(matrix)
             found[name.removeprefix("backbone.")] = branches
     return found
 
 
 def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
-                           title: str = "GTA learned temporal matrices (mean over groups and heads)") -> Path:
-    """One heatmap per (module, branch): rows are output frames, columns input frames."""
+                           title: str = "GTA learned temporal matrices (|M| averaged over groups and heads)"
+                           ) -> Path:
+    """One heatmap per (module, branch): rows are output frames, columns input frames; darker = larger
+    (GTA Fig. 5). Used by ``videoattn demo`` and ``videoattn visualize gta-matrices``."""
     plt = _pyplot()
     panels = [(module, branch, m) for module, branches in matrices.items() for branch, m in branches.items()]
     if not panels:
@@ -124,8 +134,7 @@ def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], pat
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (module, branch, matrix) in zip(axes.flat, panels):
-        limit = float(np.abs(matrix).max()) or 1.0
-        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(matrix, cmap="Greys", vmin=0.0, vmax=float(matrix.max()) or 1.0)
         ax.set_title(f"{module}\n{branch} branch", fontsize=8)
         ax.set_xlabel("input frame", fontsize=8)
         ax.set_ylabel("output frame", fontsize=8)
