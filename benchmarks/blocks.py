@@ -273,7 +273,8 @@ def _time_ratio(a: dict, b: dict) -> dict:
 
 # (label, reference label) pairs reported at every shape where both ran.
 OTHER_RATIOS = (("rnl/3x7x7", "nl/sdpa"), ("rnl/3x3x3", "nl/sdpa"), ("se_rnl/3x7x7", "nl/sdpa"),
-                ("bat", "nl/sdpa"), ("bat3d", "nl/sdpa"), ("bat3d", "bat"))
+                ("bat", "nl/sdpa"), ("bat3d", "nl/sdpa"), ("bat3d", "bat"),
+                ("rsa", "rsa/conv3x3x3"))
 
 
 def summarise(results: list[dict]) -> dict:
@@ -299,7 +300,7 @@ def summarise(results: list[dict]) -> dict:
                         "peak_memory_ratio": round(other["peak_memory_mib"] / nl["peak_memory_mib"], 3),
                         "macs_ratio": round(other["gmacs_forward"] / nl["gmacs_forward"], 3),
                     }
-        for label, reference in OTHER_RATIOS:  # RNL (issue 11) and BAT (issue 13) against NL / each other
+        for label, reference in OTHER_RATIOS:  # RNL (11), BAT (13) vs NL / each other; RSA (14) vs its conv
             other, ref = by_key.get((label, shape)), by_key.get((reference, shape))
             if other and ref:
                 summary[f"{shape} {label} vs {reference}"] = {
