@@ -73,10 +73,15 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
     from .. import create_model
 
     m = model_config
-    return create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
-                        pretrained=m.pretrained if pretrained else None,
-                        weights=m.weights if pretrained else None, weights_layout=m.weights_layout,
-                        dropout=m.dropout, **m.options)
+    model = create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
+                         pretrained=m.pretrained if pretrained else None,
+                         weights=m.weights if pretrained else None, weights_layout=m.weights_layout,
+                         dropout=m.dropout, **m.options)
+    if getattr(m, "checkpoint_blocks", False):
+        from ..models.recognizer import set_block_checkpointing
+
+        set_block_checkpointing(model, True)
+    return model
 
 
 def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:

@@ -58,9 +58,23 @@ from .runlog import RunLogger
 from .schedules import LRSchedule
 from .train_state import RunPosition, best_state, last_state, read_position
 
-__all__ = ["TrainResult", "TrainingDivergedError", "train"]
+__all__ = ["TrainResult", "TrainingDivergedError", "build_optimizer", "train"]
 
 Callback = Callable[[str, dict[str, Any]], None]
+
+
+def build_optimizer(parameters: Sequence[torch.nn.Parameter], t: Any) -> torch.optim.Optimizer:
+    """SGD with ``t``'s (a train section's) lr, momentum, weight decay and Nesterov flag.
+
+    The fused implementation (one kernel over all parameters) where torch has it for the parameters'
+    device: on CPU it takes the optimizer step of R2D-50 from ~0.9-1.5 s to ~0.2 s on 2 cores
+    (``benchmarks/train_step.py``), with the same update rule.
+    """
+    parameters = list(parameters)
+    devices = {p.device.type for p in parameters}
+    fused = len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+    return torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                           nesterov=t.nesterov, **({"fused": True} if fused else {}))
 
 
 class TrainingDivergedError(VideoAttnError):
@@ -169,8 +183,7 @@ class _Trainer:
         model.to(ctx.device)
         self.model_core = model
         parameters = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum,
-                                         weight_decay=t.weight_decay, nesterov=t.nesterov)
+        self.optimizer = build_optimizer(parameters, t)
         self.scaler = torch.amp.GradScaler(ctx.device.type) if t.precision == "fp16" else None
         self.schedule = LRSchedule.from_config(t, self.steps_per_epoch)
         if ctx.enabled:
