@@ -51,8 +51,15 @@ def gemm_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def gemm_rates() -> dict[str, float]:
-    return {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16)}
+def gemm_rates(bf16_size: int = 2048) -> dict[str, float]:
+    """fp32 at 2048^2; bf16 at ``bf16_size`` (on a CPU without native bf16 -- no AVX-512 BF16 / AMX --
+    torch falls back to a scalar kernel at ~0.4 GFLOP/s and a 2048^2 product takes minutes)."""
+    return {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16, n=bf16_size,
+                                                                  repeats=5 if bf16_size >= 1024 else 2)}
+
+
+def bf16_native() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def forward_macs(name: str, frames: int, size: int, **overrides) -> int:
@@ -86,6 +93,16 @@ class StepCase:
         self.criterion = torch.nn.CrossEntropyLoss()
         self.autocast = lambda: autocast_context(precision, torch.device("cpu"))
 
+    def infer(self) -> float:
+        """One evaluation forward of the same batch (eval mode, no autograd); returns seconds."""
+        self.model.eval()
+        start = time.perf_counter()
+        with torch.inference_mode(), self.autocast():
+            self.model(self.video)
+        elapsed = time.perf_counter() - start
+        self.model.train()
+        return elapsed
+
     def step(self) -> float:
         start = time.perf_counter()
         with self.autocast():
@@ -112,8 +129,10 @@ def run_speed(args) -> dict:
     models = args.models.split(",")
     precisions = args.precisions.split(",")
     variants = args.variants.split(",")
-    before = gemm_rates()
-    print(f"GEMM before: {before}", file=sys.stderr)
+    native = bf16_native()
+    bf16_size = 2048 if native else 512
+    before = gemm_rates(bf16_size)
+    print(f"GEMM before: {before}; native bf16: {native}", file=sys.stderr)
     results = []
     for name in models:
         macs = forward_macs(name, args.frames, args.size)
@@ -123,15 +142,22 @@ def run_speed(args) -> dict:
             for case in cases.values():
                 case.step()  # warm-up: allocator, oneDNN primitives
             times: dict[str, list[float]] = {v: [] for v in variants}
+            infer: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(args.rounds):
                 for v in variants:
                     times[v].append(cases[v].step())
+                    if args.inference:
+                        infer[v].append(cases[v].infer())
             for v in variants:
                 best = min(times[v])
                 gflops = 2 * 3 * macs * args.batch / best / 1e9
-                row = {"model": name, "precision": precision, "variant": v, "step_seconds": times[v],
-                       "best_step_seconds": best, "forward_gmacs_per_clip": macs / 1e9,
+                row = {"model": name, "precision": precision, "variant": v, "batch": args.batch,
+                       "frames": args.frames, "size": args.size, "step_seconds": times[v],
+                       "best_step_seconds": best, "train_clips_per_s": args.batch / best,
+                       "forward_gmacs_per_clip": macs / 1e9,
                        "achieved_gflops": gflops, "of_gemm_before": gflops / before[precision]}
+                if args.inference:
+                    row.update(inference_seconds=infer[v], inference_clips_per_s=args.batch / min(infer[v]))
                 results.append(row)
                 print(json.dumps({k: row[k] for k in ("model", "precision", "variant", "best_step_seconds",
                                                      "of_gemm_before")}), file=sys.stderr)
@@ -140,13 +166,14 @@ def run_speed(args) -> dict:
                     print(f"--- {name} {precision} {v}", file=sys.stderr)
                     print(profile_step(cases[v]), file=sys.stderr)
             del cases
-    after = gemm_rates()
+    after = gemm_rates(bf16_size)
     print(f"GEMM after: {after}", file=sys.stderr)
     for row in results:
         best_rate = max(before[row["precision"]], after[row["precision"]])
         row["of_gemm_best"] = row["achieved_gflops"] / best_rate
         row["of_gemm_worst"] = row["achieved_gflops"] / min(before[row["precision"]], after[row["precision"]])
-    return {"gemm_gflops_before": before, "gemm_gflops_after": after, "cases": results}
+    return {"gemm_gflops_before": before, "gemm_gflops_after": after, "bf16_gemm_size": bf16_size,
+            "native_bf16": native, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cases": results}
 
 
 def _memory_child(args) -> None:
@@ -188,9 +215,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--inference", action="store_true", help="also time an eval-mode forward per round")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint-blocks", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--section", default=None, help="key of the output JSON to write (default: speed/memory)")
     parser.add_argument("--out", default=None, help="JSON file; its section for this mode is replaced")
     args = parser.parse_args()
     if args.memory_child:
@@ -205,7 +234,7 @@ def main() -> int:
     if args.out:
         path = Path(args.out)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data[section] = result
+        data[args.section or section] = result
         path.write_text(json.dumps(data, indent=1) + "\n")
     else:
         print(json.dumps(result, indent=1))

@@ -67,3 +67,4 @@ def test_config_key_turns_checkpointing_on():
     model.train()
     model(video).sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+

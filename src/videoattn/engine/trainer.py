@@ -25,6 +25,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
     autocast_context,
+    bf16_warning,
     build_dataset_for,
     build_loader_for,
     build_model,
@@ -142,6 +144,8 @@ class _Trainer:
                               f"step(s)")
         self.micro_batch = t.batch_size // per_step
         autocast_context(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
+        if ctx.is_main and (slow := bf16_warning(t.precision, ctx.device)):
+            warnings.warn(slow, stacklevel=2)
         # Every process checks (the work dir must be on storage all processes share to resume).
         resume_path = check_work_dir(work_dir, resume)
         self.resume_state = load_checkpoint(resume_path) if resume_path else None
