@@ -84,8 +84,10 @@ class StepCase:
         if checkpoint_blocks:
             set_block_checkpointing(self.model, True)
         self.video = torch.randn(batch, 3, frames, size, size)
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        if channels_last:  # 2D convolution weights only (blocks may hold 5D Conv3d weights)
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
         self.labels = torch.arange(batch) % 174
         self.model.train()
         config = TrainConfig(lr=0.01, momentum=0.9, weight_decay=1e-4)
