@@ -37,7 +37,8 @@ def _run(config) -> dict:
     summary = result.summary
     return {"steps": result.global_step, "clips_per_second": summary["clips_per_second"],
             "data_wait_fraction": summary["data_wait_fraction"], "train_seconds": summary["train_seconds"],
-            "wall_seconds": time.perf_counter() - start}
+            "wall_seconds": time.perf_counter() - start,
+            "per_epoch_data_wait_fraction": [record["data_wait_fraction"] for record in result.history]}
 
 
 def tiny_cases(epochs: int, work: Path) -> dict:
@@ -113,7 +114,8 @@ def main() -> int:
     parser.add_argument("--cases", default="tiny,demo,r2d50")
     parser.add_argument("--tiny-epochs", type=int, default=3)
     parser.add_argument("--r2d50-steps", type=int, default=4)
-    parser.add_argument("--out", default=None, help="JSON file; its 'data_wait' section is replaced")
+    parser.add_argument("--section", default="data_wait", help="key of the output JSON to write")
+    parser.add_argument("--out", default=None, help="JSON file; its --section key is replaced")
     args = parser.parse_args()
     import torch
 
@@ -132,7 +134,7 @@ def main() -> int:
     if args.out:
         path = Path(args.out)
         data = json.loads(path.read_text()) if path.exists() else {}
-        data["data_wait"] = result
+        data[args.section] = result
         path.write_text(json.dumps(data, indent=1) + "\n")
     else:
         print(json.dumps(result, indent=1))
