@@ -62,6 +62,17 @@ def bf16_native() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def _zeros_shift(x: torch.Tensor, n_div: int = 8) -> torch.Tensor:
+    """TSM's shift as written before issue 18 (``zeros_like`` + slice assignment), for the
+    ``zeros_shift`` variant."""
+    fold = x.shape[1] // n_div
+    out = torch.zeros_like(x)
+    out[:, :fold, :-1] = x[:, :fold, 1:]
+    out[:, fold : 2 * fold, 1:] = x[:, fold : 2 * fold, :-1]
+    out[:, 2 * fold :] = x[:, 2 * fold :]
+    return out
+
+
 def forward_macs(name: str, frames: int, size: int, **overrides) -> int:
     from videoattn.analysis.complexity import profile_model
 
@@ -72,7 +83,7 @@ class StepCase:
     """A model, its optimizer and a fixed batch; ``step()`` runs one training step as the engine does."""
 
     def __init__(self, name: str, precision: str, batch: int, frames: int, size: int,
-                 channels_last: bool = False, checkpoint_blocks: bool = False):
+                 channels_last: bool = False, checkpoint_blocks: bool = False, zeros_shift: bool = False):
         from videoattn import create_model
         from videoattn.config import TrainConfig
         from videoattn.engine.builders import autocast_context
@@ -94,6 +105,25 @@ class StepCase:
         self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], config)
         self.criterion = torch.nn.CrossEntropyLoss()
         self.autocast = lambda: autocast_context(precision, torch.device("cpu"))
+        self.zeros_shift = zeros_shift
+
+    def _shift_patch(self):
+        import contextlib
+
+        import videoattn.blocks.shift as shift
+
+        if not self.zeros_shift:
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def patched():
+            original, shift.temporal_shift = shift.temporal_shift, _zeros_shift
+            try:
+                yield
+            finally:
+                shift.temporal_shift = original
+
+        return patched()
 
     def infer(self) -> float:
         """One evaluation forward of the same batch (eval mode, no autograd); returns seconds."""
@@ -107,10 +137,11 @@ class StepCase:
 
     def step(self) -> float:
         start = time.perf_counter()
-        with self.autocast():
-            logits = self.model(self.video)
-        loss = self.criterion(logits.float(), self.labels)
-        loss.backward()
+        with self._shift_patch():
+            with self.autocast():
+                logits = self.model(self.video)
+            loss = self.criterion(logits.float(), self.labels)
+            loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         float(loss.detach())
@@ -140,7 +171,8 @@ def run_speed(args) -> dict:
         macs = forward_macs(name, args.frames, args.size)
         for precision in precisions:
             cases = {v: StepCase(name, precision, args.batch, args.frames, args.size,
-                                 channels_last=v == "channels_last") for v in variants}
+                                 channels_last=v == "channels_last", zeros_shift=v == "zeros_shift")
+                     for v in variants}
             for case in cases.values():
                 case.step()  # warm-up: allocator, oneDNN primitives
             times: dict[str, list[float]] = {v: [] for v in variants}
