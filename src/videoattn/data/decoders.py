@@ -121,23 +121,18 @@ class PyAVDecoder(Decoder):
         self.seek = seek
         self.seek_gap = seek_gap
         self._index_cache = _LRU(cache_size)
-        self._reformatters: dict[int, object] = {}
+        self._reformatters: dict[tuple[int, int], object] = {}
 
     def _rgb(self, frame) -> np.ndarray:
         """``frame`` as RGB uint8 through one reusable swscale context per process and thread
         (``frame.to_ndarray(format=...)`` builds a new one for every frame, ~2/3 of the cost)."""
         from av.video.reformatter import VideoReformatter
 
-        key = threading.get_ident() ^ os.getpid()
+        key = (os.getpid(), threading.get_ident())
         reformatter = self._reformatters.get(key)
         if reformatter is None:
             reformatter = self._reformatters[key] = VideoReformatter()
         return reformatter.reformat(frame, format="rgb24").to_ndarray()
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_reformatters"] = {}
-        return state
 
     def _open(self, path: str):
         import av
