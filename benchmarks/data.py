@@ -15,7 +15,12 @@ Measures, on videos written here (nothing downloaded):
    benchmark's tiny-config numbers (``benchmarks/results/train.json`` or ``train_loop.json``) when
    present.
 
-Run: ``python benchmarks/data.py [--quick]``; writes ``benchmarks/results/data.json``.
+4. (``--parts backends``) Decoding backends: ms per TSN 8-frame clip from the same 320x240 media,
+   PyAV mp4 / webm (with one reused swscale context, the default, and with one per frame as before
+   issue 18), torchcodec where it can be imported, JPEG folders with Pillow.
+
+Run: ``python benchmarks/data.py [--quick]``; writes ``benchmarks/results/data.json``
+(``--parts backends --out benchmarks/results/data_backends.json`` for part 4 alone).
 """
 
 from __future__ import annotations
@@ -120,6 +125,56 @@ def bench_seek(paths: dict[str, list[str]], repeats: int) -> dict:
         results[fmt]["seek_speedup_vs_sequential"] = round(rate["seek"] / rate["sequential"], 2)
         results[fmt]["clips_timed_per_method"] = len(times["seek"])
     return results
+
+
+class _PerFrameContext:
+    """The PyAV decoder as it was before issue 18: ``to_ndarray(format="rgb24")`` per frame, which builds
+    a new swscale context for every frame (the default decoder reuses one per process)."""
+
+    def __init__(self):
+        from videoattn.data.decoders import PyAVDecoder
+
+        self.decoder = PyAVDecoder(num_threads=1)
+        self.decoder._rgb = lambda frame: frame.to_ndarray(format="rgb24")
+
+    def get_frames(self, path, indices):
+        return self.decoder.get_frames(path, indices)
+
+
+def bench_backends(paths: dict[str, list[str]], repeats: int) -> dict:
+    """Seconds per TSN 8-frame clip (median) from 320x240 media, by backend and container, decoding only
+    (no transforms): PyAV with one reused swscale context (default) and with one per frame (before),
+    torchcodec where it imports, JPEG folders with Pillow. Interleaved clip by clip."""
+    from videoattn.data.decoders import FrameFolderDecoder, PyAVDecoder, TorchCodecDecoder, torchcodec_available
+    from videoattn.data.sampling import tsn_indices
+
+    methods: dict[str, tuple[str, object]] = {
+        "pyav_mp4": ("mp4", PyAVDecoder(num_threads=1)),
+        "pyav_mp4_context_per_frame": ("mp4", _PerFrameContext()),
+        "pyav_webm": ("webm", PyAVDecoder(num_threads=1)),
+        "pyav_webm_context_per_frame": ("webm", _PerFrameContext()),
+        "pillow_jpeg_frames": ("frames", FrameFolderDecoder("img_{:05d}.jpg")),
+    }
+    if torchcodec_available():
+        methods["torchcodec_mp4"] = ("mp4", TorchCodecDecoder(num_threads=1))
+        methods["torchcodec_webm"] = ("webm", TorchCodecDecoder(num_threads=1))
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    rng = np.random.default_rng(0)
+    for warm in (True, False):
+        for _ in range(1 if warm else repeats):
+            for i in range(len(paths["mp4"])):
+                indices = tsn_indices(300, 8, rng)
+                for name, (fmt, decoder) in methods.items():
+                    start = time.perf_counter()
+                    decoder.get_frames(paths[fmt][i], indices)
+                    if not warm:
+                        times[name].append(time.perf_counter() - start)
+    out = {name: {"ms_per_clip": round(1e3 * float(np.median(values)), 2),
+                  "clips_per_s": round(1.0 / float(np.median(values)), 1)} for name, values in times.items()}
+    out["torchcodec"] = ("measured" if torchcodec_available() else
+                         "not measured: torchcodec 0.17 installs with pip but needs the system FFmpeg shared "
+                         "libraries (libavcodec ...), which this machine lacks")
+    return out
 
 
 def bench_loader(paths: dict[str, list[str]], folder: Path, batches: int, workers_list=(1, 2)) -> dict:
@@ -235,7 +290,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer videos and repeats (about a minute)")
     parser.add_argument("--out", default=str(RESULTS / "data.json"))
     parser.add_argument("--parts", default="seek,loader,demo",
-                        help="comma-separated parts to run (seek, loader, demo); others are kept from --out")
+                        help="comma-separated parts to run (seek, loader, demo, backends); others are kept from --out")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT.parent / "src"))
     from videoattn.utils.io import atomic_write_json
@@ -249,8 +304,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="videoattn-bench-data-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
-        media = {gop: _write_media(folder, count, 300, gop) for gop in (30, 250)} if parts & {"seek", "loader"} \
-            else {}
+        media = {gop: _write_media(folder, count, 300, gop) for gop in (30, 250)} \
+            if parts & {"seek", "loader", "backends"} else {}
         setup_s = time.perf_counter() - t0
         result.update({
             "benchmark": "benchmarks/data.py", "quick": args.quick,
@@ -263,6 +318,8 @@ def main(argv=None) -> int:
         if "seek" in parts:
             result["seek_vs_decode_everything_tsn8"] = {
                 f"gop{gop}": bench_seek(media[gop], 1 if args.quick else 5) for gop in (30, 250)}
+        if "backends" in parts:
+            result["decode_backends_tsn8_320x240"] = bench_backends(media[30], 2 if args.quick else 5)
         if "loader" in parts:
             result["train_loader_tsn8_224px_batch8"] = bench_loader(media[30], folder, 4 if args.quick else 12)
         if "demo" in parts:

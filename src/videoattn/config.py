@@ -62,6 +62,9 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
     #: Convert BatchNorm layers to SyncBatchNorm when training with several processes.
     sync_bn: bool = False
+    #: Activation checkpointing of the inserted blocks (recomputed in the backward pass): less
+    #: memory for some more compute; loss and gradients unchanged (``set_block_checkpointing``).
+    checkpoint_blocks: bool = False
 
 
 @dataclass

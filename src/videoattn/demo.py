@@ -105,6 +105,8 @@ class DemoSettings:
     epochs: int
     batch_size: int
     lr: float
+    #: ``train.precision`` of every model (training and evaluation): ``fp32`` or ``bf16`` autocast.
+    precision: str = "fp32"
 
     @classmethod
     def preset(cls, quick: bool) -> DemoSettings:
@@ -255,7 +257,7 @@ def _config_for(model: DemoModel, settings: DemoSettings, files: dict[str, Path]
         "train": {
             "work_dir": str(work_dir), "epochs": settings.epochs, "batch_size": settings.batch_size,
             "lr": settings.lr, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
-            "warmup_epochs": 1, "clip_grad_norm": 20.0, "seed": seed,
+            "warmup_epochs": 1, "clip_grad_norm": 20.0, "seed": seed, "precision": settings.precision,
             # About six validation points for the curves (the last epoch is always validated).
             "val_interval": max(1, settings.epochs // 6),
             "progress": False, "log_interval": 10**9,
@@ -504,13 +506,16 @@ def register(subparsers) -> None:
     for name, kind in (("num-videos", int), ("epochs", int), ("size", int), ("frames", int),
                        ("base-channels", int), ("batch-size", int)):
         tuning.add_argument(f"--{name}", type=kind, default=None)
+    tuning.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="bf16 autocast for training and evaluation (default fp32)")
     parser.set_defaults(func=run_demo_command)
 
 
 def run_demo_command(args) -> int:
     settings = DemoSettings.preset(args.quick)
     changes = {"num_videos": args.num_videos, "epochs": args.epochs, "size": args.size,
-               "num_frames": args.frames, "base_channels": args.base_channels, "batch_size": args.batch_size}
+               "num_frames": args.frames, "base_channels": args.base_channels, "batch_size": args.batch_size,
+               "precision": args.precision}
     settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
 

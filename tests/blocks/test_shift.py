@@ -51,3 +51,20 @@ def test_tsm_block_errors():
         create("tsm", 4)
     with pytest.raises(ShapeError, match=r"expected \(N, 16, T, H, W\)"):
         create("tsm", 16)(torch.randn(2, 8, 4, 3, 3))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_shift_gradients_match_the_loop_reference(frames):
+    """The hand-written backward (the opposite shift) against autograd through the loop reference,
+    and gradcheck/gradgradcheck in float64; a transposed (non-contiguous) input as the backbone gives."""
+    from videoattn.blocks.shift import temporal_shift
+
+    base = torch.randn(2, frames, 16, 3, 3, dtype=torch.float64)
+    x = base.transpose(1, 2).requires_grad_(True)
+    weights = torch.randn(2, 16, frames, 3, 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((temporal_shift(x, 4) * weights).sum(), x)
+    (expected,) = torch.autograd.grad((shift_reference(x, 4) * weights).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+    torch.testing.assert_close(temporal_shift(x, 4), shift_reference(x, 4), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, 4), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: temporal_shift(v, 4), (x,))

