@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "videoattn.analysis.commands",
     "videoattn.engine.commands",
     "videoattn.data.commands",
+    "videoattn.deploy.commands",
 )
 
 
