@@ -114,7 +114,8 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         for result in results:
             top = ", ".join(f"{item['class']} {100 * item['probability']:.1f}%" for item in result["top"])
-            extra = f" ({len(result['windows'])} windows, timeline {result['timeline']})" if "timeline" in result else ""
+            extra = (f" ({len(result['windows'])} windows, timeline {result['timeline']})"
+                     if "timeline" in result else "")
             print(f"{result['path']}: {top}{extra}")
         if out:
             print(f"wrote {out}")

@@ -37,7 +37,7 @@ from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, VideoAttnError
 
-__all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "export_metadata", "export_model",
+__all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "export_metadata", "export_model", "export_module",
            "load_exported_metadata", "run_exported"]
 
 EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
@@ -183,8 +183,8 @@ def run_exported(path: str | os.PathLike, fmt: str, video: torch.Tensor) -> torc
         return torch.export.load(str(path)).module()(video)
 
 
-def _blame_block(model: nn.Module, example: torch.Tensor, fmt: str) -> str | None:
-    """The innermost attention block that fails to export alone (``"block 'kind' (Class at path)"``)."""
+def _block_inputs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """Every registered attention block (innermost first) with the input it gets for ``example``."""
     from ..blocks.registry import is_registered_block
 
     blocks = [(name, module) for name, module in model.named_modules() if is_registered_block(module)]
@@ -196,20 +196,54 @@ def _blame_block(model: nn.Module, example: torch.Tensor, fmt: str) -> str | Non
     try:
         with torch.no_grad():
             model(example)
-    except Exception:
-        return None
+    except Exception:  # noqa: BLE001 - no blame then; the caller reports the model's own error
+        return []
     finally:
         for hook in hooks:
             hook.remove()
-    for name, block in blocks:
-        if name not in inputs:
-            continue
+    return [(name, block, inputs[name]) for name, block in blocks if name in inputs]
+
+
+def _describe(name: str, block: nn.Module) -> str:
+    kind = getattr(block, "registered_block_name", None) or type(block).__name__
+    return f"block {kind!r} ({type(block).__name__} at {name or 'the model'})"
+
+
+def _python_ops(block: nn.Module, x: torch.Tensor) -> list[str]:
+    """Names of the ``torch.autograd.Function`` s the block runs (what exporters trace through)."""
+    try:
+        with _quiet(), torch.no_grad():
+            graph = torch.jit.trace(block, (x,), check_trace=False).inlined_graph
+    except Exception:  # noqa: BLE001
+        return []
+    return list(dict.fromkeys(node.pyname() for node in graph.nodes() if node.kind() == "prim::PythonOp"))
+
+
+def _blame_block(model: nn.Module, example: torch.Tensor, fmt: str, tolerance: float | None = None,
+                 ) -> str | None:
+    """The innermost attention block that fails to export alone or, with ``tolerance``, whose export
+    alone gives values more than ``tolerance`` (relative to its output's scale) away from PyTorch's."""
+    for name, block, x in _block_inputs(model, example):
         with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "block"
             try:
-                _write(block, inputs[name], fmt, Path(folder) / "block", {"model": "block"}, False)
+                _write(block, x, fmt, path, {"model": "block"}, False)
             except Exception as error:  # noqa: BLE001 - any exporter failure names this block
-                kind = getattr(block, "registered_block_name", None) or type(block).__name__
-                return f"block {kind!r} ({type(block).__name__} at {name}): {_first_line(error)}"
+                operator = _operator_in(str(error))
+                return f"{_describe(name, block)}: " + (f"operator {operator!r}" if operator else _first_line(error))
+            if tolerance is None:
+                continue
+            try:
+                with torch.no_grad():
+                    expected = block(x)
+                diff = float((run_exported(path, fmt, x).float() - expected).abs().max())
+            except Exception as error:  # noqa: BLE001
+                return f"{_describe(name, block)}: {_first_line(error)}"
+            if not diff <= tolerance * max(1.0, float(expected.abs().max())):
+                functions = _python_ops(block, x)
+                culprit = (f"operators of autograd.Function {', '.join(repr(f) for f in functions)} exported "
+                           f"with other values" if functions else "an operator exported with other values")
+                return f"{_describe(name, block)}: {culprit} (block alone: {diff:.3g} max abs)"
     return None
 
 
@@ -232,8 +266,23 @@ def export_model(config: Config, checkpoint: str | os.PathLike | None, fmt: str,
     if len(classes) != num_classes:
         classes = [str(i) for i in range(num_classes)]
     metadata = export_metadata(config, model_config, classes, frames, size, dynamic_batch, fmt)
+    return export_module(model, fmt, out, metadata, dynamic_batch=dynamic_batch, tolerance=tolerance, check=check)
+
+
+def export_module(model: nn.Module, fmt: str, out: str | os.PathLike, metadata: dict[str, Any],
+                  dynamic_batch: bool = True, tolerance: float = 1e-4, check: bool = True) -> dict[str, Any]:
+    """Export ``model`` (eval mode) for clips ``(N, 3, metadata num_frames, size, size)`` to ``out``.
+
+    ``metadata`` (see :func:`export_metadata`; ``model``, ``num_frames`` and ``size`` at least) is
+    stored in the file. Checked and written atomically as described in the module docstring.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    name, frames, size = metadata["model"], int(metadata["num_frames"]), int(metadata["size"])
+    model = model.eval()
     generator = torch.Generator().manual_seed(0)
-    example = torch.randn(1, 3, frames, size, size, generator=generator)
+    # batch 2: torch.export specialises a dimension of size 1, so a dynamic batch needs another size
+    example = torch.randn(2 if dynamic_batch else 1, 3, frames, size, size, generator=generator)
     out = Path(out)
     with _temporary_beside(out) as tmp:
         try:
@@ -244,21 +293,25 @@ def export_model(config: Config, checkpoint: str | os.PathLike | None, fmt: str,
             blamed = _blame_block(model, example, fmt)
             operator = _operator_in(str(error))
             what = f"operator {operator!r}" if operator else _first_line(error)
-            where = f" in {blamed}" if blamed else " (no single attention block fails alone: the trunk)"
-            raise ExportError(f"{model_config.name} cannot be exported to {fmt}: {what}{where}") from None
+            raise ExportError(f"{name} cannot be exported to {fmt}: "
+                              + (blamed if blamed else f"{what} (no attention block fails alone: the trunk)")
+                              ) from None
         max_diff = None
         if check:
-            batch = 2 if dynamic_batch else 1
+            batch = 3 if dynamic_batch else 1  # not the traced batch: shows the batch is really dynamic
             probe = torch.randn(batch, 3, frames, size, size, generator=generator)
             with torch.no_grad():
                 expected = model(probe)
             try:
                 got = run_exported(tmp, fmt, probe)
             except Exception as error:  # noqa: BLE001
-                raise ExportError(f"{model_config.name} exported to {fmt} but the file does not run: "
+                raise ExportError(f"{name} exported to {fmt} but the file does not run: "
                                   f"{_first_line(error)}") from None
             max_diff = float((got.float() - expected).abs().max())
             if not max_diff <= tolerance:
-                raise ExportError(f"{model_config.name} exported to {fmt} gives logits {max_diff:.3g} away "
-                                  f"from PyTorch's (max abs, tolerance {tolerance:g}); not written")
+                blamed = _blame_block(model, example, fmt, tolerance)
+                raise ExportError(f"{name} cannot be exported to {fmt}: its logits are {max_diff:.3g} away from "
+                                  f"PyTorch's (max abs, tolerance {tolerance:g}); "
+                                  + (blamed if blamed else "no attention block differs alone: the trunk")
+                                  + "; nothing written") from None
     return {"path": str(out), "format": fmt, "max_abs_diff": max_diff, "metadata": metadata}
