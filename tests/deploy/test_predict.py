@@ -104,3 +104,21 @@ def test_predict_unreadable_single_video_is_an_error(trained, tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(DataError, match="bad.mp4"):
         Predictor(config_path, checkpoint).predict(bad)
+
+
+def test_predict_frame_folder_inside_a_folder(trained, tmp_path):
+    from PIL import Image
+
+    config_path, checkpoint, _ = trained
+    frames_dir = tmp_path / "inbox" / "clip_frames"
+    frames_dir.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    for index in range(1, 9):
+        pixels = (torch.rand(32, 32, 3, generator=generator) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(frames_dir / f"{index:05d}.jpg")
+    predictor = Predictor(config_path, checkpoint, topk=1)
+    from videoattn.deploy import collect_inputs
+
+    assert collect_inputs(tmp_path / "inbox") == [str(frames_dir)]
+    results, skipped = predictor.predict_many(collect_inputs(tmp_path / "inbox"))
+    assert not skipped and results[0]["num_frames"] == 8 and len(results[0]["top"]) == 1
