@@ -39,7 +39,8 @@ FAMILIES = {
 }
 BLOCK_OPTIONS = {"bat": {"s": 2}, "bat3d": {"s": 2}, "decoupled": {"spatial": "gc", "temporal": "gc"}}
 # Families that cannot be exported to a format, with the block the error must name (measured).
-CANNOT = {("gsm", "onnx"): "gsm", ("sa_gsm", "onnx"): "sa_gsm"}
+CANNOT = {("gsm", "onnx"): "gsm", ("sa_gsm", "onnx"): "sa_gsm",
+          ("gsm", "torchscript"): "gsm", ("sa_gsm", "torchscript"): "sa_gsm"}
 
 
 def _small_model(name: str) -> torch.nn.Module:
