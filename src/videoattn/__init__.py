@@ -23,4 +23,12 @@ def list_models(pattern=None):
     return _list_models(pattern)
 
 
-__all__ = ["__version__", "create_model", "list_models"]
+def __getattr__(name):
+    if name == "Predictor":  # imported on first use: ``import videoattn`` stays light
+        from .deploy.predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'videoattn' has no attribute {name!r}")
+
+
+__all__ = ["Predictor", "__version__", "create_model", "list_models"]

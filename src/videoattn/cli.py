@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "videoattn.engine.commands",
     "videoattn.data.commands",
     "videoattn.visualize.commands",
+    "videoattn.deploy.commands",
 )
 
 

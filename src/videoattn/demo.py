@@ -330,6 +330,7 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
             "top1": metrics["top1"] / 100.0, "top5": metrics["top5"] / 100.0,
             "within_pair_top1": within_pair_accuracy(confusion, pairs) if pairs else None,
             "train_seconds": round(train_seconds, 1),
+            "config": str(work_dir / "config.yaml"), "checkpoint": str(result.last_checkpoint),
         })
         histories[key] = [{"epoch": r["epoch"], "train_loss": r.get("train_loss"),
                            "val_top1": (r["val_top1"] / 100.0) if r.get("val_top1") is not None else None}
@@ -359,11 +360,18 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
         "models": rows, "histories": histories, "figures": figures,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
+    if rows:  # how to use the best model on any video (its checkpoint is kept under runs/)
+        best = max(rows, key=lambda r: r["top1"])
+        report["predict"] = {"model": best["model"], "command": (
+            f"videoattn predict {files['root']} --config {best['config']} --checkpoint {best['checkpoint']} "
+            f"--out {out_dir / 'predictions.csv'}")}
     atomic_write_json(out_dir / "report.json", report)
     atomic_write_text(out_dir / "report.md", render_markdown(report))
     log("")
     log(render_table(rows))
     log(f"\nreport: {out_dir / 'report.md'} (figures: {', '.join(figures.values())})")
+    if "predict" in report:
+        log(f"label videos with the best model ({report['predict']['model']}): {report['predict']['command']}")
     return report
 
 
@@ -483,6 +491,11 @@ def render_markdown(report: dict) -> str:
                               "larger, as GTA Fig. 5)"}
     for key, name in report["figures"].items():
         lines += [f"### {titles.get(key, key)}", "", f"![{key}]({name})", ""]
+    if report.get("predict"):
+        lines += ["## Label your own videos with the best model", "",
+                  f"The checkpoints are kept under `runs/<model>/`. To score any video, folder of videos or "
+                  f"list file with {report['predict']['model']} (see docs/deploy.md):", "",
+                  f"    {report['predict']['command']}", ""]
     lines.append(f"Total time: {report['total_seconds']:.0f} s. Settings: `{json.dumps(report['settings'])}`.")
     return "\n".join(lines) + "\n"
 

@@ -378,7 +378,8 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
                   frame_template: str | None = None, subset=None, video_extension: str | None = None,
                   crop: str | None = None, color_jitter=None, flip_prob: float = 0.5, min_frames: int = 1,
                   max_substitutions: int = 20, decode_threads: int = 1, mean=IMAGENET_MEAN,
-                  std=IMAGENET_STD, cache_decoded: bool = False, as_video: bool = False) -> VideoDataset:
+                  std=IMAGENET_STD, cache_decoded: bool = False, as_video: bool = False,
+                  records: list[VideoRecord] | None = None, classes: list[str] | None = None) -> VideoDataset:
     """Build a :class:`VideoDataset` from a dataset as released (see ``docs/data.md``).
 
     ``format`` is one of :func:`~videoattn.data.annotations.list_formats`. ``split`` "train" uses
@@ -394,6 +395,11 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     to ``root``), ``labels`` a class file or the training folder; one view per image; the time-axis
     arguments (``num_frames``, ``sampling``, ``frame_interval``) do not apply. ``as_video`` gives
     one-frame clips instead of images (see :class:`ImageFolderDataset`).
+
+    ``records`` (with their ``classes``): entries given directly instead of read from
+    ``annotations`` (``videoattn predict`` scores arbitrary videos with a dataset's settings). They
+    are all frame folders (``is_frames``) or all video files; the format still decides the default
+    frame template and the ``flip="auto"`` policy.
     """
     if format not in FORMATS and format != IMAGE_FOLDER:
         raise unknown_name("dataset format", format, [*FORMATS, IMAGE_FOLDER])
@@ -421,7 +427,14 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     spec = FORMATS[format]
     options = {"frame_template": frame_template or _DEFAULT_TEMPLATES.get(format) if spec.frames else None,
                "subset": subset, "video_extension": video_extension}
-    records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
+    frames = spec.frames
+    if records is None:
+        records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
+    else:
+        frames = bool(records) and all(record.is_frames for record in records)
+        if frames and not options["frame_template"]:
+            options["frame_template"] = _DEFAULT_TEMPLATES.get(format)
+        classes = list(classes or [])
     if split != "test":  # train: one random view; val: one centre view
         num_clips, num_crops = 1, 1
     if crop is None:
@@ -429,8 +442,10 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     transform = build_clip_transform(split, size=size, scale_size=scale_size, num_crops=num_crops, crop=crop,
                                      color=color_jitter, mean=mean, std=std)
     decoder_options = {"num_threads": decode_threads} if decoder in ("auto", "pyav", "torchcodec") \
-        and not spec.frames else {}
-    backend = build_decoder(decoder, frames=spec.frames, frame_template=options["frame_template"],
+        and not frames else {}
+    if not frames and decoder == "frames":  # a frame-folder dataset's settings applied to video files
+        decoder = "auto"
+    backend = build_decoder(decoder, frames=frames, frame_template=options["frame_template"],
                             **decoder_options)
     if cache_decoded:
         backend = CachingDecoder(backend)

@@ -15,14 +15,26 @@ __all__ = ["apply_bn_mode", "bf16_warning", "build_dataset_for", "build_loader_f
            "cpu_has_native_bf16", "frozen_bn_layers"]
 
 
-def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1") -> Any:
-    """The dataset of ``split`` (``train``, ``val`` or ``test``) described by ``config.data``."""
+def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1",
+                      records: list | None = None, classes: list[str] | None = None) -> Any:
+    """The dataset of ``split`` (``train``, ``val`` or ``test``) described by ``config.data``.
+
+    ``records``/``classes``: score these entries (``VideoRecord``) with the split's settings instead
+    of the split's annotations (what ``videoattn predict`` does, so its views equal ``test``'s).
+    """
     from ..data import build_dataset
 
     data = config.data
     annotations = {"train": data.train_annotations, "val": data.val_annotations,
                    "test": data.test_annotations}[split]
-    if not annotations:
+    if records is not None:
+        if data.format == "image_folder":
+            raise ConfigError("config key 'data.format': 'image_folder' classifies images; predict and "
+                              "export take video models")
+        annotations, given = None, {"records": records, "classes": classes}
+    else:
+        given = {}
+    if not annotations and records is None:
         raise ConfigError(f"config key 'data.{split}_annotations' is required for the {split} split "
                           f"but not set")
     subset = {"train": data.train_subset, "val": data.val_subset, "test": data.test_subset}[split]
@@ -42,7 +54,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         scale_size=tuple(data.scale_size) if isinstance(data.scale_size, list) else data.scale_size,
         num_clips=num_clips, num_crops=num_crops, flip=data.flip, decoder=data.decoder,
         strict=data.strict, seed=config.train.seed,
-        **({"subset": subset} if subset else {}), **data.options)
+        **({"subset": subset} if subset and records is None else {}), **given, **data.options)
 
 
 def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, num_workers: int,

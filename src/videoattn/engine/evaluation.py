@@ -35,7 +35,7 @@ from .distributed import DistContext, all_gather_objects, init_distributed
 from .metrics import confusion_matrix, summarize_scores
 from .preflight import check_media_present
 
-__all__ = ["evaluate", "predict_scores"]
+__all__ = ["evaluate", "load_model_for", "predict_scores"]
 
 
 @torch.no_grad()
@@ -156,6 +156,45 @@ def _member_model_config(config: Config, state: dict[str, Any], path: str) -> Mo
     return model_config
 
 
+def _model_config_for(config: Config, checkpoint: str | None) -> tuple[ModelConfig, dict[str, Any] | None]:
+    """The model section of a checkpoint (None: the config's model with its ``model.weights``)."""
+    if checkpoint is None:
+        state = None
+        model_config = ModelConfig(**{**config.model.__dict__, "pretrained": None})
+    else:
+        state = load_checkpoint(checkpoint)
+        model_config = _member_model_config(config, state, checkpoint)
+    check_model_name(model_config.name)
+    return model_config, state
+
+
+def _build_member(model_config: ModelConfig, state: dict[str, Any] | None, path: str,
+                  num_dataset_classes: int) -> torch.nn.Module:
+    if state is None:
+        num_classes = model_config.num_classes or num_dataset_classes
+        if not num_classes:
+            raise ConfigError("config key 'model.num_classes' is not set and the dataset has no classes")
+        return build_model(model_config, num_classes, pretrained=True)  # loads model.weights
+    model = build_model(model_config, model_config.num_classes, pretrained=False)
+    load_model_weights(model, state, source=f"checkpoint {path!r}")
+    return model
+
+
+def load_model_for(config: Config, checkpoint: str | None, num_dataset_classes: int = 0,
+                   ) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any] | None]:
+    """The model ``evaluate`` scores for ``checkpoint`` (None: the config's ``model.weights``).
+
+    Returns ``(model in eval mode on the CPU, its model section, the checkpoint dict or None)``;
+    ``predict`` and ``export`` use it so that they run exactly the network ``test`` evaluates.
+    """
+    if checkpoint is None and not config.model.weights:
+        raise CheckpointError("a checkpoint (--checkpoint) or whole-model weights in the config "
+                              "(model.weights, read in model.weights_layout) is needed")
+    model_config, state = _model_config_for(config, checkpoint)
+    model = _build_member(model_config, state, str(checkpoint or config.model.weights), num_dataset_classes)
+    return model.eval(), model_config, state
+
+
 def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = None, split: str = "val",
              output_dir: str | Path | None = None, ctx: DistContext | None = None) -> dict[str, Any]:
     """Test one checkpoint or an ensemble; return metrics (and write files when ``output_dir`` is set).
@@ -189,13 +228,7 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
         results, classes, video_ids, videos_total = [], [], [], 0
         skipped: dict[int, dict] = {}
         for path in checkpoints:
-            if released:
-                state = None
-                model_config = ModelConfig(**{**config.model.__dict__, "pretrained": None})
-            else:
-                state = load_checkpoint(path)
-                model_config = _member_model_config(config, state, path)
-            check_model_name(model_config.name)
+            model_config, state = _model_config_for(config, None if released else path)
             dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
             if not results:  # every member reads the same annotations
                 annotations = getattr(config.data, f"{split}_annotations")
@@ -206,14 +239,7 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             records = getattr(dataset, "records", None) or []
             video_ids = [str(getattr(r, "video_id", "") or Path(str(getattr(r, "path", ""))).stem)
                          for r in records]
-            if state is None:
-                num_classes = model_config.num_classes or len(classes)
-                if not num_classes:
-                    raise ConfigError("config key 'model.num_classes' is not set and the dataset has no classes")
-                model = build_model(model_config, num_classes, pretrained=True)  # loads model.weights
-            else:
-                model = build_model(model_config, model_config.num_classes, pretrained=False)
-                load_model_weights(model, state, source=f"checkpoint {path!r}")
+            model = _build_member(model_config, state, path, len(classes))
             model.to(ctx.device)
             workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
             indices, scores, labels, member_skipped = predict_scores(
