@@ -148,6 +148,38 @@ class _GatedShift(torch.autograd.Function):
         return grad_x, grad_gate, None
 
 
+def _tracing() -> bool:
+    """True while torch.jit / ONNX trace or script the model: the autograd functions above write into
+    slices in place, which tracers record wrongly (ONNX) or cannot save (TorchScript)."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+def _tap_sum_traceable(taps: torch.Tensor) -> torch.Tensor:
+    """:class:`_TapSum`'s forward without in-place writes: zero-pad frames, rows and columns by one and
+    add the 27 shifted windows."""
+    frames, height, width = taps.shape[1], taps.shape[6], taps.shape[7]
+    padded = F.pad(taps.permute(0, 2, 3, 4, 5, 1, 6, 7), (1, 1, 1, 1, 1, 1))  # (N, G, 3, 3, 3, T+2, H+2, W+2)
+    out = None
+    for dt in range(3):
+        for dh in range(3):
+            for dw in range(3):
+                window = padded[:, :, dt, dh, dw, dt:dt + frames, dh:dh + height, dw:dw + width]
+                out = window if out is None else out + window
+    return out.transpose(1, 2)  # (N, T, G, H, W)
+
+
+def _gated_shift_traceable(x: torch.Tensor, gate: torch.Tensor, past_first: bool) -> torch.Tensor:
+    """:class:`_GatedShift`'s forward without in-place writes (zero-padded shifts by concatenation)."""
+    halves = x.unflatten(1, (2, x.shape[1] // 2))
+    gated = halves * gate.unsqueeze(2)
+    first, second = gated[:, 0], gated[:, 1]  # (N, C/2, T, H, W)
+    from_past = [F.pad(g, (0, 0, 0, 0, 1, 0))[:, :, :-1] for g in (first, second)]  # frame t gets t-1
+    from_future = [F.pad(g, (0, 0, 0, 0, 0, 1))[:, :, 1:] for g in (first, second)]  # frame t gets t+1
+    shifted = (torch.stack((from_past[0], from_future[1]), 1) if past_first
+               else torch.stack((from_future[0], from_past[1]), 1))
+    return (halves - gated + shifted).flatten(1, 2)
+
+
 @register_block("gsm", description="Gate-Shift Module: tanh-gated halves shifted forward/backward in time (GSM)")
 class GateShift(nn.Module):
     """GSM over ``(N, C, T, H, W)`` (module docstring). ``C`` must be even (a multiple of 4 with
@@ -189,12 +221,14 @@ class GateShift(nn.Module):
         # each group's 27 taps x its C/2 channels: one batched matrix product for both groups
         taps = self.gate.weight.permute(0, 2, 3, 4, 1).reshape(2, 27, channels // 2)
         tap_maps = torch.matmul(taps, frames_first).view(batch, frames, 2, 3, 3, 3, height, width)
-        pre_gate = _TapSum.apply(tap_maps) + self.gate.bias.view(1, 1, 2, 1, 1)  # (N, T, 2, H, W)
+        summed = _tap_sum_traceable(tap_maps) if _tracing() else _TapSum.apply(tap_maps)
+        pre_gate = summed + self.gate.bias.view(1, 1, 2, 1, 1)  # (N, T, 2, H, W)
         return torch.tanh(pre_gate).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("gsm", x, self.channels)
-        out = _GatedShift.apply(x, self.gate_maps(x), not self.released_order)
+        gated_shift = _gated_shift_traceable if _tracing() else _GatedShift.apply
+        out = gated_shift(x, self.gate_maps(x), not self.released_order)
         if self.released_order:
             out = out.index_select(1, self._order)
         return out
