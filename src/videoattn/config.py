@@ -160,6 +160,9 @@ class TrainConfig:
     find_unused_parameters: bool = False
     #: Intra-op CPU threads per process (``null``: torch's default).
     num_threads: int | None = None
+    #: Skip at most this many optimizer steps whose loss is NaN/inf (no update; each one is logged and
+    #: counted in the summary) before stopping; 0 stops at the first one.
+    skip_nonfinite_steps: int = 0
 
 
 @dataclass
@@ -360,7 +363,8 @@ def validate(config: Config) -> None:
     if not 0 <= t.label_smoothing < 1:
         raise _fail("train.label_smoothing", t.label_smoothing, "expected 0 <= label_smoothing < 1")
     for key, value in (("train.val_interval", t.val_interval),
-                       ("train.checkpoint_interval", t.checkpoint_interval)):
+                       ("train.checkpoint_interval", t.checkpoint_interval),
+                       ("train.skip_nonfinite_steps", t.skip_nonfinite_steps)):
         if value < 0:
             raise _fail(key, value, "expected >= 0 (0 disables)")
     if t.max_steps is not None and t.max_steps < 1:

@@ -14,10 +14,13 @@ is refused with :class:`~videoattn.errors.CheckpointError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
 import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +28,15 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..utils.io import atomic_torch_save
+from ..utils.faults import fault_point
+from ..utils.io import atomic_write
 
 __all__ = [
     "capture_rng_state",
     "load_checkpoint",
     "load_model_weights",
+    "load_resume_checkpoint",
+    "previous_path",
     "restore_rng_state",
     "save_checkpoint",
     "unwrap_model",
@@ -50,12 +56,50 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Atomically write ``state`` (must contain ``"model"``) to ``path``."""
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_previous(path: Path) -> None:
+    """Atomically make ``previous_path(path)`` the file now at ``path`` (a hard link, else a copy)."""
+    previous = previous_path(path)
+    staging = path.with_name(f".{previous.name}.link.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staging)
+    try:
+        os.link(path, staging)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(path, staging)
+    os.replace(staging, previous)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, keep_previous: bool = False) -> None:
+    """Atomically write ``state`` (must contain ``"model"``) to ``path``.
+
+    The bytes go to a temporary file beside ``path`` that is renamed over it only when complete, so
+    a process killed at any moment leaves the old complete file or the new one. ``keep_previous``
+    first keeps the file being replaced as ``<stem>.prev.pt`` (see :func:`load_resume_checkpoint`).
+    A failed write (full disk, read-only or vanished folder) raises CheckpointError, leaves the
+    existing checkpoint untouched and removes the temporary file.
+    """
     if "model" not in state:
         raise ValueError("a checkpoint needs a 'model' entry holding the state dict")
     state = {"format": CHECKPOINT_FORMAT, **state}
-    atomic_torch_save(state, path)
+    path = Path(path)
+    try:
+        with atomic_write(path, "wb") as handle:
+            torch.save(state, handle)
+            fault_point("checkpoint_write")
+            if keep_previous and path.is_file():
+                _keep_previous(path)
+    except OSError as error:
+        kept = (f"the last good checkpoint {str(path)!r} was left as it was" if path.is_file()
+                else "no earlier checkpoint existed")
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {error.strerror or error} "
+                              f"(errno {error.errno}); {kept}. Free space or fix the permissions of "
+                              f"{str(path.parent)!r}, then --resume") from None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -87,6 +131,44 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         if model_state and all(key.startswith("module.") for key in model_state):
             state["model"] = {key[len("module."):]: value for key, value in model_state.items()}
     return state
+
+
+_RESUME_KEYS = ("model", "optimizer", "position", "rng")
+
+
+def load_resume_checkpoint(path: str | os.PathLike, warn: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The state to resume from: ``path`` (``last.pt``) if it loads and is a training checkpoint,
+    else the previous good one kept beside it (``last.prev.pt``).
+
+    A ``last.pt`` that cannot be read (truncated, torn by a non-atomic copy, not a torch file) or
+    lacks the entries of a training checkpoint is reported on stderr and renamed to
+    ``last.corrupt.pt`` (kept for inspection, and so that it never becomes ``last.prev.pt``). Raises
+    CheckpointError naming both files when neither can be used.
+    """
+    path = Path(path)
+    problems = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            problems.append(f"{str(candidate)!r} does not exist")
+            continue
+        try:
+            state = load_checkpoint(candidate)
+            missing = [key for key in _RESUME_KEYS if key not in state]
+            if missing:
+                raise CheckpointError(f"checkpoint {str(candidate)!r} is not a training checkpoint: it lacks "
+                                      f"{', '.join(repr(k) for k in missing)}")
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if candidate != path:
+            if warn:
+                print(f"warning: {problems[0]}; resuming from the previous good checkpoint {str(candidate)!r} "
+                      f"(position {state['position'].get('global_step')})", file=sys.stderr)
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    os.replace(path, path.with_name(f"{path.stem}.corrupt{path.suffix}"))
+        return candidate, state
+    raise CheckpointError("cannot resume: " + "; ".join(problems))
 
 
 def load_model_weights(model: torch.nn.Module, state: dict[str, Any], source: str = "checkpoint") -> None:

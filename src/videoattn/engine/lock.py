@@ -1,0 +1,67 @@
+"""One run per work dir: an OS file lock on ``<work_dir>/train.lock``.
+
+The lock is ``fcntl.flock`` on an open file, so the kernel releases it when the holder exits in any
+way, SIGKILL and the OOM killer included: a killed run never leaves a stale lock. The file keeps the
+holder's pid, host and start time, so the run that is refused can say who holds the work dir. (On a
+network file system without flock support the lock is not taken and a warning says so.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import ConfigError
+
+__all__ = ["LOCK_NAME", "work_dir_lock"]
+
+LOCK_NAME = "train.lock"
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8") or "{}")
+        return f"pid {info.get('pid')} on host {info.get('host')!r} since {info.get('started')}"
+    except (OSError, ValueError, AttributeError):
+        return "a process whose details could not be read"
+
+
+@contextlib.contextmanager
+def work_dir_lock(work_dir: str | os.PathLike, enabled: bool = True) -> Iterator[None]:
+    """Hold the work dir's lock for the ``with`` body; raise ConfigError if another run holds it."""
+    if not enabled:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"config key 'train.work_dir': {str(work_dir)!r} is in use by another run ({_holder(path)}); "
+                f"wait for it to finish or choose another train.work_dir") from None
+        except OSError as error:  # no flock on this file system
+            print(f"warning: cannot lock {path} ({error.strerror}); make sure no other run uses this work dir",
+                  file=sys.stderr)
+        else:
+            info = {"pid": os.getpid(), "host": platform.node(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
