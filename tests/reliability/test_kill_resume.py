@@ -13,18 +13,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability._runs import assert_killed, assert_same_final_state, run_cli, sections
-from videoattn.engine import train
 from videoattn.engine.checkpoint import load_checkpoint
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, synthetic_root):
-    from tests.engine.conftest import tiny_config_dict
-    from videoattn.config import config_from_dict
-
-    work_dir = tmp_path_factory.mktemp("reference")
-    train(config_from_dict(tiny_config_dict(synthetic_root, work_dir, **sections(workers=2))))
-    return work_dir / "last.pt"
 
 
 def _kill_and_resume(tmp_path, make_config_file, reference, faults):
@@ -33,7 +22,8 @@ def _kill_and_resume(tmp_path, make_config_file, reference, faults):
     for number, fault in enumerate(faults):
         killed = run_cli(config_path, *(["--resume"] if number else []), fault=fault)
         assert_killed(killed)
-        assert load_checkpoint(work_dir / "last.pt")["position"]["global_step"] >= 1
+        if (work_dir / "last.pt").exists():  # not after a kill inside the very first checkpoint write
+            assert load_checkpoint(work_dir / "last.pt")["position"]["global_step"] >= 1
     resumed = run_cli(config_path, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_final_state(reference, work_dir / "last.pt")

@@ -21,6 +21,7 @@ import random
 import re
 import shutil
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,38 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def state_checksum(state: Any) -> int:
+    """CRC-32 of everything in a checkpoint (tensors' dtype, shape and bytes; keys; plain values).
+
+    Saved under ``"checksum"`` and checked by :func:`load_checkpoint`: a file whose bytes changed
+    after it was written (a torn copy, a bad sector) is refused even where the zip container still
+    reads, which it does when the damage falls inside tensor data.
+    """
+    crc = 0
+
+    def walk(value: Any) -> None:
+        nonlocal crc
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            crc = zlib.crc32(f"T{tensor.dtype}{tuple(tensor.shape)}".encode(), crc)
+            if tensor.numel():
+                crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy().data, crc)
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                if key != "checksum":
+                    crc = zlib.crc32(f"K{key!r}".encode(), crc)
+                    walk(value[key])
+        elif isinstance(value, (list, tuple)):
+            crc = zlib.crc32(f"L{len(value)}".encode(), crc)
+            for item in value:
+                walk(item)
+        else:
+            crc = zlib.crc32(f"V{value!r}".encode(), crc)
+
+    walk(state)
+    return crc
+
+
 def previous_path(path: str | os.PathLike) -> Path:
     """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
     path = Path(path)
@@ -87,6 +120,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, keep_previou
     if "model" not in state:
         raise ValueError("a checkpoint needs a 'model' entry holding the state dict")
     state = {"format": CHECKPOINT_FORMAT, **state}
+    state["checksum"] = state_checksum(state)
     path = Path(path)
     try:
         with atomic_write(path, "wb") as handle:
@@ -102,6 +136,11 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, keep_previou
                               f"{str(path.parent)!r}, then --resume") from None
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; raise CheckpointError if unsafe, torn or foreign."""
     path = Path(path)
@@ -111,7 +150,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        detail = f"it holds {found.group(1)}" if found else "weights_only unpickler refused it"
+        if not found:  # not a refused object: the bytes are no pickle at all (garbage, torn, another format)
+            raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
+                                  f"{_first_line(error)}") from None
+        detail = f"it holds {found.group(1)}"
         raise CheckpointError(
             f"checkpoint {str(path)!r} was refused: it contains pickled objects other than tensors and "
             f"plain containers, which could run code when loaded ({detail}). Re-save only the "
@@ -120,6 +162,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if isinstance(state, dict) and "checksum" in state and state_checksum(state) != state["checksum"]:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum "
+                              f"written with it (changed on disk or copied incompletely)")
     if isinstance(state, dict) and "model" not in state and state and all(
             isinstance(v, torch.Tensor) for v in state.values()):
         state = {"model": state}  # a bare state dict

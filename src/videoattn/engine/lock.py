@@ -1,7 +1,10 @@
 """One run per work dir: an OS file lock on ``<work_dir>/train.lock``.
 
-The lock is ``fcntl.flock`` on an open file, so the kernel releases it when the holder exits in any
-way, SIGKILL and the OOM killer included: a killed run never leaves a stale lock. The file keeps the
+The lock is a POSIX record lock (``fcntl.lockf``) on an open file, so the kernel releases it when the
+holder exits in any way, SIGKILL and the OOM killer included: a killed run never leaves a stale
+lock. (Not ``flock``: a flock is shared with forked children, so a loader worker that outlives its
+run would keep the work dir locked; a POSIX lock belongs to the process alone. Within one process,
+where POSIX locks do not conflict, a set of held work dirs refuses the second run.) The file keeps the
 holder's pid, host and start time, so the run that is refused can say who holds the work dir. (On a
 network file system without flock support the lock is not taken and a warning says so.)
 """
@@ -9,6 +12,7 @@ network file system without flock support the lock is not taken and a warning sa
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -22,6 +26,7 @@ from ..errors import ConfigError
 __all__ = ["LOCK_NAME", "work_dir_lock"]
 
 LOCK_NAME = "train.lock"
+_held: set[str] = set()  # work dirs locked by this process
 
 
 def _holder(path: Path) -> str:
@@ -46,22 +51,32 @@ def work_dir_lock(work_dir: str | os.PathLike, enabled: bool = True) -> Iterator
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    key = str(path.resolve())
+    refused = ConfigError  # built lazily below, with the holder read from the file
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    owned = False
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"config key 'train.work_dir': {str(work_dir)!r} is in use by another run ({_holder(path)}); "
-                f"wait for it to finish or choose another train.work_dir") from None
-        except OSError as error:  # no flock on this file system
-            print(f"warning: cannot lock {path} ({error.strerror}); make sure no other run uses this work dir",
-                  file=sys.stderr)
+            if key in _held:
+                raise BlockingIOError(errno.EAGAIN, "held by this process")
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):  # no locks on this file system
+                print(f"warning: cannot lock {path} ({error.strerror}); make sure no other run uses this "
+                      f"work dir", file=sys.stderr)
+            else:
+                raise refused(
+                    f"config key 'train.work_dir': {str(work_dir)!r} is in use by another run "
+                    f"({_holder(path)}); wait for it to finish or choose another train.work_dir") from None
         else:
+            owned = True
+            _held.add(key)
             info = {"pid": os.getpid(), "host": platform.node(),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        if owned:
+            _held.discard(key)
+        os.close(fd)  # closing the descriptor releases the lock

@@ -36,6 +36,7 @@ from torch import nn
 from ..config import Config, require
 from ..data.sampler import ResumableSampler
 from ..errors import ConfigError, VideoAttnError
+from ..utils.faults import fault_point
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
@@ -46,7 +47,6 @@ from .builders import (
     check_model_name,
     frozen_bn_layers,
 )
-from ..utils.faults import fault_point
 from .checkpoint import (
     load_model_weights,
     load_resume_checkpoint,
@@ -55,9 +55,15 @@ from .checkpoint import (
     unwrap_model,
 )
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed
-from .lock import work_dir_lock
-from .guard import LoaderWorkerDiedError, NonFiniteGuard, batch_description, worker_death
 from .evaluation import _flatten_skipped, _unique_skipped, predict_scores, score_loss
+from .guard import (
+    LoaderWorkerDiedError,
+    NonFiniteGuard,
+    StepBoundaryBatches,
+    dead_worker_report,
+    worker_death,
+)
+from .lock import work_dir_lock
 from .metrics import summarize_scores
 from .preflight import check_media_present
 from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
@@ -299,7 +305,7 @@ class _Trainer:
         apply_bn_mode(self.model_core, self.frozen_bn)
         progress = ProgressBar(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
                              self.epoch + 1, t.epochs)
-        batches = iter(self.loader)
+        batches = StepBoundaryBatches(iter(self.loader), self.config.data.num_workers > 0)
         window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "start": time.perf_counter()}
         epoch_start = time.perf_counter()
         stopped = False
@@ -335,6 +341,7 @@ class _Trainer:
                     self._save_last(meters, self.step_in_epoch)
         finally:
             progress.close()
+            batches.close()
             del batches
         if stopped and self.step_in_epoch < self.steps_per_epoch:
             self._save_last(meters, self.step_in_epoch)
@@ -362,11 +369,11 @@ class _Trainer:
                     raise
                 start = (self.step_in_epoch * accumulation + micro) * self.micro_batch
                 raise LoaderWorkerDiedError(
-                    f"{str(error).splitlines()[0]} while loading epoch {self.epoch + 1}, optimizer step "
-                    f"{self.global_step + 1}: the batch being waited for holds "
-                    f"{batch_description(self.train_set, self.sampler, start, self.micro_batch)}. "
-                    f"last.pt now holds this step's start; lower data.num_workers or the memory per "
-                    f"worker, then --resume") from None
+                    f"{str(error).splitlines()[0].strip()} during epoch {self.epoch + 1}, optimizer step "
+                    f"{self.global_step + 1}; " + dead_worker_report(error, batches.iterator, self.train_set,
+                                                                      self.sampler, start, self.micro_batch)
+                    + ". last.pt now holds this step's start; lower data.num_workers or the memory per "
+                    "worker, then --resume") from None
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
@@ -406,7 +413,7 @@ class _Trainer:
                 + (f" ({self.nonfinite.skipped} earlier bad step(s) skipped, the most "
                    f"train.skip_nonfinite_steps={self.nonfinite.limit} allows)" if self.nonfinite.limit else "")
                 + ". Lower train.lr, add "
-                f"train.clip_grad_norm or check the data, then --resume")
+                "train.clip_grad_norm or check the data, then --resume")
         if t.clip_grad_norm is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
