@@ -49,6 +49,7 @@ def work_dir_lock(work_dir: str | os.PathLike, enabled: bool = True) -> Iterator
         yield
         return
     work_dir = Path(work_dir)
+    created = not work_dir.exists()
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / LOCK_NAME
     key = str(path.resolve())
@@ -75,7 +76,14 @@ def work_dir_lock(work_dir: str | os.PathLike, enabled: bool = True) -> Iterator
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        yield
+        try:
+            yield
+        except BaseException:
+            if created and owned:  # a run refused before it wrote anything leaves no work dir behind
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    work_dir.rmdir()
+            raise
     finally:
         if owned:
             _held.discard(key)
