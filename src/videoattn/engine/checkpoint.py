@@ -159,7 +159,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"plain containers, which could run code when loaded ({detail}). Re-save only the "
             f"state dict (torch.save({{'model': model.state_dict()}}, ...)) from a trusted source."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - torn bytes make the unpickler raise IndexError, KeyError, ...
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
     if isinstance(state, dict) and "checksum" in state and state_checksum(state) != state["checksum"]:
@@ -171,10 +171,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} has no 'model' entry; expected a dict saved by "
                               f"videoattn or a bare state dict")
-    if isinstance(state["model"], dict):
-        model_state = state["model"]
-        if model_state and all(key.startswith("module.") for key in model_state):
-            state["model"] = {key[len("module."):]: value for key, value in model_state.items()}
+    model_state = state["model"]
+    bad = ([repr(key) for key, value in model_state.items()
+            if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+           if isinstance(model_state, dict) else [type(model_state).__name__])
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its 'model' entry must map parameter names to tensors; "
+                              f"found {', '.join(bad[:3])}")
+    if model_state and all(key.startswith("module.") for key in model_state):
+        state["model"] = {key[len("module."):]: value for key, value in model_state.items()}
     return state
 
 
