@@ -30,3 +30,13 @@ settings.register_profile("videoattn", max_examples=60, deadline=None, derandomi
 settings.register_profile("videoattn-slow", max_examples=600, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile("videoattn-slow" if os.environ.get("VIDEOATTN_SLOW") == "1" else "videoattn")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Outcomes of the property tests (cases that succeeded / were refused, per error type)."""
+    from tests.reliability._props import OUTCOMES
+
+    if OUTCOMES:
+        terminalreporter.section("videoattn property outcomes")
+        for name, counter in sorted(OUTCOMES.items()):
+            terminalreporter.write_line(f"{name}: {sum(counter.values())} cases, {dict(sorted(counter.items()))}")
