@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from ..errors import DataError
@@ -125,6 +126,17 @@ class StepBoundaryBatches:
         except RuntimeError as error:
             self.died = worker_death(error)
             raise
+        except (EOFError, ConnectionError) as error:  # a worker died while handing its batch over
+            workers = getattr(_torch_iterator(self.iterator), "_workers", [])
+            dead = []
+            for _ in range(20):  # the kernel may not have reaped it yet
+                dead = [w.pid for w in workers if not w.is_alive()]
+                if dead or not workers:
+                    break
+                time.sleep(0.05)
+            self.died = True
+            raise RuntimeError(f"DataLoader worker (pid(s) {', '.join(map(str, dead)) or 'unknown'}) exited "
+                               f"unexpectedly ({type(error).__name__} while receiving a batch)") from None
         finally:
             signal.signal(signal.SIGCHLD, self._note)
 
