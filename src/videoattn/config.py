@@ -163,6 +163,9 @@ class TrainConfig:
     find_unused_parameters: bool = False
     #: Intra-op CPU threads per process (``null``: torch's default).
     num_threads: int | None = None
+    #: Skip at most this many optimizer steps whose loss is NaN/inf (no update; each one is logged and
+    #: counted in the summary) before stopping; 0 stops at the first one.
+    skip_nonfinite_steps: int = 0
 
 
 @dataclass
@@ -363,7 +366,8 @@ def validate(config: Config) -> None:
     if not 0 <= t.label_smoothing < 1:
         raise _fail("train.label_smoothing", t.label_smoothing, "expected 0 <= label_smoothing < 1")
     for key, value in (("train.val_interval", t.val_interval),
-                       ("train.checkpoint_interval", t.checkpoint_interval)):
+                       ("train.checkpoint_interval", t.checkpoint_interval),
+                       ("train.skip_nonfinite_steps", t.skip_nonfinite_steps)):
         if value < 0:
             raise _fail(key, value, "expected >= 0 (0 disables)")
     if t.max_steps is not None and t.max_steps < 1:
@@ -405,7 +409,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error})") from None
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({' '.join(str(error).split())})") from None
     return key, value
 
 
@@ -446,7 +450,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(error).split())}") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {error.start}: "
+                              f"{error.reason})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, list(overrides))

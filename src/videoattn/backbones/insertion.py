@@ -140,6 +140,8 @@ def _indices(stage: str, value) -> tuple[int, ...] | str:
             return tuple(int(v) for v in value.split(",") if v.strip())
         except ValueError:
             raise ConfigError(f"insertion plan for {stage}: {value!r} is not 'all' or a list of indices") from None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"insertion plan for {stage}: expected 'all', an index or a list of indices, got {value!r}")
     return tuple(value)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -77,15 +78,20 @@ def read_state_dict(path: str | os.PathLike, strip_prefixes: tuple[str, ...] = _
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure here means "not a safe tensor file"
+        text = str(error)
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        detail = (f"it holds pickled {found.group(1)} objects, refused for safety" if found
+                  else (text.strip().splitlines() or [type(error).__name__])[0].strip())
         raise CheckpointError(
-            f"cannot load {path} as weights with torch.load(weights_only=True): {error}. "
+            f"cannot load {path} as weights with torch.load(weights_only=True): {detail}. "
             "It may be corrupt, not a PyTorch file, or contain pickled code objects (refused for safety)."
         ) from None
     for key in ("state_dict", "model", "model_state", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in obj.items()):
         raise CheckpointError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     state = {}
     for key, value in obj.items():

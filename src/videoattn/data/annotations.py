@@ -36,6 +36,7 @@ for the ``image_folder`` dataset format (not a video format: ``FORMATS`` does no
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Callable
@@ -110,9 +111,15 @@ def _open_text(path: str | os.PathLike, what: str):
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist (or is not a file)")
     try:
-        return path.open("r", encoding="utf-8-sig", newline="")
+        data = path.read_bytes()
     except OSError as error:
         raise DataError(f"cannot open {what} file {str(path)!r}: {error}") from error
+    try:  # decoded here, so bad bytes are reported with the file rather than mid-iteration
+        return io.StringIO(data.decode("utf-8-sig"), newline="")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataError(f"{what} file {str(path)!r} is not UTF-8 text: byte {data[error.start]:#04x} at "
+                        f"line {line} ({error.reason})") from None
 
 
 def _load_json(path: str | os.PathLike, what: str):
@@ -121,6 +128,8 @@ def _load_json(path: str | os.PathLike, what: str):
             return json.load(handle)
         except json.JSONDecodeError as error:
             raise DataError(f"{what} file {str(path)!r} is not valid JSON: {error}") from error
+        except RecursionError:
+            raise DataError(f"{what} file {str(path)!r}: JSON nested too deeply to read") from None
 
 
 def read_class_file(path: str | os.PathLike) -> list[str]:
@@ -247,21 +256,24 @@ def read_kinetics(annotations, root=None, labels=None, video_extension: str = ".
         with _open_text(subset, "subset list") as handle:
             keep = {Path(line.strip()).stem for line in handle if line.strip()}
     rows = []
-    with _open_text(annotations, "kinetics annotation") as handle:
-        reader = csv.DictReader(handle)
-        needed = {"youtube_id", "time_start", "time_end"}
-        if reader.fieldnames is None or not needed <= set(reader.fieldnames):
-            raise DataError(f"kinetics annotation {str(annotations)!r}: expected a CSV header with "
-                            f"label,youtube_id,time_start,time_end,split; got {reader.fieldnames}")
-        for line_number, row in enumerate(reader, start=2):
-            try:
-                stem = kinetics_file_stem(row["youtube_id"], row["time_start"], row["time_end"])
-            except (TypeError, ValueError) as error:
-                raise DataError(f"{annotations}:{line_number}: bad time_start/time_end "
-                                f"({row.get('time_start')!r}, {row.get('time_end')!r})") from error
-            if keep is not None and row["youtube_id"] not in keep and stem not in keep:
-                continue
-            rows.append((row, stem))
+    try:
+        with _open_text(annotations, "kinetics annotation") as handle:
+            reader = csv.DictReader(handle)
+            needed = {"youtube_id", "time_start", "time_end"}
+            if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+                raise DataError(f"kinetics annotation {str(annotations)!r}: expected a CSV header with "
+                                f"label,youtube_id,time_start,time_end,split; got {reader.fieldnames}")
+            for line_number, row in enumerate(reader, start=2):
+                try:
+                    stem = kinetics_file_stem(row["youtube_id"], row["time_start"], row["time_end"])
+                except (TypeError, ValueError, OverflowError) as error:
+                    raise DataError(f"{annotations}:{line_number}: bad time_start/time_end "
+                                    f"({row.get('time_start')!r}, {row.get('time_end')!r})") from error
+                if keep is not None and row["youtube_id"] not in keep and stem not in keep:
+                    continue
+                rows.append((row, stem))
+    except csv.Error as error:  # e.g. a field longer than the csv module's limit
+        raise DataError(f"kinetics annotation {str(annotations)!r} is not a readable CSV: {error}") from None
     if labels is not None:
         classes = read_class_file(labels)
     else:
@@ -310,11 +322,6 @@ def read_diving48(annotations, root=None, labels=None, video_extension: str = ".
     if not isinstance(entries, list):
         raise DataError(f"diving48 annotation {str(annotations)!r}: expected a JSON list, got "
                         f"{type(entries).__name__}")
-    if labels is not None:
-        classes = read_class_file(labels)
-    else:
-        top = max((int(e.get("label", -1)) for e in entries if isinstance(e, dict)), default=-1)
-        classes = [str(i) for i in range(max(top + 1, 48))]
     records = []
     for position, entry in enumerate(entries):
         if not isinstance(entry, dict) or "vid_name" not in entry:
@@ -325,22 +332,34 @@ def read_diving48(annotations, root=None, labels=None, video_extension: str = ".
             end = entry.get("end_frame")
             end = None if end is None else int(end)
             label = int(entry.get("label", -1))
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             raise DataError(f"diving48 annotation {str(annotations)!r}: entry {position} ({name}) has a "
                             f"non-integer label/start_frame/end_frame") from error
         record = VideoRecord(path=_join(root, name + video_extension), alt_paths=(_join(root, name),),
                              label=label, video_id=name, start_frame=start, end_frame=end)
-        records.append(_checked_label(record, classes))
-    return records, classes
+        records.append(record)
+    if labels is not None:
+        classes = read_class_file(labels)
+    else:
+        top = max((r.label for r in records), default=-1)
+        classes = _classes_for_int_labels(None, max(top, 47), str(annotations))
+    return [_checked_label(record, classes) for record in records], classes
 
 
 # --------------------------------------------------------------------------------------------------
 # Plain lists
 
+#: Without a class list, integer labels 0..max are the classes; a larger max is a typo or a corrupt
+#: file (the largest video datasets have about 1,000 classes; ImageNet-21k has 21,841).
+MAX_CLASSES_WITHOUT_LIST = 100_000
 
-def _classes_for_int_labels(labels, max_label: int) -> list[str]:
+
+def _classes_for_int_labels(labels, max_label: int, source: str) -> list[str]:
     if labels is not None:
         return read_class_file(labels)
+    if max_label >= MAX_CLASSES_WITHOUT_LIST:
+        raise DataError(f"{source}: label {max_label} would make {max_label + 1} classes; without a class list "
+                        f"(data.labels) labels must be below {MAX_CLASSES_WITHOUT_LIST}")
     return [str(i) for i in range(max_label + 1)]
 
 
@@ -379,7 +398,7 @@ def read_frame_list(annotations, root=None, labels=None, frame_template: str = "
         count = _parse_int(parts[1], str(annotations), line_number, "num_frames")
         label = _parse_int(parts[2], str(annotations), line_number, "label")
         parsed.append((parts[0], count, label))
-    classes = _classes_for_int_labels(labels, max((p[2] for p in parsed), default=-1))
+    classes = _classes_for_int_labels(labels, max((p[2] for p in parsed), default=-1), str(annotations))
     records = []
     for frame_dir, count, label in parsed:
         record = VideoRecord(path=_join(root, frame_dir), label=label, video_id=frame_dir, is_frames=True,
@@ -403,7 +422,7 @@ def read_video_list(annotations, root=None, labels=None):
             parsed.append((path, _parse_int(label, str(annotations), line_number, "label"), 0, None))
         else:
             raise DataError(f"{annotations}:{line_number}: expected 'video_path label', got {line!r}")
-    classes = _classes_for_int_labels(labels, max((p[1] for p in parsed), default=-1))
+    classes = _classes_for_int_labels(labels, max((p[1] for p in parsed), default=-1), str(annotations))
     records = []
     for path, label, start, end in parsed:
         record = VideoRecord(path=_join(root, path), label=label, video_id=path, start_frame=start,

@@ -36,8 +36,10 @@ def convert_annotations(format: str, annotations, out_list, out_classes, root=No
     template = (frame_template or ("{:05d}.jpg" if format == "ssv1" else "img_{:05d}.jpg")) if spec.frames else None
     records, classes = load_annotations(format, annotations, root=root, labels=labels, frame_template=template,
                                         subset=subset, video_extension=video_extension)
-    if any("\n" in name for name in classes):
-        raise DataError("a class name contains a line break; it cannot be written one per line")
+    broken = [name for name in classes if "\n" in name or "\r" in name]
+    if broken:
+        raise DataError(f"class {broken[0]!r} (from {str(labels or annotations)!r}) contains a line break; it "
+                        f"cannot be written one per line to {str(out_classes)!r}")
     counter = FrameFolderDecoder(template) if spec.frames else None
     lines, missing, bad = [], [], []
     for record in records:

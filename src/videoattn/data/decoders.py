@@ -111,6 +111,9 @@ class PyAVDecoder(Decoder):
     """
 
     name = "pyav"
+    #: Frames larger than this (width x height) are refused before decoding: a corrupt or hostile
+    #: header announcing e.g. 100000 x 100000 would otherwise allocate tens of GB per frame.
+    max_pixels = 8192 * 8192
 
     def __init__(self, num_threads: int = 1, thread_type: str = "AUTO", seek: bool = True,
                  cache_size: int = 4096, seek_gap: int = 8):
@@ -146,6 +149,14 @@ class PyAVDecoder(Decoder):
             container.close()
             raise DataError(f"{path}: has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            container.close()
+            raise DataError(f"{path}: its video stream has no decoder (unknown or damaged codec header)")
+        width, height = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if width * height > self.max_pixels:
+            container.close()
+            raise DataError(f"{path}: frames of {width}x{height} pixels, more than the {self.max_pixels} a "
+                            f"decoder accepts (corrupt header?)")
         stream.thread_type = self.thread_type
         stream.thread_count = self.num_threads
         return container, stream
@@ -184,6 +195,8 @@ class PyAVDecoder(Decoder):
         return index
 
     def num_frames(self, path: str) -> int:
+        import av
+
         container, stream = self._open(path)
         try:
             index = self._index(path, container, stream)
@@ -191,6 +204,8 @@ class PyAVDecoder(Decoder):
                 return len(index.pts)
             container.seek(0)
             return sum(1 for _ in self._decode(path, container, stream))
+        except av.error.FFmpegError as error:  # a seek in a corrupt file raises PyAV errors of its own
+            raise DataError(f"{path}: decoding failed ({type(error).__name__}: {error})") from error
         finally:
             container.close()
 
@@ -201,6 +216,8 @@ class PyAVDecoder(Decoder):
             raise DataError(f"{path}: decoding failed ({type(error).__name__}: {error})") from error
 
     def read(self, path: str, indices_fn) -> np.ndarray:
+        import av
+
         container, stream = self._open(path)
         try:
             index = self._index(path, container, stream)
@@ -216,6 +233,8 @@ class PyAVDecoder(Decoder):
                 frames = self._decode_sequential(path, container, stream, indices)
             else:
                 frames = self._decode_seeking(path, container, stream, index, indices)
+        except av.error.FFmpegError as error:  # a seek in a corrupt file raises PyAV errors of its own
+            raise DataError(f"{path}: decoding failed ({type(error).__name__}: {error})") from error
         finally:
             container.close()
         return frames

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..utils.faults import fault_point
 from ..utils.io import atomic_write, atomic_write_json, atomic_write_text
 from ..utils.parallel import map_with_progress
 
@@ -296,6 +297,7 @@ def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: i
                            desc="synth", unit="video", chunksize=8) as results:
         for index, description in results:
             descriptions[index] = description
+            fault_point("synthetic_video")
     per_class = [[i for i in range(num_videos) if i % num_classes == c] for c in range(num_classes)]
     val_ids = set()
     for members in per_class:

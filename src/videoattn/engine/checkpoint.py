@@ -14,10 +14,14 @@ is refused with :class:`~videoattn.errors.CheckpointError`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
 import re
+import shutil
+import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +29,15 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ..utils.io import atomic_torch_save
+from ..utils.faults import fault_point
+from ..utils.io import atomic_write
 
 __all__ = [
     "capture_rng_state",
     "load_checkpoint",
     "load_model_weights",
+    "load_resume_checkpoint",
+    "previous_path",
     "restore_rng_state",
     "save_checkpoint",
     "unwrap_model",
@@ -50,12 +57,88 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """Atomically write ``state`` (must contain ``"model"``) to ``path``."""
+def state_checksum(state: Any) -> int:
+    """CRC-32 of everything in a checkpoint (tensors' dtype, shape and bytes; keys; plain values).
+
+    Saved under ``"checksum"`` and checked by :func:`load_checkpoint`: a file whose bytes changed
+    after it was written (a torn copy, a bad sector) is refused even where the zip container still
+    reads, which it does when the damage falls inside tensor data.
+    """
+    crc = 0
+
+    def walk(value: Any) -> None:
+        nonlocal crc
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            crc = zlib.crc32(f"T{tensor.dtype}{tuple(tensor.shape)}".encode(), crc)
+            if tensor.numel():
+                crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy().data, crc)
+        elif isinstance(value, dict):
+            for key in sorted(value, key=str):
+                if key != "checksum":
+                    crc = zlib.crc32(f"K{key!r}".encode(), crc)
+                    walk(value[key])
+        elif isinstance(value, (list, tuple)):
+            crc = zlib.crc32(f"L{len(value)}".encode(), crc)
+            for item in value:
+                walk(item)
+        else:
+            crc = zlib.crc32(f"V{value!r}".encode(), crc)
+
+    walk(state)
+    return crc
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_previous(path: Path) -> None:
+    """Atomically make ``previous_path(path)`` the file now at ``path`` (a hard link, else a copy)."""
+    previous = previous_path(path)
+    staging = path.with_name(f".{previous.name}.link.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staging)
+    try:
+        os.link(path, staging)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(path, staging)
+    os.replace(staging, previous)
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, keep_previous: bool = False) -> None:
+    """Atomically write ``state`` (must contain ``"model"``) to ``path``.
+
+    The bytes go to a temporary file beside ``path`` that is renamed over it only when complete, so
+    a process killed at any moment leaves the old complete file or the new one. ``keep_previous``
+    first keeps the file being replaced as ``<stem>.prev.pt`` (see :func:`load_resume_checkpoint`).
+    A failed write (full disk, read-only or vanished folder) raises CheckpointError, leaves the
+    existing checkpoint untouched and removes the temporary file.
+    """
     if "model" not in state:
         raise ValueError("a checkpoint needs a 'model' entry holding the state dict")
     state = {"format": CHECKPOINT_FORMAT, **state}
-    atomic_torch_save(state, path)
+    state["checksum"] = state_checksum(state)
+    path = Path(path)
+    try:
+        with atomic_write(path, "wb") as handle:
+            torch.save(state, handle)
+            fault_point("checkpoint_write")
+            if keep_previous and path.is_file():
+                _keep_previous(path)
+    except OSError as error:
+        kept = (f"the last good checkpoint {str(path)!r} was left as it was" if path.is_file()
+                else "no earlier checkpoint existed")
+        raise CheckpointError(f"cannot write checkpoint {str(path)!r}: {error.strerror or error} "
+                              f"(errno {error.errno}); {kept}. Free space or fix the permissions of "
+                              f"{str(path.parent)!r}, then --resume") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -67,26 +150,75 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
-        detail = f"it holds {found.group(1)}" if found else "weights_only unpickler refused it"
+        if not found:  # not a refused object: the bytes are no pickle at all (garbage, torn, another format)
+            raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
+                                  f"{_first_line(error)}") from None
+        detail = f"it holds {found.group(1)}"
         raise CheckpointError(
             f"checkpoint {str(path)!r} was refused: it contains pickled objects other than tensors and "
             f"plain containers, which could run code when loaded ({detail}). Re-save only the "
             f"state dict (torch.save({{'model': model.state_dict()}}, ...)) from a trusted source."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - torn bytes make the unpickler raise IndexError, KeyError, ...
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
                               f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+    if isinstance(state, dict) and "checksum" in state and state_checksum(state) != state["checksum"]:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum "
+                              f"written with it (changed on disk or copied incompletely)")
     if isinstance(state, dict) and "model" not in state and state and all(
             isinstance(v, torch.Tensor) for v in state.values()):
         state = {"model": state}  # a bare state dict
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"checkpoint {str(path)!r} has no 'model' entry; expected a dict saved by "
                               f"videoattn or a bare state dict")
-    if isinstance(state["model"], dict):
-        model_state = state["model"]
-        if model_state and all(key.startswith("module.") for key in model_state):
-            state["model"] = {key[len("module."):]: value for key, value in model_state.items()}
+    model_state = state["model"]
+    bad = ([repr(key) for key, value in model_state.items()
+            if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
+           if isinstance(model_state, dict) else [type(model_state).__name__])
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its 'model' entry must map parameter names to tensors; "
+                              f"found {', '.join(bad[:3])}")
+    if model_state and all(key.startswith("module.") for key in model_state):
+        state["model"] = {key[len("module."):]: value for key, value in model_state.items()}
     return state
+
+
+_RESUME_KEYS = ("model", "optimizer", "position", "rng")
+
+
+def load_resume_checkpoint(path: str | os.PathLike, warn: bool = True) -> tuple[Path, dict[str, Any]]:
+    """The state to resume from: ``path`` (``last.pt``) if it loads and is a training checkpoint,
+    else the previous good one kept beside it (``last.prev.pt``).
+
+    A ``last.pt`` that cannot be read (truncated, torn by a non-atomic copy, not a torch file) or
+    lacks the entries of a training checkpoint is reported on stderr and renamed to
+    ``last.corrupt.pt`` (kept for inspection, and so that it never becomes ``last.prev.pt``). Raises
+    CheckpointError naming both files when neither can be used.
+    """
+    path = Path(path)
+    problems = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            problems.append(f"{str(candidate)!r} does not exist")
+            continue
+        try:
+            state = load_checkpoint(candidate)
+            missing = [key for key in _RESUME_KEYS if key not in state]
+            if missing:
+                raise CheckpointError(f"checkpoint {str(candidate)!r} is not a training checkpoint: it lacks "
+                                      f"{', '.join(repr(k) for k in missing)}")
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if candidate != path:
+            if warn:
+                print(f"warning: {problems[0]}; resuming from the previous good checkpoint {str(candidate)!r} "
+                      f"(position {state['position'].get('global_step')})", file=sys.stderr)
+            if path.is_file():
+                with contextlib.suppress(OSError):
+                    os.replace(path, path.with_name(f"{path.stem}.corrupt{path.suffix}"))
+        return candidate, state
+    raise CheckpointError("cannot resume: " + "; ".join(problems))
 
 
 def load_model_weights(model: torch.nn.Module, state: dict[str, Any], source: str = "checkpoint") -> None:

@@ -37,6 +37,7 @@ from torch import nn
 from ..config import Config, require
 from ..data.sampler import ResumableSampler
 from ..errors import ConfigError, VideoAttnError
+from ..utils.faults import fault_point
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
@@ -48,9 +49,23 @@ from .builders import (
     check_model_name,
     frozen_bn_layers,
 )
-from .checkpoint import load_checkpoint, load_model_weights, restore_rng_state, save_checkpoint, unwrap_model
+from .checkpoint import (
+    load_model_weights,
+    load_resume_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    unwrap_model,
+)
 from .distributed import DistContext, all_gather_objects, all_reduce_sum, barrier, init_distributed
 from .evaluation import _flatten_skipped, _unique_skipped, predict_scores, score_loss
+from .guard import (
+    LoaderWorkerDiedError,
+    NonFiniteGuard,
+    StepBoundaryBatches,
+    dead_worker_report,
+    worker_death,
+)
+from .lock import work_dir_lock
 from .metrics import summarize_scores
 from .preflight import check_media_present
 from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
@@ -122,7 +137,7 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     own_ctx = ctx is None
     ctx = ctx or init_distributed(t.device)
     try:
-        with restored_process_settings():
+        with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
             return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
     finally:
         if own_ctx:
@@ -148,7 +163,9 @@ class _Trainer:
             warnings.warn(slow, stacklevel=2)
         # Every process checks (the work dir must be on storage all processes share to resume).
         resume_path = check_work_dir(work_dir, resume)
-        self.resume_state = load_checkpoint(resume_path) if resume_path else None
+        self.resume_state = None
+        if resume_path:  # a corrupt last.pt is reported and the previous good one (last.prev.pt) used
+            resume_path, self.resume_state = load_resume_checkpoint(resume_path, warn=ctx.is_main)
         setup_determinism(config)
 
         # Data first: a bad path or annotation fails before a model is built.
@@ -210,6 +227,7 @@ class _Trainer:
         self.totals = {"seconds": 0.0, "data_wait": 0.0, "clips": 0.0}
         if self.resume_state is not None:
             self._restore(self.resume_state)
+        self.nonfinite = NonFiniteGuard(t.skip_nonfinite_steps, self.totals)
         self.logger = RunLogger(work_dir, ctx.is_main, resume_step=self.global_step if resume_path else None)
         if ctx.is_main:
             self._write_run_files(resumed_from=str(resume_path) if resume_path else None)
@@ -266,7 +284,8 @@ class _Trainer:
         gathered = all_gather_objects(self.skipped, self.ctx)
         if self.ctx.is_main:
             self.skipped = [item for part in gathered for item in part]
-            save_checkpoint(self._checkpoint_state(global_meters, step_in_epoch), self.work_dir / "last.pt")
+            save_checkpoint(self._checkpoint_state(global_meters, step_in_epoch), self.work_dir / "last.pt",
+                            keep_previous=True)
         else:
             self.skipped = []
         barrier(self.ctx)
@@ -303,7 +322,7 @@ class _Trainer:
         apply_bn_mode(self.model_core, self.frozen_bn)
         progress = ProgressBar(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
                              self.epoch + 1, t.epochs)
-        batches = iter(self.loader)
+        batches = StepBoundaryBatches(iter(self.loader), self.config.data.num_workers > 0)
         window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "start": time.perf_counter()}
         epoch_start = time.perf_counter()
         stopped = False
@@ -313,7 +332,13 @@ class _Trainer:
                     stopped = True
                     break
                 step_start = time.perf_counter()
-                loss_value, clips, wait = self._train_step(batches, meters)
+                try:
+                    loss_value, clips, wait = self._train_step(batches, meters)
+                except LoaderWorkerDiedError:
+                    self.optimizer.zero_grad(set_to_none=True)  # drop a partly accumulated step
+                    self._save_last(meters, self.step_in_epoch)  # resumable at this step boundary
+                    raise
+                fault_point("step")
                 elapsed = time.perf_counter() - step_start
                 meters.add(seconds=elapsed, data_wait=wait, compute=elapsed - wait)
                 self.totals["seconds"] += elapsed
@@ -321,7 +346,7 @@ class _Trainer:
                 self.totals["clips"] += clips * ctx.world_size
                 self.global_step += 1
                 self.step_in_epoch += 1
-                window["loss"] += loss_value
+                window["loss"] += loss_value if math.isfinite(loss_value) else 0.0
                 window["clips"] += clips * ctx.world_size
                 window["steps"] += 1
                 if self.global_step % t.log_interval == 0 or self.step_in_epoch == self.steps_per_epoch:
@@ -333,6 +358,7 @@ class _Trainer:
                     self._save_last(meters, self.step_in_epoch)
         finally:
             progress.close()
+            batches.close()
             del batches
         if stopped and self.step_in_epoch < self.steps_per_epoch:
             self._save_last(meters, self.step_in_epoch)
@@ -353,7 +379,18 @@ class _Trainer:
         clips = 0
         for micro in range(accumulation):
             fetch_start = time.perf_counter()
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except RuntimeError as error:
+                if not worker_death(error):
+                    raise
+                start = (self.step_in_epoch * accumulation + micro) * self.micro_batch
+                raise LoaderWorkerDiedError(
+                    f"{str(error).splitlines()[0].strip()} during epoch {self.epoch + 1}, optimizer step "
+                    f"{self.global_step + 1}; " + dead_worker_report(error, batches.iterator, self.train_set,
+                                                                      self.sampler, start, self.micro_batch)
+                    + ". last.pt now holds this step's start; lower data.num_workers or the memory per "
+                    "worker, then --resume") from None
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
@@ -380,13 +417,20 @@ class _Trainer:
             finite = float(flags[0]) == 0.0
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
+            if self.nonfinite.may_skip():  # no update: the scaler, momentum and weights stay as they were
+                record = self.nonfinite.report(local_loss, self.epoch + 1, self.global_step, ctx.is_main)
+                self.logger.log("nonfinite", self.global_step, record)
+                return math.nan, clips, wait
             last = self.work_dir / "last.pt"
             saved = (f"the last good checkpoint is {last}" if last.exists()
                      else "no checkpoint was written yet")
             raise TrainingDivergedError(
                 f"loss became {local_loss} at epoch {self.epoch + 1}, optimizer step {self.global_step} "
-                f"(lr {lr:.3g}); stopped before applying it, {saved}. Lower train.lr, add "
-                f"train.clip_grad_norm or check the data, then --resume")
+                f"(lr {lr:.3g}); stopped before applying it, {saved}"
+                + (f" ({self.nonfinite.skipped} earlier bad step(s) skipped, the most "
+                   f"train.skip_nonfinite_steps={self.nonfinite.limit} allows)" if self.nonfinite.limit else "")
+                + ". Lower train.lr, add "
+                "train.clip_grad_norm or check the data, then --resume")
         if t.clip_grad_norm is not None:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -428,6 +472,7 @@ class _Trainer:
                 self.model_core, self.val_set, ctx, views="1x1", clips_per_batch=self.config.eval.batch_size,
                 num_workers=self.config.data.num_workers, precision=t.precision,
                 average=self.config.eval.average, pin_memory=self.config.data.pin_memory)
+            fault_point("evaluation")
             if ctx.is_main:
                 self.skipped.extend(skipped)
             summary = summarize_scores(scores, labels)
@@ -464,6 +509,7 @@ class _Trainer:
             "best_val_top1": self.best_top1, "best_epoch": self.best_epoch,
             "final": self.history[-1] if self.history else None,
             "skipped_samples": skipped, "num_skipped": sum(item["count"] for item in skipped),
+            "nonfinite_steps_skipped": self.nonfinite.skipped,
             "world_size": ctx.world_size,
         }
         if ctx.is_main:
