@@ -146,3 +146,19 @@ def test_export_refuses_a_mismatch_and_leaves_nothing(tmp_path, monkeypatch):
                                                                "size": SIZE})
     assert out.read_bytes() == b"previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_export_tolerance_scales_with_large_logits(tmp_path):
+    # an untrained model's logits can be in the thousands; float32 rounding alone then exceeds 1e-4
+    # absolute, and the check must not refuse a faithful export for it
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _small_model("r2d18_gta")
+
+        def forward(self, x):
+            return self.inner(x) * 5000.0
+
+    result = export_module(Scaled().eval(), "onnx", tmp_path / "scaled.onnx",
+                           {"model": "scaled", "num_frames": FRAMES, "size": SIZE})
+    assert result["max_abs_diff"] > 1e-4 and (tmp_path / "scaled.onnx").is_file()  # would fail unscaled
