@@ -154,8 +154,8 @@ class _PositionProducts(torch.autograd.Function):
 
 def _position_products(q, rel, p1, values, eye, dd: int) -> torch.Tensor:
     """The same products with autograd's own ops (inference, export, autocast and the MAC count)."""
-    n, dv, positions, width = values.shape
-    values = values.permute(0, 2, 1, 3).reshape(n * positions, dv, width)
+    dv, width = values.shape[1], values.shape[3]
+    values = values.permute(0, 2, 1, 3).reshape(-1, dv, width)
     kernel = q if rel is None else torch.bmm(q, rel + p1 if p1 is not None else rel)
     out = torch.bmm(kernel, values[:, :, :dd].transpose(1, 2))
     if width > dd:
@@ -281,20 +281,20 @@ class RelationalSelfAttention(nn.Module):
         positions = t * h * w
         dk, dv, dd, kt = self.dk, self.dv, self.dd, self.kernel_size[0]
         padding = self.padding[1:]
-        q = q.reshape(n * positions, self.num_heads, dk)
+        q = q.reshape(-1, self.num_heads, dk)  # -1, not n * positions: traced exports keep a dynamic batch
         rel = None
         if k is not None:
             # H1: each key channel's neighbourhood projected by its own d_d filters -> (N*P, d_k, d_d)
-            shifted = _shifted_frames(k, kt, dim=1).reshape(n * t, h, w, dk * kt)
-            rel = _neighbourhood_conv(shifted, self.H1, padding, groups=dk).reshape(n * positions, dk, dd)
+            shifted = _shifted_frames(k, kt, dim=1).reshape(-1, h, w, dk * kt)
+            rel = _neighbourhood_conv(shifted, self.H1, padding, groups=dk).reshape(-1, dk, dd)
         # H2 (and G) project each value channel's neighbourhood: one convolution of the d_v value
         # channels folded into the batch, with the d_d (+ d_v) filters as output channels.
         weights = self.H2 if self.context_type == "V" else torch.cat([self.H2, self.G], dim=0)
-        shifted = _shifted_frames(v, kt, dim=2).reshape(n * dv * t, h, w, kt)
-        values = _neighbourhood_conv(shifted, weights, padding, groups=1).reshape(n, dv, positions, -1)
+        shifted = _shifted_frames(v, kt, dim=2).reshape(-1, h, w, kt)
+        values = _neighbourhood_conv(shifted, weights, padding, groups=1).reshape(-1, dv, positions, weights.shape[0])
         p1 = self.P1 if self.kernel_type == "VplusR" else None
         eye = self.I if self.context_type == "VplusR" else None
         products = (_PositionProducts.apply if torch.is_grad_enabled() and not torch.is_autocast_enabled(q.device.type)
                     else _position_products)
         out = products(q, rel, p1, values, eye, dd)  # (N*P, N_h, d_v)
-        return out.transpose(1, 2).reshape(n, t, h, w, self.out_channels)
+        return out.transpose(1, 2).reshape(-1, t, h, w, self.out_channels)
