@@ -234,8 +234,36 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> to
     if squeeze:
         q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    splits = _query_splits(q)
+    if splits > 1:
+        # The CPU flash kernel's backward runs one (batch, head) pair per thread: with fewer pairs
+        # than threads (the Non-local block at batch 1 has ONE) it runs on a single thread and was
+        # measured 4-6x slower than the explicit path. Query rows are independent, so splitting the
+        # queries into `splits` pseudo-heads (keys/values broadcast, no copy) is the same function
+        # and gives every thread work (benchmarks/gemm_bound.py).
+        batch, heads, length, width = q.shape
+        q = q.reshape(batch, heads * splits, length // splits, width)
+        k = k.unsqueeze(2).expand(-1, -1, splits, -1, -1).flatten(1, 2)
+        v = v.unsqueeze(2).expand(-1, -1, splits, -1, -1).flatten(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale).reshape(batch, heads, length, -1)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     return out.squeeze(1) if squeeze else out
+
+
+def _query_splits(q: torch.Tensor) -> int:
+    """How many pseudo-heads to split the queries of ``q`` ``(B, H, L, d)`` into so that the CPU
+    flash kernel has at least one (batch, head) pair per thread (1: no split)."""
+    if q.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return 1
+    pairs, length = q.shape[0] * q.shape[1], q.shape[2]
+    threads = torch.get_num_threads()
+    if pairs >= threads:
+        return 1
+    splits = -(-threads // pairs)
+    while splits > 1 and length % splits:
+        splits -= 1
+    return splits if length // max(splits, 1) >= 64 else 1
 
 
 def _chunked(fn: Callable, q: torch.Tensor, *rest, chunk_size: int) -> torch.Tensor:
