@@ -22,8 +22,10 @@ implementations that compute the same function:
     checkpointing.
 ``"auto"``
     ``"sdpa"`` for softmax attention (``"explicit"`` when the weight matrix per batch element has
-    at most 1024 entries, e.g. TA's 8 x 8), ``"chunked"`` for other pairwise functions when the
-    weight matrix would be large, else ``"explicit"``.
+    at most 1024 entries, e.g. TA's 8 x 8, or when fewer (batch, head) pairs than threads hold at
+    most 2^20 entries in all, e.g. NL at res4 batch 1, where the explicit GEMMs were measured
+    faster), ``"chunked"`` for other pairwise functions when the weight matrix would be large, else
+    ``"explicit"``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ ATTENTION_IMPLS = ("auto", "explicit", "sdpa", "chunked")
 _LARGE_WEIGHT_MATRIX = 1 << 20
 # At or below this many entries per batch element "auto" uses the explicit softmax.
 _SMALL_WEIGHT_MATRIX = 1024
+# ... and also at or below this many entries of the whole weight tensor (all batch elements and heads).
+_EXPLICIT_BUDGET = 1 << 20
 
 
 def check_attention_impl(block: str, attention_impl: str) -> str:
@@ -338,8 +342,16 @@ def softmax_attention(
     """``softmax(scale * q k^T) v`` over the last two dims: q ``(..., L, d)``, k ``(..., S, d)``,
     v ``(..., S, dv)`` -> ``(..., L, dv)``. Every ``impl`` computes the same function."""
     if impl == "auto":
-        # Short sequences (TA's T x T) gain nothing from the fused kernel.
-        impl = "sdpa" if q.shape[-2] * k.shape[-2] > _SMALL_WEIGHT_MATRIX else "explicit"
+        # Short sequences (TA's T x T) gain nothing from the fused kernel. Nor does a small weight tensor
+        # split over fewer (batch, head) pairs than threads (NL at res4 batch 1: ONE 1568 x 392 matrix):
+        # the flash kernel then needs the query split of _sdpa and was measured slower than the explicit
+        # GEMMs, while holding <= _EXPLICIT_BUDGET entries (4 MiB fp32) costs little memory
+        # (benchmarks/gemm_bound.py, docs/blocks.md "Speed").
+        entries = q.shape[-2] * k.shape[-2]
+        pairs = q.shape[:-2].numel()
+        small = entries <= _SMALL_WEIGHT_MATRIX or (
+            pairs < torch.get_num_threads() and pairs * entries <= _EXPLICIT_BUDGET)
+        impl = "explicit" if small else "sdpa"
     if impl == "explicit":
         return _explicit_softmax_attention(q, k, v, scale)
     if impl == "sdpa":
