@@ -248,3 +248,33 @@ def test_tape_positional_embedding_init_scale_is_an_option():
     assert 0.7 < float(default.detach().std()) < 1.3  # unit scale, like the features it is added to
     small = create("tape", 16, num_frames=8, positional_init_std=0.02).temporal.positional_embedding.embedding
     assert float(small.detach().std()) < 0.05
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_sdpa_query_split_for_idle_threads_is_the_same_function(threads):
+    """At batch 1 the NL block gives the CPU flash kernel one (batch, head) pair; `_sdpa` then splits
+    the queries into pseudo-heads so its backward uses every thread. Values and gradients must equal
+    the explicit softmax path (float64), """
+    from videoattn.blocks._attention import _query_splits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = video(batch=1, height=12, width=11).requires_grad_(True)  # T*132 tokens, 66 pooled per frame
+        block = randomize_(create("nl", CHANNELS, attention_impl="sdpa").double())
+        query = torch.empty(1, 1, x.shape[2] * x.shape[3] * x.shape[4], 8)
+        assert _query_splits(query) > 1  # the split path is the one under test
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), reference_nl(block, x), rtol=1e-10, atol=1e-10)
+        grads = {}
+        for impl in ("sdpa", "explicit"):
+            block.attention_impl = impl
+            out = block(x)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+            grads[impl] = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+            x.grad = None
+            block.zero_grad(set_to_none=True)
+        for got, want in zip(grads["sdpa"], grads["explicit"]):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    finally:
+        torch.set_num_threads(previous)

@@ -22,8 +22,10 @@ implementations that compute the same function:
     checkpointing.
 ``"auto"``
     ``"sdpa"`` for softmax attention (``"explicit"`` when the weight matrix per batch element has
-    at most 1024 entries, e.g. TA's 8 x 8), ``"chunked"`` for other pairwise functions when the
-    weight matrix would be large, else ``"explicit"``.
+    at most 1024 entries, e.g. TA's 8 x 8, or when fewer (batch, head) pairs than threads hold at
+    most 2^20 entries in all, e.g. NL at res4 batch 1, where the explicit GEMMs were measured
+    faster), ``"chunked"`` for other pairwise functions when the weight matrix would be large, else
+    ``"explicit"``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ ATTENTION_IMPLS = ("auto", "explicit", "sdpa", "chunked")
 _LARGE_WEIGHT_MATRIX = 1 << 20
 # At or below this many entries per batch element "auto" uses the explicit softmax.
 _SMALL_WEIGHT_MATRIX = 1024
+# ... and also at or below this many entries of the whole weight tensor (all batch elements and heads).
+_EXPLICIT_BUDGET = 1 << 20
 
 
 def check_attention_impl(block: str, attention_impl: str) -> str:
@@ -234,8 +238,36 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> to
     if squeeze:
         q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    splits = _query_splits(q)
+    if splits > 1:
+        # The CPU flash kernel's backward runs one (batch, head) pair per thread: with fewer pairs
+        # than threads (the Non-local block at batch 1 has ONE) it runs on a single thread and was
+        # measured 4-6x slower than the explicit path. Query rows are independent, so splitting the
+        # queries into `splits` pseudo-heads (keys/values broadcast, no copy) is the same function
+        # and gives every thread work (benchmarks/gemm_bound.py).
+        batch, heads, length, width = q.shape
+        q = q.reshape(batch, heads * splits, length // splits, width)
+        k = k.unsqueeze(2).expand(-1, -1, splits, -1, -1).flatten(1, 2)
+        v = v.unsqueeze(2).expand(-1, -1, splits, -1, -1).flatten(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale).reshape(batch, heads, length, -1)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     return out.squeeze(1) if squeeze else out
+
+
+def _query_splits(q: torch.Tensor) -> int:
+    """How many pseudo-heads to split the queries of ``q`` ``(B, H, L, d)`` into so that the CPU
+    flash kernel has at least one (batch, head) pair per thread (1: no split)."""
+    if q.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return 1
+    pairs, length = q.shape[0] * q.shape[1], q.shape[2]
+    threads = torch.get_num_threads()
+    if pairs >= threads:
+        return 1
+    splits = -(-threads // pairs)
+    while splits > 1 and length % splits:
+        splits -= 1
+    return splits if length // max(splits, 1) >= 64 else 1
 
 
 def _chunked(fn: Callable, q: torch.Tensor, *rest, chunk_size: int) -> torch.Tensor:
@@ -310,8 +342,16 @@ def softmax_attention(
     """``softmax(scale * q k^T) v`` over the last two dims: q ``(..., L, d)``, k ``(..., S, d)``,
     v ``(..., S, dv)`` -> ``(..., L, dv)``. Every ``impl`` computes the same function."""
     if impl == "auto":
-        # Short sequences (TA's T x T) gain nothing from the fused kernel.
-        impl = "sdpa" if q.shape[-2] * k.shape[-2] > _SMALL_WEIGHT_MATRIX else "explicit"
+        # Short sequences (TA's T x T) gain nothing from the fused kernel. Nor does a small weight tensor
+        # split over fewer (batch, head) pairs than threads (NL at res4 batch 1: ONE 1568 x 392 matrix):
+        # the flash kernel then needs the query split of _sdpa and was measured slower than the explicit
+        # GEMMs, while holding <= _EXPLICIT_BUDGET entries (4 MiB fp32) costs little memory
+        # (benchmarks/gemm_bound.py, docs/blocks.md "Speed").
+        entries = q.shape[-2] * k.shape[-2]
+        pairs = q.shape[:-2].numel()
+        small = entries <= _SMALL_WEIGHT_MATRIX or (
+            pairs < torch.get_num_threads() and pairs * entries <= _EXPLICIT_BUDGET)
+        impl = "explicit" if small else "sdpa"
     if impl == "explicit":
         return _explicit_softmax_attention(q, k, v, scale)
     if impl == "sdpa":

@@ -67,6 +67,7 @@ from ._attention import (
     channels_first,
     channels_last,
     check_video_input,
+    fused_projections,
     inner_width,
     norm_tokens,
     projection,
@@ -211,15 +212,16 @@ class GlobalTemporalAttention(nn.Module):
         dims = (matrix.dim() - 2, matrix.dim() - 1)
         return resize_along_time(matrix, dims, frames) * (self.num_frames / frames)
 
-    def pixel_branch(self, x_cl: torch.Tensor) -> torch.Tensor:
-        """A_P = M_P V_P (eq. 6-8) for channels-last ``(N, T, H, W, C)``, as ``(N, T, H, W, inner)``."""
-        values = self.pixel_value(x_cl)
+    def pixel_branch(self, x_cl: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+        """A_P = M_P V_P (eq. 6-8) for channels-last ``(N, T, H, W, C)``, as ``(N, T, H, W, inner)``;
+        ``values`` is ``V_P`` when already computed (``forward`` fuses it with the region values)."""
+        values = self.pixel_value(x_cl) if values is None else values
         n, frames, h, w, width = values.shape
         matrix = self.effective_matrix(self.pixel_matrix, frames)
         mixed = temporal_mix(matrix, values.reshape(n, frames, h * w, width), self.head_mode, self.num_groups)
         return mixed.reshape(n, frames, h, w, width)
 
-    def region_branch(self, x_cl: torch.Tensor) -> torch.Tensor:
+    def region_branch(self, x_cl: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
         """Region GTA (eq. 6-8) for channels-last ``(N, T, H, W, C)``, as ``(N, T, H, W, inner)``.
 
         ``"input"``: ``G_R(t) = W_G X(t)^T``, ``X_G(t) = G_R(t) X(t)``, region values
@@ -229,7 +231,8 @@ class GlobalTemporalAttention(nn.Module):
         """
         n, frames, h, w, channels = x_cl.shape
         if self.region_source == "value":
-            values = self.region_value(x_cl).reshape(n, frames, h * w, self.inner_channels)
+            values = self.region_value(x_cl) if values is None else values  # V(t), or given by forward
+            values = values.reshape(n, frames, h * w, self.inner_channels)
             transform = self.region_transform(values)  # G_R(t)^T: (N, T, HW, K)
             region_values = torch.einsum("ntpk,ntpc->ntkc", transform, values)  # X_G(t) = G_R(t) V(t)
         else:
@@ -247,12 +250,18 @@ class GlobalTemporalAttention(nn.Module):
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
         x_cl = channels_last(x)
+        pixel_values = region_values = None
+        if self.pixel_value is not None and self.region_value is not None and self.region_source == "value":
+            # V_P and V_R read the same input: one GEMM with the stacked weights (same function,
+            # one input gradient instead of two plus their sum).
+            pixel_values, region_values = fused_projections([self.pixel_value, self.region_value], x_cl)
         out = x
         if self.pixel_value is not None:
-            pixel = norm_tokens(self.pixel_out_norm, self.pixel_out_proj(self.pixel_branch(x_cl)))
+            pixel = norm_tokens(self.pixel_out_norm, self.pixel_out_proj(self.pixel_branch(x_cl, pixel_values)))
             out = out + channels_first(pixel)
         if self.region_value is not None:
-            region = norm_tokens(self.region_out_norm, self.region_out_proj(self.region_branch(x_cl)))
+            region = norm_tokens(self.region_out_norm,
+                                 self.region_out_proj(self.region_branch(x_cl, region_values)))
             out = out + channels_first(region)
         return out
 

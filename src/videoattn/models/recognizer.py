@@ -187,6 +187,25 @@ def _running_stats_untouched(module: nn.Module):
                 buffer.copy_(value)
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store every 4-D weight (the trunk's 2-D convolutions) channels-last, in place; returns ``model``.
+
+    Convolutions whose weight is channels-last produce channels-last outputs, so the whole frame-batched
+    trunk then runs in NHWC without converting the input (the first conv does). The same function:
+    parameter values, names and ``state_dict`` keys are unchanged (``state_dict`` tensors keep the
+    channels-last strides; ``torch.save``/``load_state_dict`` accept them). 5-D weights (inserted
+    blocks' 1x1x1 projections, I3D's inflated convs) are left as they are. Measured: ResNet-50 trunk
+    fwd+bwd on 16 frames at 224, fp32, 0.92x the NCHW time (``benchmarks/gemm_bound.py
+    --channels-last``, docs/blocks.md "Speed"), but whole training steps were slower (R2D-50 1.12x,
+    R2D-50 + GTA 1.72x, ``benchmarks/train_step.py``), so it is a Python helper, not a trainer option.
+    """
+    with torch.no_grad():
+        for param in model.parameters():  # Module.to(memory_format=...) refuses the 5-D weights
+            if param.dim() == 4:
+                param.data = param.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def build_recognizer(
     *,
     depth: int = 50,
