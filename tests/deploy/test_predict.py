@@ -63,7 +63,7 @@ def test_predict_folder_with_bad_files_and_json_cli(trained, synthetic_root, tmp
     assert all(len(r["top"]) == 3 for r in report["results"])
     assert sorted(Path(s["path"]).name for s in report["skipped"]) == ["broken.webm", "empty.mp4"]
     assert all(s["reason"] for s in report["skipped"])
-    assert "2 could not be read" in capsys.readouterr().err
+    assert "2 files could not be read" in capsys.readouterr().err
 
     csv_out = tmp_path / "predictions.csv"
     listing = tmp_path / "videos.txt"
@@ -122,3 +122,11 @@ def test_predict_frame_folder_inside_a_folder(trained, tmp_path):
     assert collect_inputs(tmp_path / "inbox") == [str(frames_dir)]
     results, skipped = predictor.predict_many(collect_inputs(tmp_path / "inbox"))
     assert not skipped and results[0]["num_frames"] == 8 and len(results[0]["top"]) == 1
+
+
+def test_predict_cli_exits_1_when_nothing_could_be_predicted(trained, tmp_path, capsys):
+    config_path, checkpoint, _ = trained
+    status = main(["predict", str(tmp_path / "missing.mp4"), "--config", str(config_path),
+                   "--checkpoint", str(checkpoint), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1 and "1 file could not be read and was skipped" in err and "missing.mp4" in err

@@ -120,10 +120,14 @@ def run_predict(args: argparse.Namespace) -> int:
         if out:
             print(f"wrote {out}")
     if skipped:
-        print(f"{len(skipped)} could not be read and were skipped:", file=sys.stderr)
+        count = f"{len(skipped)} file{'s' if len(skipped) > 1 else ''}"
+        print(f"{count} could not be read and {'were' if len(skipped) > 1 else 'was'} skipped:", file=sys.stderr)
         for item in skipped[:20]:
             print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
-    return 0
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more" + (f" (all listed in {out})" if out else ""), file=sys.stderr)
+    # a batch with some bad files still succeeds; nothing predicted at all is a failure scripts must see
+    return 0 if results else 1
 
 
 def run_export(args: argparse.Namespace) -> int:
