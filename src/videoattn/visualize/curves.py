@@ -67,7 +67,7 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
                             label=f"{name} {split}")
             ax.set_xlabel("epoch")
             ax.set_title(label, fontsize=10)
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, FuncFormatter, MaxNLocator
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -77,7 +77,9 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
     if losses and max(losses) > 10 * min(losses):  # a validation spike would flatten the rest
         axes[0].set_yscale("log")
         axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        # label the 2s and 5s between the decades; all eight minor labels overlap
+        axes[0].yaxis.set_minor_formatter(FuncFormatter(
+            lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
     axes[0].legend(fontsize=7)
     fig.suptitle("solid: training, dashed: validation", fontsize=8)
     return [_save(fig, out / "curves.png")]
