@@ -179,3 +179,23 @@ def test_too_many_nonfinite_steps_stop_the_run(make_config, tmp_path, monkeypatc
 def test_skip_nonfinite_steps_is_validated(make_config, tmp_path):
     with pytest.raises(ConfigError, match="train.skip_nonfinite_steps"):
         make_config(tmp_path / "run", train={"skip_nonfinite_steps": -1})
+
+
+def test_killed_validation_worker_is_reported_and_validation_recovers(make_config, tmp_path, reference, monkeypatch,
+                                                                       capfd):
+    from videoattn.data.dataset import VideoDataset
+
+    original = VideoDataset.__getitem__
+
+    def getitem(self, key):  # a validation worker dies (the in-process retry has no worker info)
+        if torch.utils.data.get_worker_info() is not None and self.split == "val":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, key)
+
+    monkeypatch.setattr(VideoDataset, "__getitem__", getitem)
+    work_dir = tmp_path / "run"
+    train(make_config(work_dir, **sections(workers=2)))
+    err = capfd.readouterr().err
+    # both epochs' validations lost their workers and were scored again in-process
+    assert len(re.findall(r"evaluation: DataLoader worker .*(?:killed|exited).*again without loader workers", err)) == 2
+    assert_same_final_state(reference, work_dir / "last.pt")  # same weights and the same val_top1 history

@@ -18,6 +18,7 @@ over the videos every member could read.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from ..utils.io import atomic_write_json, atomic_write_text
 from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
+from .guard import worker_death as _worker_death
 from .metrics import confusion_matrix, summarize_scores
 from .preflight import check_media_present
 
@@ -55,12 +57,10 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     videos_per_batch = max(1, clips_per_batch // num_views)
     sampler = ResumableSampler(len(dataset), shuffle=False, num_replicas=ctx.world_size, rank=ctx.rank,
                                drop_last=False)
-    loader = build_loader_for(dataset, videos_per_batch, sampler, num_workers, pin_memory, seed=0,
-                              drop_last=False)
-    was_training = model.training
-    model.eval()
-    indices, scores, labels, skipped = [], [], [], []
-    try:
+    def score_local(workers: int) -> tuple[list, list, list, list]:
+        loader = build_loader_for(dataset, videos_per_batch, sampler, workers, pin_memory, seed=0,
+                                  drop_last=False)
+        indices, scores, labels, skipped = [], [], [], []
         for batch in loader:
             skipped.extend(_flatten_skipped(batch.get("dropped")))
             if "video" not in batch and "image" not in batch:  # every sample of this batch was dropped
@@ -84,6 +84,22 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
             scores.append(per_view.mean(dim=1).cpu())
             labels.append(torch.as_tensor(batch["label"]).long().cpu())
             indices.append(torch.as_tensor(batch["index"]).long().cpu())
+        return indices, scores, labels, skipped
+
+    was_training = model.training
+    model.eval()
+    try:
+        try:
+            indices, scores, labels, skipped = score_local(num_workers)
+        except RuntimeError as error:
+            # a loader worker killed (e.g. by the OOM killer): score this process's share again in
+            # the process itself (same clips, same model: the same scores), before any collective
+            if not num_workers or not _worker_death(error):
+                raise
+            first = str(error).strip().splitlines()[0]
+            print(f"videoattn: evaluation: {first}; scoring again without loader workers", file=sys.stderr,
+                  flush=True)
+            indices, scores, labels, skipped = score_local(0)
     finally:
         model.train(was_training)
     local = (torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long),

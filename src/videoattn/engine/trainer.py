@@ -453,6 +453,15 @@ class _Trainer:
         self._emit("step", {"step": self.global_step, **record})
         window.update(loss=0.0, clips=0.0, steps=0.0, start=now)
 
+    def _validate(self) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Scores of the validation split (a dead loader worker makes ``predict_scores`` score again
+        in-process, so the epoch's training is never lost to it)."""
+        t = self.config.train
+        return predict_scores(
+            self.model_core, self.val_set, self.ctx, views="1x1", clips_per_batch=self.config.eval.batch_size,
+            num_workers=self.config.data.num_workers, precision=t.precision, average=self.config.eval.average,
+            pin_memory=self.config.data.pin_memory)[1:]
+
     def _end_epoch(self, meters: EpochMeters, wall: float) -> None:
         t, ctx = self.config.train, self.ctx
         totals = meters.reduced(ctx)
@@ -468,10 +477,7 @@ class _Trainer:
         if self.val_set is not None and t.val_interval and (
                 (self.epoch + 1) % t.val_interval == 0 or self.epoch + 1 == t.epochs):
             val_start = time.perf_counter()
-            _, scores, labels, skipped = predict_scores(
-                self.model_core, self.val_set, ctx, views="1x1", clips_per_batch=self.config.eval.batch_size,
-                num_workers=self.config.data.num_workers, precision=t.precision,
-                average=self.config.eval.average, pin_memory=self.config.data.pin_memory)
+            scores, labels, skipped = self._validate()
             fault_point("evaluation")
             if ctx.is_main:
                 self.skipped.extend(skipped)
