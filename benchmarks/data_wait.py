@@ -132,10 +132,9 @@ def main() -> int:
             result["r2d50_8x224"] = r2d50_case(args.r2d50_steps, work)
     result["load_average_after"] = os.getloadavg()
     if args.out:
-        path = Path(args.out)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[args.section] = result
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        from videoattn.utils.io import update_json_section
+
+        update_json_section(args.out, args.section, result)
     else:
         print(json.dumps(result, indent=1))
     return 0

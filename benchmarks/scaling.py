@@ -63,10 +63,9 @@ def main() -> int:
     result = {"config": "configs/tiny.yaml", "backend": "gloo", "epochs": args.epochs, "rounds": rounds,
               "load_average": os.getloadavg()}
     if args.out:
-        path = Path(args.out)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data["scaling"] = result
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        from videoattn.utils.io import update_json_section
+
+        update_json_section(args.out, "scaling", result)
     else:
         print(json.dumps(result, indent=1))
     return 0

@@ -266,10 +266,9 @@ def main() -> int:
                   seconds=time.time() - started, torch=torch.__version__, machine=platform.machine(),
                   cpu_count=os.cpu_count(), load_average=os.getloadavg())
     if args.out:
-        path = Path(args.out)
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[args.section or section] = result
-        path.write_text(json.dumps(data, indent=1) + "\n")
+        from videoattn.utils.io import update_json_section
+
+        update_json_section(args.out, args.section or section, result)
     else:
         print(json.dumps(result, indent=1))
     return 0

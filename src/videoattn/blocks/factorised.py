@@ -123,19 +123,25 @@ class _FactorisedSelfAttention(nn.Module):
     def _embed_input(self, x_cl: torch.Tensor) -> torch.Tensor:
         return x_cl
 
-    def attention(self, x_cl: torch.Tensor) -> torch.Tensor:
-        """A_s (eq. 3) or A_t (eq. 4) for channels-last input, as channels-last ``(N, T, H, W, inner)``."""
-        n, frames, h, w, _ = x_cl.shape
+    def _query_key_value(self, x_cl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Channels-last query ``(N, T, H, W, d)`` and keys/values ``(N, T, H_k, W_k, d)`` (the
+        visualisers recompute attention rows from these too)."""
         embedded = self._embed_input(x_cl)
         if self.sub_sample and self.pool_position == "before":
             # PySlowFast-style: pool the (embedded) input, then project keys/values on 1/4 of the tokens.
             query = self.query(embedded)
             key, value = fused_projections([self.key, self.value], subsample_tokens_2x2(embedded))
-        else:
-            query, key, value = fused_projections([self.query, self.key, self.value], embedded)
-            if self.sub_sample:
-                query = query.contiguous()  # see NonLocalBlock._keys_values
-                key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
+            return query, key, value
+        query, key, value = fused_projections([self.query, self.key, self.value], embedded)
+        if self.sub_sample:
+            query = query.contiguous()  # see NonLocalBlock._keys_values
+            key, value = subsample_tokens_2x2(key), subsample_tokens_2x2(value)
+        return query, key, value
+
+    def attention(self, x_cl: torch.Tensor) -> torch.Tensor:
+        """A_s (eq. 3) or A_t (eq. 4) for channels-last input, as channels-last ``(N, T, H, W, inner)``."""
+        n, frames, h, w, _ = x_cl.shape
+        query, key, value = self._query_key_value(x_cl)
         scale = 1.0 / math.sqrt(self.inner_channels) if self.use_scale else 1.0
         if self.axis == "space":
             z = softmax_attention(

@@ -54,6 +54,15 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
         handle.write("\n")
 
 
+def update_json_section(path: str | os.PathLike, section: str, value: Any) -> None:
+    """Set ``section`` of the JSON object in ``path`` (created if missing) to ``value``, atomically:
+    the benchmarks that share one results file each own a section of it."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[section] = value
+    atomic_write_json(path, data, indent=1)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 

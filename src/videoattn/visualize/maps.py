@@ -77,14 +77,7 @@ def nl_attention(block: NonLocalBlock, x: torch.Tensor, position: tuple[int, int
 def _factorised_query_key(block: _FactorisedSelfAttention, x_cl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SA/TA query and key tokens, channels-last ``(N, T, H, W, d)`` and ``(N, T, H_k, W_k, d)``, as the
     block's ``attention`` computes them."""
-    embedded = block._embed_input(x_cl)
-    if block.sub_sample and block.pool_position == "before":
-        query = block.query(embedded)
-        key, _ = fused_projections([block.key, block.value], subsample_tokens_2x2(embedded))
-    else:
-        query, key, _ = fused_projections([block.query, block.key, block.value], embedded)
-        if block.sub_sample:
-            key = subsample_tokens_2x2(key)
+    query, key, _ = block._query_key_value(x_cl)
     return query, key
 
 
