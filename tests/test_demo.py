@@ -162,3 +162,23 @@ def test_demo_on_user_data_infers_pairs_and_explains(tmp_path, monkeypatch):
     meaning = markdown.split("## What it means", 1)[1].split("## Figures", 1)[0]
     assert "chance" in meaning and "12.5%" in meaning and "within-pair" in meaning.lower()
     assert "r2d" in meaning
+
+
+def test_demo_decodes_each_video_once_in_process_for_its_loader_workers(tmp_path, monkeypatch):
+    # The demo trains with one loader worker per model; the worker forked for each model must find
+    # every video already decoded in the frame cache it inherits, so it never decodes again.
+    from videoattn.data import cache as cache_module
+    from videoattn.demo import _config_for, _dataset_files, ensure_synthetic_dataset, warm_decoded_cache
+    from videoattn.engine.builders import build_dataset_for
+
+    monkeypatch.setenv("VIDEOATTN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_module, "_SHARED", None)  # a fresh process-wide cache
+    files = _dataset_files(ensure_synthetic_dataset(TINY, 0, log=lambda _: None))
+    config = _config_for(DEMO_MODELS["r2d"], TINY, files, tmp_path / "run", 0)
+    assert config.data.num_workers >= 1 and config.data.options["cache_decoded"]
+    warm_decoded_cache(config)
+    cache = cache_module.shared_frame_cache()
+    videos = sum(len(build_dataset_for(config, split)) for split in ("train", "val"))
+    assert len(cache) == videos and cache.misses == videos
+    warm_decoded_cache(config)  # a second pass (what a forked worker does) only hits
+    assert cache.misses == videos and cache.hits >= videos
