@@ -34,7 +34,7 @@ import torch
 from ..errors import ConfigError, DataError, ShapeError, VideoAttnError, unknown_name
 from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
-from .decoders import Decoder, build_decoder
+from .decoders import Decoder, build_decoder, decode_errors_as_data_error
 from .sampling import SAMPLING_MODES, sample_views
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, build_clip_transform
 
@@ -282,12 +282,8 @@ class VideoDataset(torch.utils.data.Dataset):
                                  self.num_clips, rng)
             return (views + record.start_frame).reshape(-1)
 
-        try:
+        with decode_errors_as_data_error(path):
             frames = decoder.read(path, indices_for)
-        except DataError:
-            raise
-        except Exception as error:  # any decoder surprise is a bad entry, never a crash
-            raise DataError(f"{path}: {type(error).__name__}: {error}") from error
         if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
             raise DataError(f"{path}: decoded frames have shape {tuple(frames.shape)}, expected (T, H, W, 3)")
         label = record.label

@@ -17,6 +17,7 @@ The packet index of a file is cached (per process, bounded) so later epochs skip
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import re
 import threading
@@ -35,8 +36,20 @@ __all__ = [
     "DECODERS",
     "torchcodec_available",
     "ImageFileDecoder",
+    "decode_errors_as_data_error",
 ]
 
+
+@contextlib.contextmanager
+def decode_errors_as_data_error(path: str):
+    """Inside the block, any exception but :class:`DataError` (a decoder surprise) becomes
+    ``DataError("<path>: <Type>: <message>")``: an unreadable video, never a crash."""
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(f"{path}: {type(error).__name__}: {error}") from error
 
 class Decoder:
     """Interface: ``name``, ``num_frames(path)``, ``get_frames(path, indices)``."""

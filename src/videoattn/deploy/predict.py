@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..config import Config, load_config, parse_views
+from ..data.decoders import decode_errors_as_data_error
 from ..errors import ConfigError, DataError
 
 __all__ = ["Predictor", "VIDEO_EXTENSIONS", "collect_inputs"]
@@ -207,12 +208,8 @@ class Predictor:
         frames = os.path.isdir(path)
         if not os.path.exists(path):
             raise DataError(f"{path}: {'frame folder' if frames else 'file'} is missing")
-        try:
+        with decode_errors_as_data_error(path):
             total = self._num_frames(path, frames)
-        except DataError:
-            raise
-        except Exception as error:  # any decoder surprise is an unreadable video, never a crash
-            raise DataError(f"{path}: {type(error).__name__}: {error}") from error
         entries = [_Entry(path)]
         if self.long_video and total > self.long_video:
             starts = list(range(0, max(total - self.window, 0) + 1, self.stride))
