@@ -226,6 +226,30 @@ def test_token_max_pool_matches_max_pool3d_values_and_gradients(height, width):
     torch.testing.assert_close(grad_ours, grad_reference)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
+def test_add_tokens_is_the_plain_residual_add_and_hands_back_contiguous_token_gradients(layout):
+    from videoattn.blocks._attention import add_tokens
+
+    x = torch.randn(2, 5, 3, 4, 6, dtype=torch.float64)
+    if layout == "channels_last_3d":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    tokens = torch.randn(2, 3, 4, 6, 5, dtype=torch.float64, requires_grad=True)  # (N, T, H, W, C)
+    out = add_tokens(x, tokens)
+    expected = torch.empty_like(out)
+    for c in range(5):  # out[n, c, t, h, w] = x[n, c, t, h, w] + tokens[n, t, h, w, c]
+        expected[:, c] = x[:, c] + tokens[..., c]
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-15)
+    weights = torch.randn_like(out)
+    grad_x, grad_tokens = torch.autograd.grad((out * weights).sum(), (x, tokens))
+    torch.testing.assert_close(grad_x, weights)
+    torch.testing.assert_close(grad_tokens, weights.permute(0, 2, 3, 4, 1))
+    if layout == "contiguous":  # the point of the fast path: BN's CPU backward wants contiguous (M, C)
+        assert grad_tokens.is_contiguous()
+    with torch.no_grad():
+        torch.testing.assert_close(add_tokens(x, tokens), expected)
+
+
 @pytest.mark.parametrize("impl", ["explicit", "sdpa", "chunked"])
 def test_every_attention_impl_runs_under_bf16_autocast(impl):
     block = randomize_(create("nl", CHANNELS, attention_impl=impl, chunk_size=16)).train()

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from ._attention import (
-    channels_first,
+    add_tokens,
     channels_last,
     check_attention_impl,
     check_video_input,
@@ -162,7 +162,7 @@ class _FactorisedSelfAttention(nn.Module):
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
         z = self.attention(channels_last(x))
-        return x + channels_first(norm_tokens(self.out_norm, self.out_proj(z)))
+        return add_tokens(x, norm_tokens(self.out_norm, self.out_proj(z)))
 
 
 @register_block("sa", description="spatial self-attention within each frame (GTA paper eq. 3)")

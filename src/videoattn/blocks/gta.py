@@ -64,7 +64,7 @@ from torch import nn
 
 from ..errors import ConfigError, ShapeError
 from ._attention import (
-    channels_first,
+    add_tokens,
     channels_last,
     check_video_input,
     fused_projections,
@@ -255,15 +255,15 @@ class GlobalTemporalAttention(nn.Module):
             # V_P and V_R read the same input: one GEMM with the stacked weights (same function,
             # one input gradient instead of two plus their sum).
             pixel_values, region_values = fused_projections([self.pixel_value, self.region_value], x_cl)
-        out = x
+        branches = []
         if self.pixel_value is not None:
-            pixel = norm_tokens(self.pixel_out_norm, self.pixel_out_proj(self.pixel_branch(x_cl, pixel_values)))
-            out = out + channels_first(pixel)
+            branches.append(norm_tokens(self.pixel_out_norm,
+                                        self.pixel_out_proj(self.pixel_branch(x_cl, pixel_values))))
         if self.region_value is not None:
-            region = norm_tokens(self.region_out_norm,
-                                 self.region_out_proj(self.region_branch(x_cl, region_values)))
-            out = out + channels_first(region)
-        return out
+            branches.append(norm_tokens(self.region_out_norm,
+                                        self.region_out_proj(self.region_branch(x_cl, region_values))))
+        # Y = X + BN_P(.) + BN_R(.): the branches summed channels-last, then one residual add.
+        return add_tokens(x, branches[0] if len(branches) == 1 else branches[0] + branches[1])
 
 
 @register_block(

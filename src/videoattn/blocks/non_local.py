@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._attention import (
-    channels_first,
+    add_tokens,
     channels_last,
     check_attention_impl,
     check_video_input,
@@ -171,4 +171,4 @@ class NonLocalBlock(nn.Module):
         x_cl = channels_last(x)
         z = self.attention(x_cl)
         out = self.out_proj(z).reshape(x_cl.shape)
-        return x + channels_first(norm_tokens(self.out_norm, out))
+        return add_tokens(x, norm_tokens(self.out_norm, out))

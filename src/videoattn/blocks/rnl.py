@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ._attention import (
+    add_tokens,
     channels_first,
     channels_last,
     check_attention_impl,
@@ -143,7 +144,7 @@ class RegionNonLocalBlock(nn.Module):
         x_cl = channels_last(x)
         y = self.attention(x_cl)
         out = self.out_proj(y).reshape(x_cl.shape)
-        return x + channels_first(norm_tokens(self.out_norm, out))
+        return add_tokens(x, norm_tokens(self.out_norm, out))
 
 
 @register_block("se_add", description="RNL's modified SE (eq. 10-12): x + W2 ReLU(BN(W1 mean(x))), additive")
