@@ -12,7 +12,7 @@ time, divided by the GEMM rate of the same precision (also 2 flops per multiply-
 Variants (``--variants``) are timed interleaved, round by round, so the machine's load (it is
 shared) hits them alike: ``engine`` (the library's defaults) and ``channels_last`` (the model and
 input in channels-last memory format). ``--profile`` prints torch.profiler's top operators of one
-step per case. ``--memory`` instead measures the peak resident memory (ru_maxrss) of one training
+step per case. ``--memory`` instead measures the peak resident memory (VmHWM) of one training
 step per case in a fresh subprocess, with and without ``model.checkpoint_blocks``.
 
     python benchmarks/train_step.py [--models r2d50,r2d50_gta,tsm50] [--precisions fp32,bf16]
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -215,8 +214,9 @@ def _memory_child(args) -> None:
     case = StepCase(args.models, args.precisions, args.batch, args.frames, args.size,
                     checkpoint_blocks=args.checkpoint_blocks)
     seconds = case.step()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mib": peak_kib / 1024, "step_seconds": seconds}))
+    from blocks import _peak_rss_bytes  # VmHWM: ru_maxrss would carry the parent's peak over exec
+
+    print(json.dumps({"peak_rss_mib": _peak_rss_bytes() / 2**20, "step_seconds": seconds}))
 
 
 def run_memory(args) -> dict:

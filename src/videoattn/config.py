@@ -65,6 +65,10 @@ class ModelConfig:
     #: Activation checkpointing of the inserted blocks (recomputed in the backward pass): less
     #: memory for some more compute; loss and gradients unchanged (``set_block_checkpointing``).
     checkpoint_blocks: bool = False
+    #: Keep the trunk's 2-D convolution weights (and so their activations) channels-last (NHWC):
+    #: the same function, faster on CPU for the R2D/TSM ResNets (``to_channels_last``;
+    #: docs/training.md "Speed"). Applies to training and to test/predict/export loading.
+    channels_last: bool = False
 
 
 @dataclass

@@ -226,6 +226,31 @@ def test_token_max_pool_matches_max_pool3d_values_and_gradients(height, width):
     torch.testing.assert_close(grad_ours, grad_reference)
 
 
+@pytest.mark.parametrize("clips", [1, 3])
+def test_projection_of_a_token_view_is_the_per_position_linear_map(clips):
+    """A projection fed ``token_view(x)`` (no channels-last copy) computes ``W x + b`` at every position,
+    with gradients, and hands back x's gradient channels-first (the layout of the residual's)."""
+    from videoattn.blocks._attention import fused_projections, projection, token_view
+
+    torch.manual_seed(0)
+    first, second = projection(5, 7).double(), projection(5, 3).double()
+    for p in (first.bias, second.bias):
+        torch.nn.init.normal_(p)
+    x = torch.randn(clips, 5, 3, 4, 6, dtype=torch.float64, requires_grad=True)
+    outs = fused_projections([first, second], token_view(x))
+    expected = [torch.einsum("ncthw,oc->nthwo", x, p.weight[:, :, 0, 0, 0]) + p.bias for p in (first, second)]
+    weights = [torch.randn_like(e) for e in expected]
+    params = (x, first.weight, first.bias, second.weight, second.bias)
+    ours = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), params)
+    reference = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights)), params)
+    for o, e in zip(outs, expected):
+        torch.testing.assert_close(o, e, rtol=0, atol=1e-13)
+    for o, e in zip(ours, reference):
+        torch.testing.assert_close(o, e, rtol=0, atol=1e-13)
+    assert ours[0].is_contiguous()
+    torch.testing.assert_close(first(token_view(x)), expected[0], rtol=0, atol=1e-13)
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last_3d"])
 def test_add_tokens_is_the_plain_residual_add_and_hands_back_contiguous_token_gradients(layout):
     from videoattn.blocks._attention import add_tokens

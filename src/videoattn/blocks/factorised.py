@@ -29,7 +29,6 @@ from torch import nn
 from ..errors import ConfigError, ShapeError
 from ._attention import (
     add_tokens,
-    channels_last,
     check_attention_impl,
     check_video_input,
     fused_projections,
@@ -38,6 +37,7 @@ from ._attention import (
     projection,
     softmax_attention,
     subsample_tokens_2x2,
+    token_view,
     zero_init_bn,
 )
 from .composite import Decoupled
@@ -161,7 +161,7 @@ class _FactorisedSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
-        z = self.attention(channels_last(x))
+        z = self.attention(token_view(x))  # the projections read x itself, no channels-last copy
         return add_tokens(x, norm_tokens(self.out_norm, self.out_proj(z)))
 
 

@@ -65,12 +65,12 @@ from torch import nn
 from ..errors import ConfigError, ShapeError
 from ._attention import (
     add_tokens,
-    channels_last,
     check_video_input,
     fused_projections,
     inner_width,
     norm_tokens,
     projection,
+    token_view,
     zero_init_bn,
 )
 from .composite import Decoupled
@@ -249,7 +249,7 @@ class GlobalTemporalAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)
-        x_cl = channels_last(x)
+        x_cl = token_view(x)  # the projections read x itself, no channels-last copy
         pixel_values = region_values = None
         if self.pixel_value is not None and self.region_value is not None and self.region_source == "value":
             # V_P and V_R read the same input: one GEMM with the stacked weights (same function,

@@ -27,7 +27,6 @@ from torch import nn
 from ..errors import ConfigError
 from ._attention import (
     add_tokens,
-    channels_last,
     check_attention_impl,
     check_video_input,
     fused_projections,
@@ -37,6 +36,7 @@ from ._attention import (
     projection,
     softmax_attention,
     subsample_tokens_2x2,
+    token_view,
     zero_init_bn,
 )
 from .registry import register_block
@@ -168,7 +168,7 @@ class NonLocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("nl", x, self.channels)
-        x_cl = channels_last(x)
+        x_cl = token_view(x)  # the projections read x itself, no channels-last copy
         z = self.attention(x_cl)
         out = self.out_proj(z).reshape(x_cl.shape)
         return add_tokens(x, norm_tokens(self.out_norm, out))

@@ -94,6 +94,10 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
         from ..models.recognizer import set_block_checkpointing
 
         set_block_checkpointing(model, True)
+    if getattr(m, "channels_last", False):
+        from ..models.recognizer import to_channels_last
+
+        to_channels_last(model)
     return model
 
 
