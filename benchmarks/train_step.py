@@ -10,8 +10,9 @@ counted as one multiply-add, so GFLOP/s = 2 x 3 x MACs x clips / step seconds / 
 time, divided by the GEMM rate of the same precision (also 2 flops per multiply-add).
 
 Variants (``--variants``) are timed interleaved, round by round, so the machine's load (it is
-shared) hits them alike: ``engine`` (the library's defaults) and ``channels_last`` (the model and
-input in channels-last memory format). ``--profile`` prints torch.profiler's top operators of one
+shared) hits them alike: ``engine`` (the library's defaults) and ``channels_last``
+(``model.channels_last: true``: the trunk's 2D convolution weights, and so its activations, NHWC).
+``--profile`` prints torch.profiler's top operators of one
 step per case. ``--memory`` instead measures the peak resident memory (VmHWM) of one training
 step per case in a fresh subprocess, with and without ``model.checkpoint_blocks``.
 
@@ -94,10 +95,10 @@ class StepCase:
         if checkpoint_blocks:
             set_block_checkpointing(self.model, True)
         self.video = torch.randn(batch, 3, frames, size, size)
-        if channels_last:  # 2D convolution weights only (blocks may hold 5D Conv3d weights)
-            for module in self.model.modules():
-                if isinstance(module, torch.nn.Conv2d):
-                    module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+        if channels_last:  # what model.channels_last: true does in the engine's build_model
+            from videoattn.models.recognizer import to_channels_last
+
+            to_channels_last(self.model)
         self.labels = torch.arange(batch) % 174
         self.model.train()
         config = TrainConfig(lr=0.01, momentum=0.9, weight_decay=1e-4)
