@@ -102,6 +102,14 @@ class PointwiseProjection(nn.Conv3d):
         return _linear_tokens(tokens, self.weight.flatten(1), self.bias)
 
 
+def capturing_graph() -> bool:
+    """True while the forward is being traced, scripted, compiled or exported: layout fast paths
+    (custom autograd functions, contiguity tests that would specialise symbolic shapes) step aside
+    for plain tensor ops there."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export())
+
+
 def _is_channels_first_view(tokens: torch.Tensor) -> bool:
     """True for ``(N, T, H, W, C)`` tokens that are :func:`token_view` of a contiguous video."""
     return tokens.dim() == 5 and not tokens.is_contiguous() and tokens.permute(0, 4, 1, 2, 3).is_contiguous()
@@ -113,13 +121,12 @@ def _linear_tokens(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     matrix read transposed: no channels-last copy of the video is made, and autograd keeps the video
     itself (alive anyway) for the weight gradient instead of a copy (12.8 MiB at the R2D-50 res3
     shape). ``F.linear`` would copy such an input whenever N > 1."""
-    if not _is_channels_first_view(tokens) or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if capturing_graph() or not _is_channels_first_view(tokens):
         return F.linear(tokens, weight, bias)
     n, frames, h, w, c = tokens.shape
     video = tokens.permute(0, 4, 1, 2, 3).reshape(n, c, frames * h * w)  # (N, C, THW), a view
     device = video.device.type
-    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
-    if autocast or torch.compiler.is_compiling():
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         # autograd's own backward (autocast casts bmm's operands as it would F.linear's)
         weights = weight.t().unsqueeze(0).expand(n, c, weight.shape[0])
         columns = video.transpose(1, 2)
@@ -227,10 +234,9 @@ class _AddTokens(torch.autograd.Function):
 def add_tokens(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """The residual ``x + channels_first(tokens)`` of a block whose branch ends channels-last
     ``(N, T, H, W, C)``; fast path for the usual contiguous ``x`` (see :class:`_AddTokens`)."""
-    if not x.is_contiguous():  # e.g. a channels_last_3d trunk: the plain add keeps its layout
+    if capturing_graph() or not x.is_contiguous():  # channels_last_3d x: the plain add keeps its layout
         return x + channels_first(tokens)
-    autograd_function_ok = not (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling())
-    if autograd_function_ok and torch.is_grad_enabled() and (x.requires_grad or tokens.requires_grad):
+    if torch.is_grad_enabled() and (x.requires_grad or tokens.requires_grad):
         return _AddTokens.apply(x, tokens)
     return x + channels_first(tokens).contiguous()
 
@@ -273,7 +279,7 @@ def subsample_tokens_2x2(tokens: torch.Tensor, ceil_mode: bool = True) -> torch.
         h, w = h - h % 2, w - w % 2
     if h % 2 or w % 2:
         tokens = F.pad(tokens, (0, 0, 0, w % 2, 0, h % 2), value=float("-inf"))
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if capturing_graph():
         return subsample_2x2(channels_first(tokens)).permute(0, 2, 3, 4, 1)
     return _MaxPool2x2Tokens.apply(tokens)
 
@@ -350,7 +356,7 @@ def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> to
 def _query_splits(q: torch.Tensor) -> int:
     """How many pseudo-heads to split the queries of ``q`` ``(B, H, L, d)`` into so that the CPU
     flash kernel has at least one (batch, head) pair per thread (1: no split)."""
-    if q.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if q.device.type != "cpu" or capturing_graph():
         return 1
     pairs, length = q.shape[0] * q.shape[1], q.shape[2]
     threads = torch.get_num_threads()
@@ -439,17 +445,19 @@ def softmax_attention(
         # the flash kernel then needs the query split of _sdpa and was measured slower than the explicit
         # GEMMs, while holding <= _EXPLICIT_BUDGET entries (4 MiB fp32) costs little memory
         # (benchmarks/gemm_bound.py, docs/blocks.md "Speed").
+        # While a graph is captured the choice may not depend on the (symbolic, dynamic) batch size.
         entries = q.shape[-2] * k.shape[-2]
-        pairs = q.shape[:-2].numel()
-        small = entries <= _SMALL_WEIGHT_MATRIX or (
-            pairs < torch.get_num_threads() and pairs * entries <= _EXPLICIT_BUDGET)
+        small = entries <= _SMALL_WEIGHT_MATRIX
+        if not small and not capturing_graph():
+            pairs = q.shape[:-2].numel()
+            small = pairs < torch.get_num_threads() and pairs * entries <= _EXPLICIT_BUDGET
         impl = "explicit" if small else "sdpa"
     if impl == "explicit":
         return _explicit_softmax_attention(q, k, v, scale)
     if impl == "sdpa":
         return _sdpa(q, k, v, scale)
     if impl == "chunked":
-        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        if capturing_graph():
             return _explicit_softmax_attention(q, k, v, scale)
         return _ChunkedSoftmaxAttention.apply(q, k, v, scale, chunk_size)
     raise ConfigError(f"attention_impl must be one of {', '.join(ATTENTION_IMPLS)}, got {impl!r}")

@@ -194,10 +194,10 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     trunk then runs in NHWC without converting the input (the first conv does). The same function:
     parameter values, names and ``state_dict`` keys are unchanged (``state_dict`` tensors keep the
     channels-last strides; ``torch.save``/``load_state_dict`` accept them). 5-D weights (inserted
-    blocks' 1x1x1 projections, I3D's inflated convs) are left as they are. Measured: ResNet-50 trunk
-    fwd+bwd on 16 frames at 224, fp32, 0.92x the NCHW time (``benchmarks/gemm_bound.py
-    --channels-last``, docs/blocks.md "Speed"), but whole training steps were slower (R2D-50 1.12x,
-    R2D-50 + GTA 1.72x, ``benchmarks/train_step.py``), so it is a Python helper, not a trainer option.
+    blocks' 1x1x1 projections, I3D's inflated convs) are left as they are; the inserted blocks take
+    the resulting ``channels_last_3d`` video views without copies. The engine applies it for
+    ``model.channels_last: true``. Measured on this 2-core CPU (``benchmarks/train_step.py``, batch
+    2 x 8 x 224, fp32): R2D-50, R2D-50 + GTA and TSM-R50 training steps take 0.88-0.91x the time.
     """
     with torch.no_grad():
         for param in model.parameters():  # Module.to(memory_format=...) refuses the 5-D weights
