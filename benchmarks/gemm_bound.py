@@ -148,25 +148,12 @@ def gemm_macs(gemms) -> int:
     return 3 * sum(b * m * k * n for b, m, k, n in gemms)
 
 
-def gemm_rate(dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one size^2 matmul, best of ``repeats``. A 512^2 probe first: where the dtype has no
-    fast kernel (bf16 on CPUs without AVX-512 BF16 / AMX runs at 0.1-1.5 GFLOP/s, against 20+ for any
-    vectorised kernel) the probe's rate is reported instead of spending many minutes on 2048^2."""
-    probe_a, probe_b = torch.randn(512, 512, dtype=dtype), torch.randn(512, 512, dtype=dtype)
-    probe_a @ probe_b  # warm-up
-    start = time.perf_counter()
-    probe_a @ probe_b
-    probe_rate = 2 * 512**3 / (time.perf_counter() - start) / 1e9
-    if probe_rate < 5:
-        return probe_rate
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+def gemm_rate(dtype) -> float:
+    """GFLOP/s of a 2048^2 matmul in ``dtype`` (best of 5; a 512^2 probe's rate where the dtype has no
+    fast kernel): ``videoattn.analysis.speed.matmul_rate``."""
+    from videoattn.analysis.speed import matmul_rate
+
+    return matmul_rate(dtype)
 
 
 def build(label: str, channels: int, frames: int):

@@ -36,26 +36,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from videoattn.analysis.speed import TrainingStep, matmul_rate  # noqa: E402
 
 
-def gemm_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """Best GFLOP/s of an ``n x n`` matrix product in ``dtype`` (2 n^3 flops)."""
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
-
-
-def gemm_rates(bf16_size: int = 2048) -> dict[str, float]:
-    """fp32 at 2048^2; bf16 at ``bf16_size`` (on a CPU without native bf16 -- no AVX-512 BF16 / AMX --
-    torch falls back to a scalar kernel at ~0.4 GFLOP/s and a 2048^2 product takes minutes)."""
-    return {"fp32": gemm_rate(torch.float32), "bf16": gemm_rate(torch.bfloat16, n=bf16_size,
-                                                                  repeats=5 if bf16_size >= 1024 else 2)}
+def gemm_rates() -> dict[str, float]:
+    """fp32 and bf16 2048^2 matrix-product rates (``videoattn.analysis.speed.matmul_rate``: on a CPU
+    without native bf16 -- no AVX-512 BF16 / AMX -- the bf16 figure is a 512^2 probe's, the fallback
+    kernel being far too slow for 2048^2)."""
+    return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
 
 
 def bf16_native() -> bool:
@@ -79,73 +67,26 @@ def forward_macs(name: str, frames: int, size: int, **overrides) -> int:
     return profile_model(name, num_classes=174, num_frames=frames, size=size, **overrides).macs
 
 
-class StepCase:
-    """A model, its optimizer and a fixed batch; ``step()`` runs one training step as the engine does."""
+class StepCase(TrainingStep):
+    """The library's training step (``videoattn.analysis.speed.TrainingStep``: the engine's autocast, loss,
+    backward and fused SGD) at 174 classes, plus the ``zeros_shift`` variant."""
 
     def __init__(self, name: str, precision: str, batch: int, frames: int, size: int,
                  channels_last: bool = False, checkpoint_blocks: bool = False, zeros_shift: bool = False):
-        from videoattn import create_model
-        from videoattn.config import TrainConfig
-        from videoattn.engine.builders import autocast_context
-        from videoattn.engine.trainer import build_optimizer
-        from videoattn.models.recognizer import set_block_checkpointing
-
-        torch.manual_seed(0)
-        self.model = create_model(name, num_classes=174, num_frames=frames)
-        if checkpoint_blocks:
-            set_block_checkpointing(self.model, True)
-        self.video = torch.randn(batch, 3, frames, size, size)
-        if channels_last:  # what model.channels_last: true does in the engine's build_model
-            from videoattn.models.recognizer import to_channels_last
-
-            to_channels_last(self.model)
-        self.labels = torch.arange(batch) % 174
-        self.model.train()
-        config = TrainConfig(lr=0.01, momentum=0.9, weight_decay=1e-4)
-        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], config)
-        self.criterion = torch.nn.CrossEntropyLoss()
-        self.autocast = lambda: autocast_context(precision, torch.device("cpu"))
+        super().__init__(name, precision, batch, frames, size, channels_last=channels_last,
+                         checkpoint_blocks=checkpoint_blocks)
         self.zeros_shift = zeros_shift
 
-    def _shift_patch(self):
-        import contextlib
-
+    def step(self) -> float:
+        if not self.zeros_shift:
+            return super().step()
         import videoattn.blocks.shift as shift
 
-        if not self.zeros_shift:
-            return contextlib.nullcontext()
-
-        @contextlib.contextmanager
-        def patched():
-            original, shift.temporal_shift = shift.temporal_shift, _zeros_shift
-            try:
-                yield
-            finally:
-                shift.temporal_shift = original
-
-        return patched()
-
-    def infer(self) -> float:
-        """One evaluation forward of the same batch (eval mode, no autograd); returns seconds."""
-        self.model.eval()
-        start = time.perf_counter()
-        with torch.inference_mode(), self.autocast():
-            self.model(self.video)
-        elapsed = time.perf_counter() - start
-        self.model.train()
-        return elapsed
-
-    def step(self) -> float:
-        start = time.perf_counter()
-        with self._shift_patch():
-            with self.autocast():
-                logits = self.model(self.video)
-            loss = self.criterion(logits.float(), self.labels)
-            loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        float(loss.detach())
-        return time.perf_counter() - start
+        original, shift.temporal_shift = shift.temporal_shift, _zeros_shift
+        try:
+            return super().step()
+        finally:
+            shift.temporal_shift = original
 
 
 def profile_step(case: StepCase, top: int = 25) -> str:
@@ -163,8 +104,7 @@ def run_speed(args) -> dict:
     precisions = args.precisions.split(",")
     variants = args.variants.split(",")
     native = bf16_native()
-    bf16_size = 2048 if native else 512
-    before = gemm_rates(bf16_size)
+    before = gemm_rates()
     print(f"GEMM before: {before}; native bf16: {native}", file=sys.stderr)
     results = []
     for name in models:
@@ -200,13 +140,13 @@ def run_speed(args) -> dict:
                     print(f"--- {name} {precision} {v}", file=sys.stderr)
                     print(profile_step(cases[v]), file=sys.stderr)
             del cases
-    after = gemm_rates(bf16_size)
+    after = gemm_rates()
     print(f"GEMM after: {after}", file=sys.stderr)
     for row in results:
         best_rate = max(before[row["precision"]], after[row["precision"]])
         row["of_gemm_best"] = row["achieved_gflops"] / best_rate
         row["of_gemm_worst"] = row["achieved_gflops"] / min(before[row["precision"]], after[row["precision"]])
-    return {"gemm_gflops_before": before, "gemm_gflops_after": after, "bf16_gemm_size": bf16_size,
+    return {"gemm_gflops_before": before, "gemm_gflops_after": after,
             "native_bf16": native, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cases": results}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import ConfigError
+
 CONVENTIONS = ("fvcore", "thop")
 
 
@@ -34,6 +36,17 @@ def register(subparsers) -> None:
     parser.add_argument("--option", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
                         help="override a model option, e.g. --option base_channels=32 (repeatable)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    speed = parser.add_argument_group(
+        "speed", "--speed also times training steps and inference on this machine, against its own "
+                 "matrix-product rate (docs/training.md, Performance)")
+    speed.add_argument("--speed", action="store_true", help="time training steps and inference here")
+    speed.add_argument("--batch", type=int, default=2, help="clips per step (default 2)")
+    speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                       help="autocast precision, as train.precision (default fp32)")
+    speed.add_argument("--channels-last", action="store_true", help="as model.channels_last: true")
+    speed.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    speed.add_argument("--rounds", type=int, default=3, help="timed steps after one warm-up (default 3)")
+    speed.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.set_defaults(func=run_profile)
 
     models = subparsers.add_parser("models", help="list model presets",
@@ -48,13 +61,39 @@ def run_profile(args) -> int:
 
     result = profile_model(args.model, num_classes=args.num_classes, num_frames=args.frames, size=args.size,
                            convention=args.convention, **dict(args.option))
+    speed = None
+    if args.speed:
+        import torch
+
+        from .speed import measure_speed
+
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        speed = measure_speed(args.model, batch=args.batch, frames=args.frames, size=args.size,
+                              precision=args.precision, channels_last=args.channels_last, device=args.device,
+                              rounds=args.rounds, num_classes=args.num_classes or 174, **dict(args.option))
     if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        shape = "x".join(str(s) for s in result.input_shape)
-        print(f"{result.model}  input {shape}  convention {result.convention}")
-        print(f"  params  {result.params:,} ({result.mparams:.2f} M)")
-        print(f"  MACs    {result.macs:,} ({result.gmacs:.2f} G, reported as 'GFLOPs' in the papers)")
+        print(json.dumps({**result.to_dict(), **({"speed": speed.to_dict()} if speed else {})}))
+        return 0
+    shape = "x".join(str(s) for s in result.input_shape)
+    print(f"{result.model}  input {shape}  convention {result.convention}")
+    print(f"  params  {result.params:,} ({result.mparams:.2f} M)")
+    print(f"  MACs    {result.macs:,} ({result.gmacs:.2f} G, reported as 'GFLOPs' in the papers)")
+    if speed:
+        layout = ", channels-last" if speed.channels_last else ""
+        shape = "x".join(str(s) for s in speed.input_shape)
+        print(f"  speed   {speed.precision} on {speed.device} ({speed.threads} threads{layout}), batch {speed.batch} "
+              f"({shape}), best of {len(speed.step_seconds)}:")
+        print(f"          training   {speed.best_step_seconds:.3f} s/step  {speed.train_clips_per_second:.2f} clips/s")
+        if speed.inference_clips_per_second is not None:
+            print(f"          inference  {speed.inference_clips_per_second:.2f} clips/s")
+        print(f"          training at {speed.achieved_gflops:.1f} GFLOP/s = {speed.of_matmul_rate:.2f} of this "
+              f"device's {speed.precision} matrix-product rate ({speed.matmul_gflops:.1f} GFLOP/s, fvcore MACs)")
+        if speed.peak_memory_mib is not None:
+            what = "peak allocated" if speed.device.startswith("cuda") else "process peak resident"
+            print(f"          {what} {speed.peak_memory_mib:,.0f} MiB")
     return 0
 
 
