@@ -327,3 +327,17 @@ def test_sdpa_query_split_for_idle_threads_is_the_same_function(threads):
             torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("name", ["nl", "gta", "tape"])
+def test_blocks_export_with_a_dynamic_batch(name):
+    """torch.export with a dynamic batch: no layout fast path or attention choice may branch on the
+    (symbolic) batch size (``capturing_graph``); the exported program matches eager at another batch."""
+    torch.manual_seed(0)
+    block = randomize_(create(name, 32, num_frames=2)).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(block, (torch.randn(2, 32, 2, 8, 8),), dynamic_shapes=({0: batch},),
+                                  strict=False)
+    x = torch.randn(3, 32, 2, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), block(x), rtol=1e-5, atol=1e-5)
