@@ -67,7 +67,7 @@ class ModelConfig:
     checkpoint_blocks: bool = False
     #: Keep the trunk's 2-D convolution weights (and so their activations) channels-last (NHWC):
     #: the same function, faster on CPU for the R2D/TSM ResNets (``to_channels_last``;
-    #: docs/training.md "Speed"). Applies to training and to test/predict/export loading.
+    #: docs/training.md, Performance). Applies to training and to test/predict/export loading.
     channels_last: bool = False
 
 
