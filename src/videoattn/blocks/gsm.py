@@ -52,6 +52,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._attention import (
     PointwiseProjection,
+    capturing_graph,
     channels_first,
     channels_last,
     check_attention_impl,
@@ -148,12 +149,6 @@ class _GatedShift(torch.autograd.Function):
         return grad_x, grad_gate, None
 
 
-def _tracing() -> bool:
-    """True while torch.jit / ONNX trace or script the model: the autograd functions above write into
-    slices in place, which tracers record wrongly (ONNX) or cannot save (TorchScript)."""
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
-
-
 def _tap_sum_traceable(taps: torch.Tensor) -> torch.Tensor:
     """:class:`_TapSum`'s forward without in-place writes: zero-pad frames, rows and columns by one and
     add the 27 shifted windows."""
@@ -221,13 +216,15 @@ class GateShift(nn.Module):
         # each group's 27 taps x its C/2 channels: one batched matrix product for both groups
         taps = self.gate.weight.permute(0, 2, 3, 4, 1).reshape(2, 27, channels // 2)
         tap_maps = torch.matmul(taps, frames_first).view(batch, frames, 2, 3, 3, 3, height, width)
-        summed = _tap_sum_traceable(tap_maps) if _tracing() else _TapSum.apply(tap_maps)
+        summed = _tap_sum_traceable(tap_maps) if capturing_graph() else _TapSum.apply(tap_maps)
         pre_gate = summed + self.gate.bias.view(1, 1, 2, 1, 1)  # (N, T, 2, H, W)
         return torch.tanh(pre_gate).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("gsm", x, self.channels)
-        gated_shift = _gated_shift_traceable if _tracing() else _GatedShift.apply
+        # the autograd functions above write into slices in place, which tracers record wrongly (ONNX)
+        # or cannot save (TorchScript): while a graph is captured, the out-of-place forms
+        gated_shift = _gated_shift_traceable if capturing_graph() else _GatedShift.apply
         out = gated_shift(x, self.gate_maps(x), not self.released_order)
         if self.released_order:
             out = out.index_select(1, self._order)
