@@ -114,24 +114,6 @@ add_cases("sa_gsm", "sa_gsm", shapes=tuple(GSM_SHAPES), gate_norm=True, value="r
 # --- one case, inside the child process --------------------------------------------------------------
 
 
-def _peak_rss_bytes() -> int:
-    """This process's peak resident set size. On Linux ``VmHWM`` of ``/proc/self/status``: the peak of
-    this process's own address space. ``ru_maxrss`` is not that: Linux carries it over fork and exec,
-    so a child started by a parent with a larger resident set reports the parent's peak and the
-    growth measured over it comes out near 0 (it did: 0.0-4.5 MiB for NL blocks that need 77)."""
-    import resource
-
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
-
-
 def _count_macs(case: Case, batch: int) -> int:
     import torch
 
@@ -149,6 +131,7 @@ def _count_macs(case: Case, batch: int) -> int:
 def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None) -> dict:
     import torch
 
+    from videoattn.analysis.speed import peak_rss_bytes
     from videoattn.blocks import create, get_block_spec
 
     if threads:
@@ -181,7 +164,7 @@ def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
-        baseline = _peak_rss_bytes()
+        baseline = peak_rss_bytes()
     times = []
     for _ in range(runs + 1):  # the first pass is a warm-up, not timed
         sync()
@@ -192,7 +175,7 @@ def run_case(case: Case, batch: int, runs: int, device: str, threads: int | None
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() - baseline
     else:
-        peak = _peak_rss_bytes() - baseline
+        peak = peak_rss_bytes() - baseline
     timed = times[1:]
     return {
         "label": case.label, "block": case.block, "shape": case.shape, "options": case.options,

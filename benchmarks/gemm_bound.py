@@ -228,7 +228,7 @@ def run_shape(labels, shape: str, dtype_name: str, rounds: int, layout: str = "n
 
 
 def run_memory(label: str, shape: str) -> dict:
-    from blocks import _peak_rss_bytes
+    from videoattn.analysis.speed import peak_rss_bytes
 
     channels, frames, height, width = SHAPES[shape]
     block = build(label, channels, frames)
@@ -237,9 +237,9 @@ def run_memory(label: str, shape: str) -> dict:
     block(tiny).sum().backward()
     block.zero_grad(set_to_none=True)
     del tiny
-    baseline = _peak_rss_bytes()
+    baseline = peak_rss_bytes()
     (block(x) * torch.randn_like(x)).sum().backward()
-    return {"label": label, "shape": shape, "peak_memory_mib": (_peak_rss_bytes() - baseline) / 2**20}
+    return {"label": label, "shape": shape, "peak_memory_mib": (peak_rss_bytes() - baseline) / 2**20}
 
 
 # --- ResNet-50 trunk, NCHW vs channels-last ------------------------------------------------------------

@@ -36,7 +36,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
-from videoattn.analysis.speed import TrainingStep, matmul_rate  # noqa: E402
+from videoattn.analysis.speed import TrainingStep, matmul_rate, peak_rss_bytes  # noqa: E402
 
 
 def gemm_rates() -> dict[str, float]:
@@ -155,9 +155,7 @@ def _memory_child(args) -> None:
     case = StepCase(args.models, args.precisions, args.batch, args.frames, args.size,
                     checkpoint_blocks=args.checkpoint_blocks)
     seconds = case.step()
-    from blocks import _peak_rss_bytes  # VmHWM: ru_maxrss would carry the parent's peak over exec
-
-    print(json.dumps({"peak_rss_mib": _peak_rss_bytes() / 2**20, "step_seconds": seconds}))
+    print(json.dumps({"peak_rss_mib": peak_rss_bytes() / 2**20, "step_seconds": seconds}))
 
 
 def run_memory(args) -> dict:

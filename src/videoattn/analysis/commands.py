@@ -91,9 +91,8 @@ def run_profile(args) -> int:
             print(f"          inference  {speed.inference_clips_per_second:.2f} clips/s")
         print(f"          training at {speed.achieved_gflops:.1f} GFLOP/s = {speed.of_matmul_rate:.2f} of this "
               f"device's {speed.precision} matrix-product rate ({speed.matmul_gflops:.1f} GFLOP/s, fvcore MACs)")
-        if speed.peak_memory_mib is not None:
-            what = "peak allocated" if speed.device.startswith("cuda") else "process peak resident"
-            print(f"          {what} {speed.peak_memory_mib:,.0f} MiB")
+        what = "peak allocated" if speed.device.startswith("cuda") else "process peak resident"
+        print(f"          {what} {speed.peak_memory_mib:,.0f} MiB")
     return 0
 
 
