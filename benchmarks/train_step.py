@@ -37,6 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from videoattn.analysis.speed import TrainingStep, matmul_rate, peak_rss_bytes  # noqa: E402
+from videoattn.engine.builders import cpu_has_native_bf16  # noqa: E402
 
 
 def gemm_rates() -> dict[str, float]:
@@ -44,10 +45,6 @@ def gemm_rates() -> dict[str, float]:
     without native bf16 -- no AVX-512 BF16 / AMX -- the bf16 figure is a 512^2 probe's, the fallback
     kernel being far too slow for 2048^2)."""
     return {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
-
-
-def bf16_native() -> bool:
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _zeros_shift(x: torch.Tensor, n_div: int = 8) -> torch.Tensor:
@@ -103,7 +100,7 @@ def run_speed(args) -> dict:
     models = args.models.split(",")
     precisions = args.precisions.split(",")
     variants = args.variants.split(",")
-    native = bf16_native()
+    native = cpu_has_native_bf16()
     before = gemm_rates()
     print(f"GEMM before: {before}; native bf16: {native}", file=sys.stderr)
     results = []
