@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from blocks import SHAPES  # noqa: E402  (the harness's res3/res4 shapes)
+from videoattn.analysis.speed import matmul_rate  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "gemm_bound.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -146,14 +147,6 @@ def gemm_operands(gemms, dtype):
 
 def gemm_macs(gemms) -> int:
     return 3 * sum(b * m * k * n for b, m, k, n in gemms)
-
-
-def gemm_rate(dtype) -> float:
-    """GFLOP/s of a 2048^2 matmul in ``dtype`` (best of 5; a 512^2 probe's rate where the dtype has no
-    fast kernel): ``videoattn.analysis.speed.matmul_rate``."""
-    from videoattn.analysis.speed import matmul_rate
-
-    return matmul_rate(dtype)
 
 
 def build(label: str, channels: int, frames: int):
@@ -320,7 +313,7 @@ def main(argv=None) -> int:
         return 0
 
     report = json.loads(args.output.read_text()) if args.output.exists() else {}
-    rate_before = {name: gemm_rate(dtype) for name, dtype in DTYPES.items()}
+    rate_before = {name: matmul_rate(dtype) for name, dtype in DTYPES.items()}
     print(f"GEMM rate before: {rate_before}", flush=True)
     dtypes = args.dtype or list(DTYPES)
     skipped = {}
@@ -346,7 +339,7 @@ def main(argv=None) -> int:
                   f"vs official {r.get('vs_official_nl_paired_median', '-')}", flush=True)
     memory = {(m["label"], m["shape"]): m for m in report.get("memory", [])}
     if args.memory:
-        for shape in args.shape or ("res3", "res4"):
+        for shape in shapes:
             for label in ("nl", "nl/explicit", "official_nl"):
                 m = _child("memory", {"label": label, "shape": shape}, args.threads, args.timeout)
                 memory[(label, shape)] = m
@@ -358,7 +351,7 @@ def main(argv=None) -> int:
                        args.timeout)
             channels_last[dtype_name] = r
             print(f"channels-last {dtype_name}: {r}", flush=True)
-    rate_after = {name: gemm_rate(dtype) for name, dtype in DTYPES.items()}
+    rate_after = {name: matmul_rate(dtype) for name, dtype in DTYPES.items()}
     print(f"GEMM rate after: {rate_after}", flush=True)
 
     from videoattn.utils.io import atomic_write_json
@@ -377,7 +370,6 @@ def main(argv=None) -> int:
         "memory": list(memory.values()),
         "channels_last": list(channels_last.values()),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output, report)
     return 0
 

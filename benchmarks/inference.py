@@ -21,7 +21,6 @@ reported with clips/s = batch / median; the ratios to eager are the medians of t
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -100,8 +99,9 @@ def write_result(args, built: dict, times: dict, started: float) -> dict:
         "models": {name: {k: v for k, v in b.items() if k != "runners"} for name, b in built.items()},
         "cases": cases, "total_seconds": round(time.perf_counter() - started, 1),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    from videoattn.utils.io import atomic_write_json  # rewritten every round: never leave a torn file
+
+    atomic_write_json(args.output, result)
     return result
 
 
