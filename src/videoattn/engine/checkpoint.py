@@ -1,7 +1,7 @@
 """Checkpoints: atomic saves, safe loads, and the random-number state needed for exact resume.
 
 A checkpoint is a plain dict saved with ``torch.save`` through
-:func:`videoattn.utils.io.atomic_torch_save` (temporary file + ``os.replace``), so a process killed at
+:func:`videoattn.utils.io.atomic_write` (temporary file + ``os.replace``), so a process killed at
 any moment leaves either the previous complete file or the new complete file, never a torn one.
 Its ``"model"`` entry is the model's state dict (the unwrapped module, no ``module.`` prefix); a
 training checkpoint also holds optimizer, scaler, position (epoch, step in epoch, global step),

@@ -12,6 +12,7 @@ import torch
 
 from ..config import Config
 from ..errors import ConfigError
+from .checkpoint import previous_path
 
 __all__ = ["check_work_dir", "reseed", "restored_process_settings", "setup_determinism", "step_seed"]
 
@@ -70,7 +71,7 @@ def restored_process_settings() -> Iterator[None]:
 def check_work_dir(work_dir: Path, resume: bool) -> Path | None:
     """``work_dir/last.pt`` to resume from, None for a fresh run; refuse to overwrite a run."""
     last = work_dir / "last.pt"
-    if last.exists() or (work_dir / "last.prev.pt").exists():  # last.pt may have been set aside as corrupt
+    if last.exists() or previous_path(last).exists():  # last.pt may have been set aside as corrupt
         if not resume:
             raise ConfigError(f"config key 'train.work_dir': {str(work_dir)!r} already holds a run "
                               f"(last.pt); pass --resume to continue it or choose another train.work_dir")

@@ -61,10 +61,3 @@ def update_json_section(path: str | os.PathLike, section: str, value: Any) -> No
     data = json.loads(path.read_text()) if path.exists() else {}
     data[section] = value
     atomic_write_json(path, data, indent=1)
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    import torch
-
-    with atomic_write(path, "wb") as handle:
-        torch.save(obj, handle)
