@@ -5,6 +5,7 @@ exported at another crop size than its config's (``export --size``: the resize f
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,18 @@ def test_serve_onnx_without_torch_matches_predict(trained, tmp_path, config_over
     predicted = Predictor(config_path, checkpoint, overrides=OVERRIDES, topk=8).predict(video)
     assert [name for name, _ in served] == [item["class"] for item in predicted["top"]]
     assert [p for _, p in served] == pytest.approx([item["probability"] for item in predicted["top"]], abs=1e-4)
+
+
+def test_serve_onnx_refuses_a_resize_smaller_than_the_crop():
+    # files written before export kept the resize consistent with --size: say so instead of feeding
+    # the graph an input of the wrong size
+    import numpy as np
+
+    script = runpy.run_path(str(SCRIPT))
+    meta = {"num_frames": 4, "sampling": "tsn", "frame_interval": 1, "size": 48, "scale_size": 37,
+            "mean": [0.5] * 3, "std": [0.25] * 3, "pixel_range": 255}
+    frames = np.zeros((8, 40, 56, 3), dtype=np.uint8)
+    with pytest.raises(SystemExit, match="resize of 37 px, smaller than its 48 px input crop"):
+        script["prepare_clip"](frames, meta)
+    clip = script["prepare_clip"](frames, {**meta, "scale_size": 56})
+    assert clip.shape == (1, 3, 4, 48, 48)

@@ -2,7 +2,10 @@
 
 Everything videoattn writes that another run may read back (checkpoints, metrics, reports, caches)
 goes through :func:`atomic_write`: the content is written to a temporary file in the same folder,
-flushed and fsync'ed, then renamed over the destination in one step (``os.replace``).
+flushed and fsync'ed, then renamed over the destination in one step (``os.replace``). Writers that
+take a file name (exporters) use :func:`atomic_path` instead. Either way the file ends with the
+permissions of any new file under the process's umask (0644 under the usual 022), not the 0600 of
+the temporary file.
 """
 
 from __future__ import annotations
