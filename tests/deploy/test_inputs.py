@@ -95,7 +95,9 @@ def test_predict_many_on_a_folder_of_videos_equals_the_cli(trained, synthetic_ro
                  "--topk", "2", "--out", str(out), "--no-progress"]) == 0
     cli = {r["path"]: r["top"] for r in json.loads(out.read_text())["results"]}
     assert cli == {r["path"]: r["top"] for r in results}
-    with pytest.raises(Exception, match="a folder of 3 videos"):
+    from videoattn.errors import DataError
+
+    with pytest.raises(DataError, match="names 3 videos, not one"):
         predictor.predict(folder)
 
 

@@ -329,8 +329,9 @@ def export_module(model: nn.Module, fmt: str, out: str | os.PathLike, metadata: 
         with torch.no_grad():
             model(example)
     except Exception as error:  # noqa: BLE001 - one line, whatever the model raised
-        raise ExportError(f"{name} does not run on input {tuple(example.shape[1:])} (3, frames, size, size), so "
-                          f"it cannot be exported at this size: {_first_line(error)}; nothing written") from None
+        raise ExportError(f"{name} does not run on clips of {frames} frames of {size}x{size} (input (N, 3, {frames}, "
+                          f"{size}, {size})), so it cannot be exported for them: {_first_line(error)}; nothing "
+                          f"written") from None
     out = Path(out)
     with atomic_path(out) as tmp:
         try:

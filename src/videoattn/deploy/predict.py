@@ -131,8 +131,8 @@ class Predictor:
         "num_frames", "windows": [...]}``; raises :class:`DataError` if it cannot be read."""
         found = collect_inputs(str(path))
         if len(found) != 1:
-            raise DataError(f"{path}: a folder of {len(found)} videos, not one video; use predict_many "
-                            f"(or `videoattn predict`) for folders")
+            raise DataError(f"{path}: names {len(found)} videos, not one (a folder or list of videos); use "
+                            f"predict_many or `videoattn predict` for several")
         results, skipped = self.predict_many(found)
         if skipped:
             raise DataError(f"{skipped[0]['path']}: {skipped[0]['reason']}")
