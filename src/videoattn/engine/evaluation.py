@@ -37,7 +37,7 @@ from .guard import worker_death as _worker_death
 from .metrics import confusion_matrix, summarize_scores
 from .preflight import check_media_present
 
-__all__ = ["evaluate", "load_model_for", "predict_scores"]
+__all__ = ["class_names_for", "evaluate", "load_model_for", "predict_scores"]
 
 
 @torch.no_grad()
@@ -209,6 +209,80 @@ def load_model_for(config: Config, checkpoint: str | None, num_dataset_classes: 
     model_config, state = _model_config_for(config, checkpoint)
     model = _build_member(model_config, state, str(checkpoint or config.model.weights), num_dataset_classes)
     return model.eval(), model_config, state
+
+
+def _config_classes(config: Config) -> tuple[list[str] | None, list[str]]:
+    """The class list of the config's dataset as ``videoattn test`` reads it (the annotation reader
+    with the arguments ``build_dataset_for`` gives it), trying the val, test and train splits in
+    turn; ``(classes or None, why each split gave none)``."""
+    import os
+
+    from ..data.annotations import FORMATS, load_annotations, load_image_folder
+    from ..data.dataset import _DEFAULT_TEMPLATES
+
+    data = config.data
+    options = dict(data.options or {})
+    failures: list[str] = []
+    for split in ("val", "test", "train"):
+        annotations = getattr(data, f"{split}_annotations")
+        if not annotations:
+            continue
+        key = f"data.{split}_annotations"
+        try:
+            if data.format == "image_folder":
+                labels = data.labels
+                if labels is None and data.train_annotations:
+                    labels = os.path.join(data.root, data.train_annotations)
+                _, classes = load_image_folder(annotations, root=data.root, labels=labels)
+            else:
+                spec = FORMATS.get(data.format)
+                template = options.get("frame_template") or _DEFAULT_TEMPLATES.get(data.format)
+                _, classes = load_annotations(
+                    data.format, annotations, root=data.root or None, labels=data.labels,
+                    frame_template=template if spec is not None and spec.frames else None,
+                    subset=getattr(data, f"{split}_subset"), video_extension=options.get("video_extension"))
+        except Exception as error:  # noqa: BLE001 - every failure is reported in the one-line error
+            text = " ".join(str(error).split())
+            failures.append(f"{key} ({annotations!r}): {text[:160]}")
+            continue
+        if classes:
+            return [str(name) for name in classes], failures
+        failures.append(f"{key} ({annotations!r}): no classes")
+    return None, failures
+
+
+def class_names_for(config: Config, state: dict[str, Any] | None = None, num_classes: int | None = None,
+                    checkpoint: str | None = None) -> list[str]:
+    """The model's class names: the one source ``test``, ``predict``, ``export`` and ``visualize`` use.
+
+    The checkpoint's ``classes`` (``state``, what ``best.pt``/``last.pt`` save) when it has them,
+    else the classes of the config's dataset read exactly as ``videoattn test`` reads them (labels
+    file / annotations of the val, test or train split), else a :class:`CheckpointError` saying
+    neither is available. ``num_classes`` (the model's) is checked against the names' count. The
+    flip policy (``swap_left_right`` pairs) of ``predict`` is derived from these names, so they must
+    be the names the model was trained with, never numbers.
+    """
+    source = f"checkpoint {checkpoint!r}" if checkpoint else "the checkpoint"
+    saved = (state or {}).get("classes")
+    if saved:
+        names = [str(name) for name in saved]
+        if num_classes and len(names) != num_classes:
+            raise CheckpointError(f"{source} lists {len(names)} class names for a model of {num_classes} "
+                                  f"classes")
+        return names
+    names, failures = _config_classes(config)
+    what = (f"{source} stores no class names ('classes')" if state is not None
+            else f"whole-model weights (model.weights {config.model.weights!r}) store no class names")
+    if names is None:
+        why = "; ".join(failures) if failures else "data.val_annotations, test_annotations and " \
+            "train_annotations are not set"
+        raise CheckpointError(f"no class names: {what}, and the config's dataset gives none ({why}); set "
+                              f"data.labels (and an annotation file) to the class list the model was trained on")
+    if num_classes and len(names) != num_classes:
+        raise CheckpointError(f"no class names: {what}, and the config's dataset lists {len(names)} classes "
+                              f"for a model of {num_classes}; set data.labels to the class list the model "
+                              f"was trained on")
+    return names
 
 
 def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = None, split: str = "val",

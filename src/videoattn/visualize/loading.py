@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Config, ModelConfig, load_config
+from ..config import Config, ModelConfig
 from ..errors import ConfigError, DataError
 
 __all__ = ["Clip", "class_names", "load_clip", "load_model", "resolve_config"]
@@ -29,7 +29,10 @@ class Clip:
 
 
 def resolve_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    return config if isinstance(config, Config) else load_config(config, list(overrides))
+    """``config`` with ``overrides`` applied, a :class:`Config` as well as a path (as ``Predictor``)."""
+    from ..deploy.inputs import resolve_config as resolve
+
+    return resolve(config, overrides)
 
 
 def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module, ModelConfig]:
@@ -57,21 +60,19 @@ def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module
     return model.eval(), model_config
 
 
-def class_names(config: Config) -> list[str]:
-    """The class names of the config's dataset (from its val or train annotations), or [] if they
-    cannot be read; only used to label figures."""
-    from ..data.annotations import load_annotations
+def class_names(config: Config, checkpoint: str | Path | None = None) -> list[str]:
+    """The class names figures are labelled with, from the one source ``test``, ``predict`` and
+    ``export`` use (:func:`~videoattn.engine.evaluation.class_names_for`: the checkpoint's, else the
+    config's dataset's as ``test`` reads them), or [] when neither has any: names only label figures."""
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.evaluation import class_names_for
+    from ..errors import CheckpointError
 
-    data = config.data
-    for listing in (data.val_annotations, data.train_annotations):
-        if not listing or data.format == "image_folder":
-            continue
-        try:
-            _, classes = load_annotations(data.format, listing, root=data.root or None, labels=data.labels)
-            return list(classes)
-        except Exception:  # noqa: BLE001 - names are decoration; the clip itself is read below
-            continue
-    return []
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    try:
+        return class_names_for(config, state, checkpoint=None if checkpoint is None else str(checkpoint))
+    except CheckpointError:
+        return []
 
 
 def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
