@@ -52,6 +52,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._attention import (
     PointwiseProjection,
+    batch_norm_standard,
     capturing_graph,
     channels_first,
     channels_last,
@@ -59,6 +60,7 @@ from ._attention import (
     check_video_input,
     fused_projections,
     softmax_attention,
+    standard_layout,
 )
 from .registry import register_block
 
@@ -143,7 +145,9 @@ class _GatedShift(torch.autograd.Function):
         grad_gated[:, future, :, 1:] += grad_halves[:, future, :, :-1]
         grad_x = grad_gate = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2)
+            # at batch 1 the element-wise result of a channels_last_3d gradient comes out with batch stride
+            # C, not C*T*H*W: a layout PyTorch's BN backward mishandles (_attention.standard_layout)
+            grad_x = standard_layout((grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2))
         if ctx.needs_input_grad[1]:
             grad_gate = (grad_gated * x.unflatten(1, (2, x.shape[1] // 2))).sum(2)
         return grad_x, grad_gate, None
@@ -207,7 +211,7 @@ class GateShift(nn.Module):
 
     def gate_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``tanh(W * X)`` (of ``ReLU(BN(X))`` with ``gate_norm``): ``(N, 2, T, H, W)``."""
-        source = F.relu(self.gate_bn(x)) if self.gate_bn is not None else x
+        source = F.relu(batch_norm_standard(self.gate_bn, x)) if self.gate_bn is not None else x
         if self.gate_impl == "conv3d":
             return torch.tanh(self.gate(source))
         batch, channels, frames, height, width = source.shape
