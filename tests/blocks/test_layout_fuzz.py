@@ -8,7 +8,7 @@ it (the backbone's): no dense tensor whose batch stride is not the dense one (se
 ``test_torch_batchnorm_backward_is_wrong_for_a_batch1_odd_stride_gradient`` below, the PyTorch
 behaviour this guards against).
 
-A fixed sample of layout pairs runs by default (the two batch-1 pairs that exposed the PyTorch bug
+A fixed sample of nine layout pairs runs by default (three batch-1 pairs that exposed the PyTorch bug
 always among them); ``VIDEOATTN_SLOW=1`` runs all 3 x 9 x 9 combinations per block.
 """
 
@@ -32,6 +32,7 @@ CHANNELS, FRAMES, HEIGHT, WIDTH = 32, 4, 6, 6
 FUZZ_CASES: dict[str, list[dict]] = {
     "chain": [CONTRACT_OPTIONS["chain"], {"blocks": ["glore", "gsm"]}],
     "gsm": [{}, {"gate_norm": True, "released_order": True}, {"gate_impl": "conv3d"}],
+    "sa_gsm": [{}, {"gate_norm": True, "released_order": True, "value": "released"}],
     "bat3d": [CONTRACT_OPTIONS["bat3d"], {"s": 3, "k": 0, "tk": 2}],
 }
 
