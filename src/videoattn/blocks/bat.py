@@ -203,7 +203,8 @@ class _BATBase(nn.Module):
         if self.tk:
             t_full = block_expand(self.temporal_matrix(features, batch, frames), frames // self.ts)
             h2, w2 = y.shape[-2:]
-            grouped = y.view(batch, frames, self.tk, inner // self.tk * h2 * w2).transpose(1, 2)
+            # reshape: y is the reduced map itself when k=0, channels-last for a channels-last input
+            grouped = y.reshape(batch, frames, self.tk, inner // self.tk * h2 * w2).transpose(1, 2)
             y = (t_full @ grouped).transpose(1, 2).reshape(nt, inner, h2, w2)
         return y
 

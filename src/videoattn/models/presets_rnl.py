@@ -34,6 +34,7 @@ TSM_LAYOUT = {"res3": (0, 2), "res4": (0, 2, 4)}  # RNL release / TSM repository
 TSM_PLAN = "res3: 0,2; res4: 0,2,4"
 RELEASED_KERNELS = {"res3": (3, 7, 7), "res4": (3, 3, 3)}
 PAPER_KERNELS = {"res3": (3, 7, 7), "res4": (3, 7, 7)}
+RELEASED_SE_MOMENTUM = 0.01  # BatchNorm1d momentum of the release's ChannelGate (running statistics only)
 
 
 def rnl_insertions(region_kernels: Mapping, se_reduction: int | None, rnl_options: Mapping | None) -> list[dict]:
@@ -52,7 +53,7 @@ def rnl_insertions(region_kernels: Mapping, se_reduction: int | None, rnl_option
         if se_reduction is None:
             insertions.append({**rnl, "plan": plan})
         else:
-            se = {"name": "se_add", "options": {"reduction": se_reduction}}
+            se = {"name": "se_add", "options": {"reduction": se_reduction, "momentum": RELEASED_SE_MOMENTUM}}
             insertions.append({"name": "chain", "plan": plan, "options": {"blocks": [se, rnl]}})
     return insertions
 
