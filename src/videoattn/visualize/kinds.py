@@ -227,14 +227,16 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
     for name, module in found:
         assignment = maps.gta_regions(module, records[name])  # (T', h, w, K)
         strength = np.abs(assignment).sum(axis=(1, 2))  # (T', K)
-        overlays, titles = [], []
+        overlays, titles, shown = [], [], set()
         for t in range(num_frames):
             tt = clip_frame_index(t, num_frames, assignment.shape[0])
             chosen = [int(k) for k in np.argsort(-strength[tt])[:top]]
             overlays.append(region_overlay(assignment[tt], chosen, colours[np.arange(max(chosen) + 1) % len(colours)]))
             titles.append(f"frame {t}: " + " ".join(f"r{k}" for k in chosen))
+            shown.update(chosen)
+        legend = [(f"region r{k}", tuple(float(v) for v in colours[k % len(colours)])) for k in sorted(shown)]
         rows.append(Row(f"{name.removesuffix('.temporal')}\nK={assignment.shape[-1]} regions", overlays, titles=titles,
-                        rgba=True))
+                        rgba=True, legend=legend))
     return [draw_rows(clip.frames, rows, out / "gta_regions.png",
                       f"Region GTA: the {top} strongest regions of each frame (colour = region index, "
                       f"opacity: |G_R| from 30% to 100% of the region's peak). {_prediction(logits, clip.classes)}")]

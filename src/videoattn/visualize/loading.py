@@ -29,7 +29,18 @@ class Clip:
 
 
 def resolve_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    return config if isinstance(config, Config) else load_config(config, list(overrides))
+    """A YAML path is loaded with ``overrides`` applied; a :class:`Config` gets them on a copy (the
+    caller's object is left as it is)."""
+    if not isinstance(config, Config):
+        return load_config(config, list(overrides))
+    if not overrides:
+        return config
+    from ..config import apply_overrides, config_from_dict
+
+    try:
+        return config_from_dict(apply_overrides(config.to_dict(), list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"overrides {list(overrides)!r} on the given Config: {error}") from None
 
 
 def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module, ModelConfig]:
