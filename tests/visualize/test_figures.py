@@ -66,9 +66,6 @@ def test_attention_bar_labels_clear_the_last_frame(tiny_setup, tmp_path, figures
 
 
 def test_gta_regions_has_a_colour_key_per_row(tiny_setup, tmp_path, figures):
-    from matplotlib import colormaps
-    from matplotlib.colors import to_rgba
-
     config, checkpoint, video, _ = tiny_setup
     visualize("gta-regions", config, checkpoint, video, out=tmp_path)
     (name, fig, renderer), = figures
@@ -79,11 +76,27 @@ def test_gta_regions_has_a_colour_key_per_row(tiny_setup, tmp_path, figures):
     legend = legends[0]
     shown = sorted({int(word[1:]) for ax in panels for word in ax.get_title().split()[2:]})
     assert [t.get_text() for t in legend.get_texts()] == [f"region r{k}" for k in shown]
-    tab20 = colormaps["tab20"].colors
-    for k, patch in zip(shown, legend.get_patches()):
-        assert np.allclose(patch.get_facecolor(), to_rgba(tab20[k % 20]))
+    key = {k: np.asarray(patch.get_facecolor()[:3]) for k, patch in zip(shown, legend.get_patches())}
+    # distinct colours (not a hue and its light shade): every pair differs by 0.2 in some channel
+    assert all(np.abs(key[a] - key[b]).max() > 0.2 for a in key for b in key if a < b)
+    for ax in panels:  # every coloured pixel has the key's colour of a region named in the panel's title
+        overlay = ax.images[1].get_array()
+        painted = overlay[..., :3][overlay[..., 3] > 0]
+        named = [key[int(word[1:])] for word in ax.get_title().split()[2:]]
+        assert len(painted) and all(min(np.abs(pixel - c).max() for c in named) < 1e-6 for pixel in painted)
     box = legend.get_window_extent(renderer)
     assert not any(_boxes_overlap(box, panel.get_window_extent(renderer)) for panel in panels)
+    # all 8 regions of a GTA block in every frame: 8 distinct colours in the key
+    from videoattn.visualize.kinds import gta_regions_figure
+    from videoattn.visualize.loading import load_clip
+
+    model = tiny_model(_num_classes(config), blocks=[{"name": "gta", "plan": "res3: 0",
+                                                      "options": {"num_groups": 2, "num_regions": 8}}])
+    gta_regions_figure(model, load_clip(load_config(config), video, 4), tmp_path, top=8)
+    legend = [ax.get_legend() for ax in figures[-1][1].axes if ax.get_legend() is not None][0]
+    colours = [np.asarray(patch.get_facecolor()[:3]) for patch in legend.get_patches()]
+    assert len(colours) == 8
+    assert all(np.abs(a - b).max() > 0.2 for i, a in enumerate(colours) for b in colours[i + 1:])
 
 
 def _write_run(directory: Path, offset: float, epochs: int = 6) -> None:
@@ -126,7 +139,7 @@ def test_curves_train_and_val_differ_in_line_and_marker(tmp_path, figures):
         assert train.get_marker() in ("None", None, "", " ")  # no markers over the training line
         assert val.get_marker() == "o" and val.get_markerfacecolor() == "white"  # open: the dashes show through
         every = val.get_markevery()
-        assert every not in (None, 1)  # 30 epochs: not a marker on every point
+        assert isinstance(every, int) and every > 1 and len(val.get_xdata()[::every]) <= 12  # 30 epochs
     with_markers = [t for t in fig.axes[0].get_legend().get_lines()]
     assert {line.get_linestyle() for line in with_markers} == {"-", "--"}
 

@@ -93,7 +93,7 @@ def draw_curves(histories: Sequence[tuple[str, list[dict]]]):
                 else:
                     style = {"linestyle": (0, (4, 2)), "linewidth": 1.4, "marker": "o", "markersize": 4.5,
                              "markerfacecolor": "white", "markeredgewidth": 1.2,
-                             "markevery": max(1, len(points) // 12)}
+                             "markevery": -(-len(points) // 12)}  # at most 12 circles
                 ax.plot(*zip(*points), color=colour, label=f"{name} {split}", **style)
             ax.set_xlabel("epoch")
             ax.set_title(label, fontsize=10)

@@ -222,7 +222,12 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                           f"(region=False); it has {block_summary(model)}")
     records, logits = run_with_capture(model, clip, (GlobalTemporalAttention,), select)
     num_frames = clip.frames.shape[0]
-    colours = np.asarray(_pyplot().get_cmap("tab20").colors)
+    # tab20's dark colours, then its light ones, red last: regions 0-8 get nine distinct hues (tab20 in its
+    # own order pairs each hue with its light shade, so regions 2k and 2k+1 looked alike), and red, the
+    # colour of attention maps (and of the demo's moving object), is used only beyond 18 regions
+    tab20 = np.asarray(_pyplot().get_cmap("tab20").colors)
+    order = [i for i in range(0, 20, 2) if i != 6] + [i for i in range(1, 20, 2) if i != 7] + [6, 7]
+    colours = tab20[order]
     rows = []
     for name, module in found:
         assignment = maps.gta_regions(module, records[name])  # (T', h, w, K)
