@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Config, apply_overrides, config_from_dict, load_config
+from ..errors import ConfigError
 
 __all__ = ["IMAGE_EXTENSIONS", "LIST_EXTENSIONS", "VIDEO_EXTENSIONS", "collect_inputs", "decoder_for_input",
            "inference_config", "is_frame_folder", "resolve_config"]
@@ -99,4 +100,7 @@ def resolve_config(config: Config | str | os.PathLike, overrides: Sequence[str] 
         return load_config(config, list(overrides))
     if not overrides:
         return config
-    return config_from_dict(apply_overrides(config.to_dict(), list(overrides)))
+    try:  # on a copy: the caller's object is left as it is
+        return config_from_dict(apply_overrides(config.to_dict(), list(overrides)))
+    except ConfigError as error:
+        raise ConfigError(f"overrides {list(overrides)!r} on the given Config: {error}") from None

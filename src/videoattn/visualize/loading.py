@@ -82,6 +82,7 @@ def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
     from ..data.dataset import _DEFAULT_TEMPLATES, VideoDataset
     from ..data.decoders import build_decoder
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_clip_transform
+    from ..deploy.inputs import decoder_for_input
 
     path = Path(video)
     if not path.exists():
@@ -97,8 +98,8 @@ def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
                                      mean=mean, std=std)
     frames_dir = path.is_dir()
     template = options.get("frame_template") or _DEFAULT_TEMPLATES.get(data.format, "{:05d}.jpg")
-    # The config's decoder, unless it reads the other kind of media than the given path is.
-    name = data.decoder if (data.decoder == "frames") == frames_dir or data.decoder == "auto" else "auto"
+    # The config's decoder, unless it reads the other kind of media than the given path is (as predict).
+    name = decoder_for_input(data.decoder, frames_dir)
     decoder = build_decoder(name, frames=frames_dir, frame_template=template if frames_dir else None)
     record = VideoRecord(path=str(path), label=-1, video_id=path.stem, is_frames=frames_dir)
     dataset = VideoDataset([record], [], decoder=decoder, transform=transform, split="val", num_frames=num_frames,

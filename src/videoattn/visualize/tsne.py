@@ -1,8 +1,9 @@
 """t-SNE of clip features over a dataset split, coloured by class (SA-GSM Fig. 9).
 
-Each video of the split is read as ``videoattn test`` reads it (one centre clip, ``1x1``); its feature
-is the input of the classifier (the backbone's pooled feature) averaged over the frames, captured by a
-forward pre-hook on ``model.fc``. The 2-D embedding is scikit-learn's :class:`~sklearn.manifold.TSNE`.
+Each video of the split, the training split included, is read as ``videoattn test`` reads a validation
+video (one centre clip, ``1x1``, no augmentation); its feature is the input of the classifier (the
+backbone's pooled feature) averaged over the frames, captured by a forward pre-hook on ``model.fc``.
+The 2-D embedding is scikit-learn's :class:`~sklearn.manifold.TSNE`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ def clip_features(model: nn.Module, config: Config, split: str = "val", max_vide
     head = getattr(model, "fc", None)
     if not isinstance(head, nn.Linear):
         raise ConfigError("visualize tsne: the model has no linear classifier 'fc' whose input to read")
-    dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1")
+    if split == "train":
+        # The training split read like the others (the evaluation transforms: one centre clip, centre crop,
+        # no flip), not with the training augmentation build_dataset_for gives its "train" split.
+        import dataclasses
+
+        data = dataclasses.replace(config.data, val_annotations=config.data.train_annotations,
+                                   val_subset=config.data.train_subset)
+        dataset = build_dataset_for(dataclasses.replace(config, data=data), "val", num_frames=num_frames, views="1x1")
+    else:
+        dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1")
     total = len(dataset) if max_videos is None else min(len(dataset), max_videos)
     sampler = ResumableSampler(total, shuffle=False, num_replicas=1, rank=0, drop_last=False)
     loader = build_loader_for(dataset, config.eval.batch_size, sampler, 0, False, seed=0, drop_last=False)
