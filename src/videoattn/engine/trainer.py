@@ -68,7 +68,14 @@ from .guard import (
 from .lock import work_dir_lock
 from .metrics import summarize_scores
 from .preflight import check_media_present
-from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
+from .process import (
+    check_work_dir,
+    deterministic_cublas_workspace,
+    reseed,
+    restored_process_settings,
+    setup_determinism,
+    step_seed,
+)
 from .progress import EpochMeters, ProgressBar
 from .run_files import write_run_files
 from .runlog import RunLogger
@@ -135,6 +142,8 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     t = config.train
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
+    if t.deterministic:
+        deterministic_cublas_workspace()  # before init_distributed's first CUDA call
     ctx = ctx or init_distributed(t.device)
     try:
         with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
