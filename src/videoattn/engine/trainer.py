@@ -96,7 +96,11 @@ def build_optimizer(parameters: Sequence[torch.nn.Parameter], t: Any) -> torch.o
     """
     parameters = list(parameters)
     devices = {p.device.type for p in parameters}
-    fused = len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+    # Not with fp16's gradient scaler: fused SGD allocates its momentum buffers uninitialised
+    # (empty_like) at the first step and leaves them so when the scaler skips that step for an
+    # overflowed gradient; the next step then reads them as momentum (torch 2.13; tests/cuda/test_amp.py).
+    fused = (len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+             and getattr(t, "precision", "fp32") != "fp16")
     return torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                            nesterov=t.nesterov, **({"fused": True} if fused else {}))
 
