@@ -120,7 +120,7 @@ export -f install_package run_pytest write_config first_video run_if_present
 RESULTS=() ; FAILED=0 ; START=$SECONDS ; declare -A WORD
 for i in "${!NAMES[@]}"; do
   name=${NAMES[$i]} ; limit=${LIMITS[$i]} ; log="$DIR/logs/$name.log" ; t0=$SECONDS
-  if [[ "$name" =~ -(test|predict|export)$ ]] && [ "${WORD[${name%%-*}-train]}" != PASS ]; then
+  if [[ "$name" =~ -(test|predict|export)$ ]] && [ "${WORD[${name%%-*}-train]:-}" != PASS ]; then
     RESULTS+=("$(printf 'SKIP  %5ss  %-18s %s' 0 "$name" "(no checkpoint: ${name%%-*}-train failed)")"); continue
   fi
   # Each stage: its own time limit (timeout stops the stage's whole process group), output to its log.
