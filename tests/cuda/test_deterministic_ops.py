@@ -93,3 +93,30 @@ def _leaves(tensor):
             found.append(fn.variable)
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
     return found
+
+
+# res3 of the 32-px tiny recipe is 4 x 4 (avg_pool3d refuses an input smaller than its kernel).
+RNL_AVG = {"options": {"variant": "tsm", "base_channels": 8,
+                       "blocks": [{"name": "rnl", "plan": "res3: 1",
+                                   "options": {"aggregation": "avg", "kernel_size": [3, 3, 3]}}]}}
+
+
+@pytest.mark.cuda
+def test_training_a_block_without_deterministic_cuda_kernel_is_one_config_error(make_config, tmp_path):
+    from videoattn.engine import train
+    from videoattn.errors import ConfigError
+
+    steps = {"device": "cuda", "max_steps": 1, "val_interval": 0}
+    with pytest.raises(ConfigError, match=r"^config key 'train.deterministic'.*runs avg_pool3d_backward_cuda"):
+        train(make_config(tmp_path / "det", train={**steps, "deterministic": True}, model=RNL_AVG))
+    assert train(make_config(tmp_path / "free", train={**steps, "deterministic": False},
+                             model=RNL_AVG)).global_step == 1
+
+
+def test_the_same_block_trains_in_deterministic_mode_on_cpu(make_config, tmp_path):
+    """CPU twin: on the CPU avg_pool3d's backward is deterministic, so the same recipe trains."""
+    from videoattn.engine import train
+
+    config = make_config(tmp_path / "cpu", train={"device": "cpu", "deterministic": True, "max_steps": 1,
+                                                  "val_interval": 0}, model=RNL_AVG)
+    assert train(config).global_step == 1

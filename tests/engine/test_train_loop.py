@@ -159,6 +159,41 @@ def test_deterministic_mode_sets_its_flags_before_the_device_is_chosen(make_conf
     assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == saved_cudnn
 
 
+class _PutsIntoLogits(torch.nn.Module):
+    """The model plus an operator torch refuses in deterministic mode even on the CPU (``put_``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, video):
+        logits = self.inner(video).clone()
+        return logits.put_(torch.tensor([0]), logits.reshape(-1)[:1] * 1.0)
+
+
+def test_operator_without_deterministic_kernel_is_one_config_error(make_config, make_config_file, tmp_path,
+                                                                   monkeypatch, capsys):
+    import videoattn.engine.trainer as trainer_module
+    from videoattn.cli import main
+
+    real_build = trainer_module.build_model
+    monkeypatch.setattr(trainer_module, "build_model",
+                        lambda *args, **kwargs: _PutsIntoLogits(real_build(*args, **kwargs)))
+    common = {"max_steps": 1, "val_interval": 0}
+    with pytest.raises(ConfigError) as caught:
+        train(make_config(tmp_path / "det", train={**common, "deterministic": True}))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("config key 'train.deterministic'")
+    assert "runs put_," in message and "train.deterministic=false" in message
+    assert not torch.are_deterministic_algorithms_enabled()
+    # The same model trains without deterministic mode: only torch's refusal is translated.
+    assert train(make_config(tmp_path / "free", train={**common, "deterministic": False})).global_step == 1
+    path = make_config_file(tmp_path / "c.yaml", tmp_path / "cli", train={**common, "deterministic": True})
+    assert main(["train", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs put_" in err[0]
+
+
 def test_partial_bn_freezes_all_but_first_bn_and_bf16_runs(make_config, tmp_path):
     config = make_config(tmp_path / "pbn",
                      train={"freeze_bn": "partial", "precision": "bf16", "max_steps": 2, "val_interval": 0})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from ..config import Config
 from ..errors import ConfigError
 from .checkpoint import previous_path
 
-__all__ = ["CUBLAS_WORKSPACE", "check_work_dir", "deterministic_cublas_workspace", "reseed",
-           "restored_process_settings", "setup_determinism", "step_seed"]
+__all__ = ["CUBLAS_WORKSPACE", "check_work_dir", "deterministic_cublas_workspace", "nondeterministic_op_error",
+           "reseed", "restored_process_settings", "setup_determinism", "step_seed"]
 
 #: The cuBLAS workspace setting that makes cuBLAS reproducible (CUDA >= 10.2 docs, "Results
 #: reproducibility"); ``torch.use_deterministic_algorithms(True)`` refuses cuBLAS calls without it.
@@ -48,6 +49,21 @@ def deterministic_cublas_workspace() -> None:
     stays set for the rest of the process (it only fixes the size of cuBLAS's workspaces).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def nondeterministic_op_error(error: BaseException) -> ConfigError | None:
+    """The one-line ConfigError for torch's refusal of an operator in deterministic mode, else None.
+
+    torch raises ``RuntimeError("<op> does not have a deterministic implementation, but you set
+    'torch.use_deterministic_algorithms(True)'. ...")`` (several lines) when such an operator runs.
+    """
+    found = re.match(r"\s*(\S+) does not have a deterministic implementation", str(error))
+    if not isinstance(error, RuntimeError) or not found:
+        return None
+    return ConfigError(f"config key 'train.deterministic': true, but this model runs {found.group(1)}, which "
+                       f"has no deterministic implementation on this device (docs/reliability.md names the "
+                       f"blocks and options that use it); set train.deterministic=false or choose block "
+                       f"options without it")
 
 
 def setup_determinism(config: Config) -> None:

@@ -71,6 +71,7 @@ from .preflight import check_media_present
 from .process import (
     check_work_dir,
     deterministic_cublas_workspace,
+    nondeterministic_op_error,
     reseed,
     restored_process_settings,
     setup_determinism,
@@ -152,6 +153,11 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     try:
         with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
             return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+    except RuntimeError as error:
+        explained = nondeterministic_op_error(error) if t.deterministic else None
+        if explained is None:
+            raise
+        raise explained from None
     finally:
         if own_ctx:
             ctx.close()
