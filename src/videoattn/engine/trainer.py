@@ -68,7 +68,15 @@ from .guard import (
 from .lock import work_dir_lock
 from .metrics import summarize_scores
 from .preflight import check_media_present
-from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
+from .process import (
+    check_work_dir,
+    deterministic_cublas_workspace,
+    nondeterministic_op_error,
+    reseed,
+    restored_process_settings,
+    setup_determinism,
+    step_seed,
+)
 from .progress import EpochMeters, ProgressBar
 from .run_files import write_run_files
 from .runlog import RunLogger
@@ -89,7 +97,11 @@ def build_optimizer(parameters: Sequence[torch.nn.Parameter], t: Any) -> torch.o
     """
     parameters = list(parameters)
     devices = {p.device.type for p in parameters}
-    fused = len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+    # Not with fp16's gradient scaler: fused SGD allocates its momentum buffers uninitialised
+    # (empty_like) at the first step and leaves them so when the scaler skips that step for an
+    # overflowed gradient; the next step then reads them as momentum (torch 2.13; tests/cuda/test_amp.py).
+    fused = (len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+             and getattr(t, "precision", "fp32") != "fp16")
     return torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                            nesterov=t.nesterov, **({"fused": True} if fused else {}))
 
@@ -135,10 +147,17 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     t = config.train
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
+    if t.deterministic:
+        deterministic_cublas_workspace()  # before init_distributed's first CUDA call
     ctx = ctx or init_distributed(t.device)
     try:
         with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
             return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+    except RuntimeError as error:
+        explained = nondeterministic_op_error(error) if t.deterministic else None
+        if explained is None:
+            raise
+        raise explained from None
     finally:
         if own_ctx:
             ctx.close()
