@@ -486,9 +486,12 @@ def _blame(error: ConfigError, path, raw: dict[str, Any], overrides: list[str]) 
     file (when the file alone fails the same way), else the file and all ``--set`` values together."""
     import shlex
 
+    def quote(text: str) -> str:  # as typed in a shell; repr for what a shell line cannot show
+        return shlex.quote(text) if text.isprintable() else repr(text)
+
     culprit = _override_behind(error, overrides)
     if culprit is not None:
-        return ConfigError(f"--set {shlex.quote(culprit)}: {error}")
+        return ConfigError(f"--set {quote(culprit)}: {error}")
     if not overrides:
         return ConfigError(f"{path}: {error}") if path is not None else error
     try:
@@ -499,7 +502,7 @@ def _blame(error: ConfigError, path, raw: dict[str, Any], overrides: list[str]) 
     if path is not None and file_alone == str(error):
         return ConfigError(f"{path}: {error}")
     where = f"{path} with " if path is not None else ""
-    return ConfigError(f"{where}--set {' '.join(shlex.quote(o) for o in overrides)}: {error}")
+    return ConfigError(f"{where}--set {' '.join(quote(o) for o in overrides)}: {error}")
 
 
 def config_to_yaml(config: Config) -> str:
