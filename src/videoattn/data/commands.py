@@ -58,8 +58,11 @@ def register(subparsers) -> None:
     synth.add_argument("--num-videos", type=int, default=400, help="videos in total (default 400)")
     synth.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
     synth.add_argument("--size", type=int, default=64, help="frame height and width, even (default 64)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--format", default="webm", choices=("webm", "mp4", "frames"))
+    synth.add_argument("--seed", type=int, default=0,
+                       help="random seed: the same seed and sizes give the same videos (default 0)")
+    synth.add_argument("--format", default="webm", choices=("webm", "mp4", "frames"),
+                       help="webm (VP9, as SSv2) or mp4 (H.264) videos, or frames: JPEG frame folders as SSv1 "
+                       "(default webm)")
     synth.add_argument("--num-pairs", type=int, default=4, help="time-reversed class pairs, 1..5 (default 4)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering/encoding (default 1)")
     synth.set_defaults(func=run_synth)
