@@ -272,3 +272,22 @@ def test_a_bad_flag_in_a_doc_is_reported_with_file_and_line(tmp_path, monkeypatc
     assert len(problems) == 2
     assert problems[0].startswith("docs/x.md:4: `videoattn test` has no flag --view")
     assert problems[1].startswith("docs/x.md:6: config key `train.lrr`: no key 'lrr' in train")
+
+
+def _action(path: tuple[str, ...], flag: str) -> argparse.Action:
+    parser = build_parser()
+    for name in path:
+        parser = _subparsers(parser)[name]
+    return next(a for a in parser._actions if flag in a.option_strings)
+
+
+@pytest.mark.parametrize("path, flag", [(("data", "synth"), "--seed"), (("data", "synth"), "--format"),
+                                        (("visualize",), "--out"), (("data", "convert"), "--duplicates"),
+                                        (("data", "convert"), "--check")])
+def test_flags_the_issue_named_have_help(path, flag):
+    text = _action(path, flag).help
+    assert text and len(text) > 20 and text != argparse.SUPPRESS
+
+
+def test_demo_help_states_no_duration_that_can_drift():
+    assert not re.search(r"\d+\s*min", _action(("demo",), "--quick").help)

@@ -84,11 +84,19 @@ def _one_value_per_set(parser: argparse.ArgumentParser) -> None:
 def check_flags(args: argparse.Namespace) -> None:
     """Refuse, naming the flag, what a command-line flag asks for and this machine cannot do
     (before the command turns the flag into a config value whose error would name the key instead)."""
+    from .errors import ConfigError
+
+    views = getattr(args, "views", None)
+    if isinstance(views, str):  # test, predict: the same check as eval.views, naming the flag
+        from .config import parse_views
+
+        try:
+            parse_views(views)
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("config key 'eval.views'", "--views", 1)) from None
     device = getattr(args, "device", None)
     if isinstance(device, str) and device.startswith(("cuda", "gpu")):
         import torch
-
-        from .errors import ConfigError
 
         if device.startswith("gpu"):
             raise ConfigError(f"--device: got {device!r}; expected cpu, cuda or cuda:N")

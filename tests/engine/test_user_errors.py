@@ -158,3 +158,11 @@ def test_text_file_as_checkpoint_has_no_stray_code(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"not a torch file\?\): the file is empty$"):
         load_checkpoint(empty)
+
+
+@pytest.mark.parametrize("command", [["test", "--config", "c.yaml", "--checkpoint", "x.pt"],
+                                     ["predict", "v.webm", "--config", "c.yaml"]])
+def test_views_flag_error_names_the_flag(tmp_path, capsys, command):
+    assert main([*command, "--views", "2x2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--views: got '2x2'; the number of spatial crops must be 1" in err and "eval.views" not in err
