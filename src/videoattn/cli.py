@@ -95,14 +95,21 @@ def check_flags(args: argparse.Namespace) -> None:
         except ConfigError as error:
             raise ConfigError(str(error).replace("config key 'eval.views'", "--views", 1)) from None
     device = getattr(args, "device", None)
-    if isinstance(device, str) and device.startswith(("cuda", "gpu")):
-        import torch
+    if isinstance(device, str):
+        check_cuda_flag(device)
 
-        if device.startswith("gpu"):
-            raise ConfigError(f"--device: got {device!r}; expected cpu, cuda or cuda:N")
-        if not torch.cuda.is_available():
-            why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
-            raise ConfigError(f"--device: got {device!r} but {why}; use --device cpu")
+
+def check_cuda_flag(device: str, flag: str = "--device") -> None:
+    """A ConfigError naming ``flag`` when ``device`` is CUDA and this machine has none."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    from .errors import ConfigError
+
+    if not torch.cuda.is_available():
+        why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
+        raise ConfigError(f"{flag}: got {device!r} but {why}; use {flag} cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:

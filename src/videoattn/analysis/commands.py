@@ -88,9 +88,10 @@ def check_speed_device(device: str, precision: str) -> None:
         parsed = torch.device(device)
     except (RuntimeError, ValueError):
         raise ConfigError(f"--device: got {device!r}; expected a torch device such as cpu, cuda or cuda:1") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "no CUDA device is visible"
-        raise ConfigError(f"--device: got {device!r} but {why}; use --device cpu")
+    if parsed.type == "cuda":
+        from ..cli import check_cuda_flag
+
+        check_cuda_flag(device)
     if parsed.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device: got {device!r}; --speed runs on cpu or cuda")
     if precision == "fp16" and parsed.type != "cuda":
