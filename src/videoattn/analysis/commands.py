@@ -100,7 +100,8 @@ def check_speed_device(device: str, precision: str) -> None:
 
 
 def _describe_input(chosen: dict, is_image: bool) -> str:
-    """``'(the paper's input)'``, ``'(--frames 8; the paper row's input is 64x256)'`` or ``'(default: ...)'``."""
+    """``"(the paper row's input)"``, ``"(--frames 8; the paper row's input is 64x256x256)"`` or
+    ``"(no paper row: default)"``."""
     source, paper = chosen["source"], chosen["paper"]
     keys = ("size",) if is_image else ("frames", "size")
     given = [f"--{k} {chosen[k]}" for k in keys if source[k] == "given"]

@@ -1,11 +1,12 @@
 """``videoattn data check``: find every unusable entry of a dataset before training meets it.
 
-Per entry: its id annotated only once (a video listed twice, e.g. under two classes, is reported
-with both entries' positions), label in the class list, media present (file or frame folder), file not empty, readable
-as a video with a video stream, not truncated, at least ``min_frames`` frames in the annotated range,
-and the first, middle and last frames decode. Frame folders additionally get every frame file's
-header checked (``thorough=True`` decodes every frame instead). Nothing an entry contains can crash
-the scan: any exception becomes a ``{"path", "reason"}`` entry of the report.
+Per entry: annotated only once (a video listed twice, e.g. under two classes, is bad from its second
+entry on, the reason naming every entry's position and class), label in the class list, media present
+(file or frame folder), file not empty, readable as a video with a video stream, not truncated, at
+least ``min_frames`` frames in the annotated range, and the first, middle and last frames decode.
+Frame folders additionally get every frame file's header checked (``thorough=True`` decodes every
+frame instead). Nothing an entry contains can crash the scan: any exception becomes a
+``{"path", "reason"}`` entry of the report.
 """
 
 from __future__ import annotations
