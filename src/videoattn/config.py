@@ -405,15 +405,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     import yaml
 
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.02")
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.02")
     key, raw_value = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r}: the key {key!r} is not a dotted name like train.lr")
+        raise ConfigError(f"--set {text!r}: the key {key!r} is not a dotted name like train.lr")
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({' '.join(str(error).split())})") from None
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({' '.join(str(error).split())})") from None
     return key, value
 
 
@@ -431,7 +431,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(parts[:depth + 1])!r} is a value, "
+                raise ConfigError(f"--set {text!r}: {'.'.join(parts[:depth + 1])!r} is a value, "
                                   f"not a section")
             node = child
         node[parts[-1]] = value
@@ -460,13 +460,49 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
                               f"{error.reason})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections at the top level")
-    raw = apply_overrides(raw, list(overrides))
+    overrides = list(overrides)
+    merged = apply_overrides(raw, overrides)
     try:
-        return config_from_dict(raw)
+        return config_from_dict(merged)
     except ConfigError as error:
-        if path is not None:
-            raise ConfigError(f"{path}: {error}") from None
-        raise
+        raise _blame(error, path, raw, overrides) from None
+
+
+def _override_behind(error: ConfigError, overrides: list[str]) -> str | None:
+    """The last ``--set`` text whose key is the key ``error`` names (or inside / above it), else None."""
+    import re
+
+    named = re.findall(r"config key '([^']+)'", str(error))
+    for text in reversed(overrides):
+        key = text.split("=", 1)[0].strip()
+        for name in named:
+            if key == name or key.startswith(name + ".") or name.startswith((key + ".", key + "[")):
+                return text
+    return None
+
+
+def _blame(error: ConfigError, path, raw: dict[str, Any], overrides: list[str]) -> ConfigError:
+    """``error`` prefixed with where the bad value came from: the ``--set`` naming its key, else the YAML
+    file (when the file alone fails the same way), else the file and all ``--set`` values together."""
+    import shlex
+
+    def quote(text: str) -> str:  # as typed in a shell; repr for what a shell line cannot show
+        return shlex.quote(text) if text.isprintable() else repr(text)
+
+    culprit = _override_behind(error, overrides)
+    if culprit is not None:
+        return ConfigError(f"--set {quote(culprit)}: {error}")
+    if not overrides:
+        return ConfigError(f"{path}: {error}") if path is not None else error
+    try:
+        config_from_dict(raw)
+        file_alone = None
+    except ConfigError as file_error:
+        file_alone = str(file_error)
+    if path is not None and file_alone == str(error):
+        return ConfigError(f"{path}: {error}")
+    where = f"{path} with " if path is not None else ""
+    return ConfigError(f"{where}--set {' '.join(quote(o) for o in overrides)}: {error}")
 
 
 def config_to_yaml(config: Config) -> str:

@@ -521,7 +521,8 @@ def register(subparsers) -> None:
         description="Train small CPU-sized models that differ only in temporal modelling (none, TSM, NL, DNL, "
         "TAPE, GTA) on the embedded synthetic temporal-reasoning dataset (generated once into a cache) or "
         "on any Something-Something-v2-layout dataset, and write report.json, report.md and figures.")
-    parser.add_argument("--quick", action="store_true", help="a smaller run (about 3 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smaller run: fewer videos, epochs and frames (README.md says how long each run takes)")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="a dataset in Something-Something-v2 layout (labels.json, train.json, "
                         "validation.json, videos/); default: the synthetic dataset")

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import build_image_classifier, build_recognizer
 from .released import register_layout
 
@@ -54,7 +54,8 @@ _VIDEO = {
 }
 
 for _name, (_variant, _block, _options, _description, _reference) in _VIDEO.items():
-    register_preset(_name, build_recognizer, _description, _reference, depth=50, variant=_variant,
+    register_preset(_name, build_recognizer, _description, _reference,
+                    paper_input=paper_row_input(8, 224, "fvcore"), depth=50, variant=_variant,
                     num_classes=400, blocks=({"name": _block, "plan": FIVE_BLOCKS, "options": dict(_options)},))
 
 _IMAGE_REFERENCES = {
@@ -68,6 +69,7 @@ for _depth, _plan in IMAGE_PLANS.items():
     register_preset(
         f"resnet{_depth}_bat", build_image_classifier,
         f"2D ResNet-{_depth} image classifier + BAT blocks (k = 4, s = 7) at {_plan}", _IMAGE_REFERENCES[_depth],
+        paper_input=paper_row_input(None, 224, "thop"),
         depth=_depth, num_classes=1000,
         blocks=({"name": "bat", "plan": _plan,
                  "options": {"k": 4, "dropout": 0.2 if _depth >= 50 else 0.0}},),
@@ -77,6 +79,7 @@ register_preset(
     "resnet50_nl", build_image_classifier,
     "2D ResNet-50 image classifier + five Non-local blocks (C/2, no sub-sampling, 1/sqrt(d) scaling)",
     "BAT Table 5 ResNet-50 + NL: +7.36 M params, +3.55 GFLOPs (77.5 top-1)",
+    paper_input=paper_row_input(None, 224, "thop"),
     depth=50, num_classes=1000,
     blocks=({"name": "nl", "plan": FIVE_BLOCKS, "options": {"sub_sample": False, "use_scale": True}},),
 )

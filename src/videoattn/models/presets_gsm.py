@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from ..backbones.bninception import BNInception
 from ..errors import ConfigError
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import BlockInsertion, Recognizer, assemble_recognizer
 
 GSM_SITE = "before_1x1_bn"
@@ -56,13 +56,16 @@ def build_bninception(
                                dropout=dropout, pretrained=pretrained)
 
 
+# 8 segments at 224x224 (GSM/SA-GSM); the report prints no FLOPs, so the counting convention is ours.
+_PAPER_INPUT = paper_row_input(8, 224, "fvcore")
+
 register_preset("bninception", build_bninception, "TSN BN-Inception: per-frame 2D CNN, average consensus",
-                "", num_classes=174)
+                "", paper_input=_PAPER_INPUT, num_classes=174)
 register_preset("bninception_gsm", build_bninception, "BN-Inception + Gate-Shift Module in all 10 inception "
                 "modules (after the first 1x1 convolution, before its BN)",
-                "SA-GSM report sec. 5: 10.5 M params (GSM, BN-Inception)", num_classes=174,
+                "SA-GSM report sec. 5: 10.5 M params (GSM, BN-Inception)", paper_input=_PAPER_INPUT, num_classes=174,
                 blocks=({"name": "gsm", "plan": "all", "position": GSM_SITE, "options": {"gate_norm": True}},))
 register_preset("bninception_sagsm", build_bninception, "BN-Inception + Self-Attention Gate-Shift in all 10 "
-                "inception modules", "SA-GSM report sec. 5: 11.0 M params", num_classes=174,
+                "inception modules", "SA-GSM report sec. 5: 11.0 M params", paper_input=_PAPER_INPUT, num_classes=174,
                 blocks=({"name": "sa_gsm", "plan": "all", "position": GSM_SITE,
                          "options": {"gate_norm": True, "value": "released"}},))

@@ -27,7 +27,7 @@ import torch
 
 from ..analysis.complexity import Complexity, profile_model
 from ..errors import ConfigError
-from .presets import create_model, register_preset
+from .presets import create_model, paper_row_input, register_preset
 from .recognizer import Recognizer, build_recognizer
 
 TSM_LAYOUT = {"res3": (0, 2), "res4": (0, 2, 4)}  # RNL release / TSM repository (NL3DWrapper)
@@ -109,17 +109,20 @@ def rnl_release_count(name: str = "tsm50_rnl", num_classes: int = 400, num_frame
 
 
 _COMMON = {"depth": 50, "variant": "tsm", "num_classes": 400}
+_RNL_INPUT = paper_row_input(8, 224, "thop")  # Table III: 8x224x224, thop
 
 register_preset("tsm50_nl", build_recognizer, "TSM ResNet-50 + five NL blocks (res3 0,2; res4 0,2,4), the TSM "
                 "repository's NL: embedded Gaussian, C/2, keys/values max-pooled 1x2x2 (floor) after phi/g",
-                "RNL Table III +5 NL: 31.69 M params, 49.38 GFLOPs (8x224x224, thop)",
+                "RNL Table III +5 NL: 31.69 M params, 49.38 GFLOPs (8x224x224, thop)", paper_input=_RNL_INPUT,
                 blocks=({"name": "nl", "plan": TSM_PLAN, "options": {"pool_mode": "floor"}},), **_COMMON)
 register_preset("tsm50_rnl", build_tsm_rnl, "TSM ResNet-50 + five Gaussian RNL blocks (res3 0,2 with 3x7x7 "
                 "regions; res4 0,2,4 with 3x3x3, as released)",
-                "RNL Table III +5 RNL: 35.48 M params, 41.15 GFLOPs as the release counts (honest: 28.13 M, 41.69 G)")
+                "RNL Table III +5 RNL: 35.48 M params, 41.15 GFLOPs as the release counts (honest: 28.13 M, 41.69 G)",
+                paper_input=_RNL_INPUT)
 register_preset("tsm50_se_rnl", build_tsm_rnl, "TSM ResNet-50 + five SE+RNL attention chains (RNL sec. III-D; SE "
                 "of eq. 10-12 with the C/16 bottleneck Table III's count implies)",
-                "RNL Table III +5 [SE+RNL]: 35.95 M params, 41.16 GFLOPs as the release counts", se_reduction=16)
+                "RNL Table III +5 [SE+RNL]: 35.95 M params, 41.16 GFLOPs as the release counts", paper_input=_RNL_INPUT,
+                se_reduction=16)
 
 # --- Table III's attention baselines, before the residual addition of the same units -------------------
 _TSM_BASELINES = {
@@ -129,7 +132,7 @@ _TSM_BASELINES = {
 }
 for _key, (_description, _reference) in _TSM_BASELINES.items():
     register_preset(f"tsm50_{_key}", build_recognizer, f"TSM ResNet-50 + five {_description} blocks before the "
-                    "residual addition (res3 0,2; res4 0,2,4)", f"RNL Table III {_reference}",
+                    "residual addition (res3 0,2; res4 0,2,4)", f"RNL Table III {_reference}", paper_input=_RNL_INPUT,
                     blocks=({"name": _key, "plan": TSM_PLAN, "position": "before_residual"},), **_COMMON)
 
 # --- GTA Table 5: NL variants as published (over all THW positions) and decoupled ----------------------
@@ -142,10 +145,12 @@ _GTA_VARIANTS = {
 }
 for _key, _description in _GTA_VARIANTS.items():
     register_preset(f"r2d50_{_key}", build_recognizer, f"R2D ResNet-50 + five {_description} blocks over THW",
-                    "GTA Table 5 (SS-v1 accuracy only)", depth=50, variant="r2d", num_classes=174,
+                    "GTA Table 5 (SS-v1 accuracy only)", paper_input=paper_row_input(8, 224, "fvcore"),
+                    depth=50, variant="r2d", num_classes=174,
                     blocks=({"name": _key, "plan": "five_block"},))
     register_preset(f"r2d50_{_key}_decoupled", build_recognizer, f"R2D ResNet-50 + five decoupled {_description} "
                     "blocks: within each frame, then along time", "GTA Table 5, decoupled row",
+                    paper_input=paper_row_input(8, 224, "fvcore"),
                     depth=50, variant="r2d", num_classes=174,
                     blocks=({"name": "decoupled", "plan": "five_block",
                              "options": {"spatial": _key, "temporal": _key}},))

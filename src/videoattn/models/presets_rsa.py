@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import build_recognizer
 from .released import register_layout
 
@@ -35,6 +35,7 @@ register_preset(
     "tsn50_rsa", build_recognizer,
     "TSN ResNet-50 with RSA replacing the 3x3 conv of 7 bottlenecks (trained from scratch), stochastic depth 0.2",
     "RSA paper: TSN-R50 + 7 RSA layers (supplementary backbone paragraph); ~22.03 M params, ~35.89 GMACs at 8x224",
+    paper_input=paper_row_input(8, 224, "fvcore"),
     depth=50, variant="r2d", num_classes=174, dropout=0.3, zero_init_residual=True, stochastic_depth=0.2,
     blocks=({"name": "rsa", "plan": RSA_PLAN, "position": "replace_conv2", "from_scratch": True},),
 )

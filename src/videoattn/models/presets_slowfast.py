@@ -23,7 +23,7 @@ from torch import nn
 
 from ..backbones.slowfast import SlowFast, pysf_key
 from ..errors import CheckpointError
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import BlockInsertion, Recognizer, assemble_recognizer, build_recognizer
 from .released import register_layout
 
@@ -77,6 +77,7 @@ for _suffix, _block in _BLOCKS.items():
         f"slowfast50{_suffix}", build_slowfast,
         f"SlowFast 16x8 R50{_what} (input: 64 fast-pathway frames, alpha 4)",
         f"GTA Table 1 SlowFast-R50{_suffix.replace('_', ' +').upper()}: {_TABLE1[_suffix]} (SS-v1)",
+        paper_input=paper_row_input(64, 256, "fvcore"),  # docs/model_zoo.md: the input reproducing Table 1
         depth=50, num_classes=174, num_frames=64, alpha=4, fusion_kernel=7, blocks=_blocks,
     )
     if _suffix != "_dnl":
@@ -85,12 +86,14 @@ for _suffix, _block in _BLOCKS.items():
             f"SlowFast 8x8 R101{_what} (input: 32 fast-pathway frames, alpha 4)",
             f"GTA Table 2 SlowFast-R101{_suffix.replace('_', ' +').upper()}: {_TABLE2[_suffix]} (Kinetics-400)"
             if _suffix else "",
+            paper_input=paper_row_input(32, 256, "fvcore"),  # K400 test crop 256 (Table 2 is not reproduced)
             depth=101, num_classes=400, num_frames=32, alpha=4, fusion_kernel=5, blocks=_blocks,
         )
 
 register_preset(
     "tsm50_gta", build_recognizer, "TSM ResNet-50 + five GTA blocks (res3 1,3 + res4 1,3,5): GTA's "
     "'2D R50+TSM' rows; 8 or 16 frames (num_frames)", "GTA Table 3: GTA 2D R50+TSM, 8x1x1 and 16x1x1 (SS-v1/v2)",
+    paper_input=paper_row_input(8, 224, "fvcore"),
     depth=50, variant="tsm", num_classes=174, blocks=({"name": "gta", "plan": FIVE_BLOCKS},),
 )
 
