@@ -4,7 +4,7 @@ import torch
 
 
 def test_bf16_warning_only_where_bf16_is_slow(monkeypatch):
-    from videoattn.engine import builders
+    from videoattn.engine import precision as builders
 
     cpu = torch.device("cpu")
     assert builders.bf16_warning("fp32", cpu) is None

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, VideoAttnError
+from ..version import __version__
 
 __all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "export_metadata", "export_model", "export_module",
            "load_exported_metadata", "run_exported"]

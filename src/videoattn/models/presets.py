@@ -1,7 +1,9 @@
 """Model presets: one name per paper table row, built through :func:`create_model`.
 
-A preset is a builder (:func:`build_recognizer` or :func:`build_image_classifier`) plus default
-arguments. Families add their presets with :func:`register_preset` in their own module (e.g.
+A preset is a registered builder (``@register_backbone``: :func:`build_recognizer`,
+:func:`build_image_classifier`, ``build_bninception``, ``build_slowfast``, ...) plus default arguments;
+``Preset.input_kind`` (video or image) comes from the builder's registration.
+Families add their presets with :func:`register_preset` in their own module (e.g.
 ``presets_attention.py``), imported by ``videoattn.models``. Any builder argument can be overridden
 by name in ``create_model(name, **overrides)``; unknown names fail with the list of accepted ones.
 
@@ -20,6 +22,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, unknown_name
+from .backbone_registry import backbone_of
+from .block_options import BlockOptionsError
 from .recognizer import build_image_classifier, build_recognizer
 
 
@@ -30,6 +34,7 @@ class Preset:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     reference: str = ""  # the paper table row it reproduces, if any
+    input_kind: str = "video"  # "video" (N, 3, T, H, W) or "image" (N, 3, H, W): its builder's registration
 
     def accepted_arguments(self) -> list[str]:
         return [p for p in inspect.signature(self.builder).parameters]
@@ -42,7 +47,8 @@ def register_preset(name: str, builder: Callable[..., nn.Module], description: s
                     **defaults) -> Preset:
     if name in _PRESETS:
         raise ValueError(f"model preset {name!r} is registered twice")
-    preset = Preset(name, builder, defaults, description, reference)
+    preset = Preset(name, builder, defaults, description, reference,
+                    input_kind=backbone_of(builder).input_kind)
     unknown = set(defaults) - set(preset.accepted_arguments())
     if unknown:
         raise ValueError(f"preset {name!r}: builder does not accept {sorted(unknown)}")
@@ -82,7 +88,10 @@ def create_model(name: str, num_classes: int | None = None, num_frames: int | No
         kwargs["num_classes"] = num_classes
     if num_frames is not None:
         kwargs["num_frames"] = num_frames
-    model = preset.builder(**kwargs)
+    try:
+        model = preset.builder(**kwargs)
+    except BlockOptionsError as error:
+        raise ConfigError(f"model {name!r}: {error}") from None
     if weights:
         from .released import load_weights
 

@@ -110,7 +110,7 @@ def visualize(kind: str, config: Config | str | os.PathLike | None = None, check
     elif kind == "gta-regions":
         kinds._require(model, (kinds.GlobalTemporalAttention,), kind, "GTA block", select)
     elif kind == "bat":
-        kinds._require(model, (kinds._BATBase,), kind, "BAT block", select)
+        kinds._require(model, (kinds.BATBase,), kind, "BAT block", select)
     clip = load_clip(config, video, num_frames)
     clip.classes = class_names(config)
     shape = tuple(clip.frames.shape[:3])

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..analysis.plots import _pyplot, _save
+from ..analysis.plots import pyplot, save_figure
 from ..errors import DataError
 
 __all__ = ["curves_figure", "read_history"]
@@ -55,7 +55,7 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
     if not run_dirs:
         raise DataError("visualize curves needs at least one run work dir (--run DIR)")
     histories = {(names[i] if names and i < len(names) else _name(d)): read_history(d) for i, d in enumerate(run_dirs)}
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
     colours = plt.get_cmap("tab10")
     for i, (name, records) in enumerate(histories.items()):
@@ -82,4 +82,4 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
             lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "25" else ""))
     axes[0].legend(fontsize=7)
     fig.suptitle("solid: training, dashed: validation", fontsize=8)
-    return [_save(fig, out / "curves.png")]
+    return [save_figure(fig, out / "curves.png")]

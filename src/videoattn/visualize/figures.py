@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.plots import _pyplot
+from ..analysis.plots import pyplot
 
 __all__ = ["Row", "clip_frame_index", "draw_rows", "region_overlay"]
 
@@ -48,7 +48,7 @@ def clip_frame_index(frame: int, clip_frames: int, map_frames: int) -> int:
 def draw_rows(frames: np.ndarray, rows: Sequence[Row], path: str | os.PathLike, title: str,
               panel: float = 1.15, colorbar_label: str = "") -> Path:
     """``frames`` ``(T, H, W, 3)`` in [0, 1]; one row of T panels per :class:`Row`."""
-    plt = _pyplot()
+    plt = pyplot()
     panel = panel * min(1.0, max(0.75, 6 / max(len(rows), 1)))  # many rows (e.g. BAT's groups): smaller panels
     num_frames, height, width = frames.shape[:3]
     extra = any(row.temporal is not None for row in rows)
@@ -118,7 +118,7 @@ def save_compact(fig, path: str | os.PathLike) -> Path:
 
     from ..utils.io import atomic_write
 
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

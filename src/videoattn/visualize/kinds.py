@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks.bat import _BATBase
+from ..blocks.bat import BATBase
 from ..blocks.factorised import SpatialSelfAttention, TemporalSelfAttention
 from ..blocks.gsm import FrameSelfAttention, GateShift
 from ..blocks.gta import GlobalTemporalAttention
@@ -213,7 +213,7 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                        top: int = 3) -> list[Path]:
     """GTA Fig. 3, 6: for every frame, the ``top`` regions of Region GTA with the largest total
     assignment ``sum_p |G_R(t)[k, p]|``, as coloured masks (one colour per region index)."""
-    from ..analysis.plots import _pyplot
+    from ..analysis.plots import pyplot
 
     found = [(n, m) for n, m in _require(model, (GlobalTemporalAttention,), "gta-regions", "GTA block", select)
              if m.region_value is not None]
@@ -222,7 +222,7 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                           f"(region=False); it has {block_summary(model)}")
     records, logits = run_with_capture(model, clip, (GlobalTemporalAttention,), select)
     num_frames = clip.frames.shape[0]
-    colours = np.asarray(_pyplot().get_cmap("tab20").colors)
+    colours = np.asarray(pyplot().get_cmap("tab20").colors)
     rows = []
     for name, module in found:
         assignment = maps.gta_regions(module, records[name])  # (T', h, w, K)
@@ -242,11 +242,11 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
 
 def bat_figure(model: nn.Module, clip: Clip, out: Path, select: str | None = None) -> list[Path]:
     """BAT eq. 8 / Fig. 4: the re-projected attention ``W = P^T A Q^T`` of every group, per frame."""
-    found = [(n, m) for n, m in _require(model, (_BATBase,), "bat", "BAT block", select) if m.k]
+    found = [(n, m) for n, m in _require(model, (BATBase,), "bat", "BAT block", select) if m.k]
     if not found:
         raise ConfigError(f"visualize bat: the model's BAT blocks have k=0 (no attention groups); it has "
                           f"{block_summary(model)}")
-    records, logits = run_with_capture(model, clip, (_BATBase,), select)
+    records, logits = run_with_capture(model, clip, (BATBase,), select)
     num_frames = clip.frames.shape[0]
     rows = []
     for name, module in found:
