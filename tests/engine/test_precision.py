@@ -34,6 +34,16 @@ def test_resolution_on_cpu():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype is torch.float32
 
 
+def test_auto_and_bf16_follow_the_gpu_bf16_support(monkeypatch):
+    """``torch.device("cuda")`` needs no GPU to exist; the rule reads ``torch.cuda.is_bf16_supported``."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert P.resolve_precision("auto", "cuda") == "bf16" and P.resolve_precision("fp16", "cuda") == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert P.resolve_precision("auto", "cuda:0") == "fp32"
+    with pytest.raises(ConfigError, match="'train.precision': got 'bf16' but this GPU has no bf16 support"):
+        P.resolve_precision("bf16", "cuda")
+
+
 def test_evaluation_precision_defaults_to_the_training_one():
     assert P.evaluation_precision(config_from_dict({"train": {"precision": "bf16"}})) == "bf16"
     assert P.evaluation_precision(config_from_dict({"train": {"precision": "fp16"},

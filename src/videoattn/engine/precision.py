@@ -5,7 +5,8 @@ all run.
 Precision (``train.precision``, ``eval.precision``, ``profile --precision``, ``demo --precision``):
 
 * ``fp32``: no autocast.
-* ``bf16``: ``torch.autocast`` to bfloat16, on CPU or CUDA, no gradient scaler (bf16 has fp32's range).
+* ``bf16``: ``torch.autocast`` to bfloat16, on CPU or a CUDA GPU with bf16 support (a ConfigError on one
+  without), no gradient scaler (bf16 has fp32's range).
   On a CPU without native bf16 (no AVX-512 BF16 / AMX) it runs ~30x slower than fp32:
   :func:`bf16_warning` says so at the start of a run.
 * ``fp16``: autocast to float16 with a ``GradScaler``; CUDA only (a :class:`ConfigError` elsewhere).
@@ -61,7 +62,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(value: Any, device: Any, key: str = "train.precision") -> str:
     """The concrete precision (``fp32``, ``bf16`` or ``fp16``) ``value`` means on ``device``; refuses fp16
-    without CUDA (a ConfigError naming ``key``) before any work is done."""
+    without CUDA and bf16 on a GPU without it (a ConfigError naming ``key``) before any work is done."""
     import torch
 
     value = check_precision(value, key)
@@ -71,6 +72,9 @@ def resolve_precision(value: Any, device: Any, key: str = "train.precision") -> 
     if value == "fp16" and device.type != "cuda":
         raise ConfigError(f"config key {key!r}: got 'fp16' but fp16 autocast needs a CUDA device "
                           f"(this run is on {device.type}); use 'bf16' on CPU")
+    if value == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"config key {key!r}: got 'bf16' but this GPU has no bf16 support; use 'fp16' "
+                          "(with its gradient scaler) or 'fp32'")
     return value
 
 
