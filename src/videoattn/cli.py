@@ -17,14 +17,15 @@ import importlib
 import re
 import sys
 
-from . import __version__
 from .errors import VideoAttnError
+from .version import __version__
 
 # Order here is the order in `videoattn --help`.
 _COMMAND_MODULES = (
     "videoattn.demo",
     "videoattn.analysis.commands",
     "videoattn.engine.commands",
+    "videoattn.config_files",
     "videoattn.data.commands",
     "videoattn.visualize.commands",
     "videoattn.deploy.commands",

@@ -36,6 +36,7 @@ __all__ = [
     "parse_override",
     "parse_views",
     "save_config",
+    "section_from_dict",
 ]
 
 
@@ -143,8 +144,9 @@ class TrainConfig:
     #: Clip the global gradient norm to this value (``null``: no clipping; TSN-style recipes use 20).
     clip_grad_norm: float | None = None
     accumulation_steps: int = 1
-    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only; ``auto``:
+    #: bf16 on a CUDA device with bf16, else fp32 (``videoattn.engine.precision`` has the rule).
+    precision: str = "fp32"
     #: ``partial``: every backbone BatchNorm but the first keeps its ImageNet statistics and affine
     #: (TSN's partial BN); ``all``: every backbone BatchNorm is frozen; ``none``: all train normally.
     #: BatchNorms inside inserted blocks (NL, DNL, TAPE, GTA, ...) always train: their output norms
@@ -182,6 +184,8 @@ class EvalConfig:
     average: Literal["prob", "logits"] = "prob"
     batch_size: int = 8
     num_workers: int | None = None
+    #: Precision of ``test`` and ``predict`` (values as ``train.precision``; null: ``train.precision``).
+    precision: str | None = None
 
 
 @dataclass
@@ -262,7 +266,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                       f"expected {_type_name(annotation)}")
 
 
-def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
+def section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"config key {prefix!r}: expected a mapping of settings, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -278,7 +282,7 @@ def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
                               f"{', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            values[key] = _section_from_dict(annotation, value, dotted)
+            values[key] = section_from_dict(annotation, value, dotted)
         else:
             values[key] = _coerce(value, annotation, dotted)
     return cls(**values)
@@ -286,7 +290,7 @@ def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
 
 def config_from_dict(raw: dict[str, Any] | None) -> Config:
     """Build and validate a :class:`Config` from nested dicts (missing keys keep their defaults)."""
-    config = _section_from_dict(Config, raw or {}, "")
+    config = section_from_dict(Config, raw or {}, "")
     validate(config)
     return config
 
@@ -314,6 +318,11 @@ def parse_views(views: str) -> tuple[int, int]:
 def validate(config: Config) -> None:
     """Check values that types alone do not rule out; raise ConfigError naming the key."""
     m, d, t, e = config.model, config.data, config.train, config.eval
+    from .engine.precision import check_precision
+
+    check_precision(t.precision, "train.precision")
+    if e.precision is not None:
+        check_precision(e.precision, "eval.precision")
     if m.num_classes is not None and m.num_classes < 1:
         raise _fail("model.num_classes", m.num_classes, "expected a positive integer or null")
     if m.num_frames < 1:
@@ -441,25 +450,17 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start from defaults when ``path`` is None), apply overrides, validate.
 
+    A file may name a ``base`` file to merge onto (:mod:`videoattn.config_files`).
+
     Relative paths in ``data.*``, ``model.pretrained`` and ``train.work_dir`` stay relative to the
     current directory (the directory ``videoattn`` is run from), as on a command line.
     """
-    import yaml
+    from .config_files import read_config_file
 
     raw: Any = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(error).split())}") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {error.start}: "
-                              f"{error.reason})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections at the top level")
+        raw = read_config_file(path)  # its ``base:`` chain merged (videoattn.config_files)
     overrides = list(overrides)
     merged = apply_overrides(raw, overrides)
     try:

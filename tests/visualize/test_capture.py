@@ -9,13 +9,13 @@ from .conftest import tiny_model
 
 
 def test_output_identical_with_and_without_capture():
-    from videoattn.blocks.bat import _BATBase
+    from videoattn.blocks.bat import BATBase
 
     model = tiny_model(5)
     x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = model(x)
-        with record_inputs(model, (*ATTENTION_TYPES, _BATBase)) as records:
+        with record_inputs(model, (*ATTENTION_TYPES, BATBase)) as records:
             captured = model(x)
         after = model(x)
     assert torch.equal(plain, captured) and torch.equal(plain, after)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.precision import PRECISIONS
 from ..errors import ConfigError
 
 CONVENTIONS = ("fvcore", "thop")
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
                  "matrix-product rate (docs/training.md, Performance)")
     speed.add_argument("--speed", action="store_true", help="time training steps and inference here")
     speed.add_argument("--batch", type=int, default=2, help="clips per step (default 2)")
-    speed.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    speed.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="autocast precision, as train.precision (default fp32)")
     speed.add_argument("--channels-last", action="store_true", help="as model.channels_last: true")
     speed.add_argument("--device", default="cpu", help="torch device: cpu, cuda or cuda:N (default cpu)")

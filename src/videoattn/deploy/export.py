@@ -33,10 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, VideoAttnError
 from ..utils.io import atomic_path
+from ..version import __version__
 
 __all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "check_export_dependencies", "export_metadata",
            "export_model", "export_module", "export_scale_size", "load_exported_metadata", "run_exported"]

@@ -100,13 +100,14 @@ class Predictor:
     def _scores(self, entries: list[_Entry], frames: bool) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
         """``({entry index: probabilities (K,)}, {entry index: reason it could not be scored})``."""
         from ..engine.evaluation import predict_scores
+        from ..engine.precision import evaluation_precision
 
         dataset = self._dataset(entries, frames)
         workers = self.config.eval.num_workers if self.config.eval.num_workers is not None else 0
         try:
             indices, scores, _, skipped = predict_scores(
                 self.model, dataset, self.ctx, views=self.views, clips_per_batch=self.config.eval.batch_size,
-                num_workers=workers, precision=self.config.train.precision, average=self.config.eval.average,
+                num_workers=workers, precision=evaluation_precision(self.config), average=self.config.eval.average,
                 pin_memory=False)
         except DataError as error:
             if len(entries) == 1:
@@ -217,12 +218,12 @@ def _strip_path(reason: str, path: str) -> str:
 def plot_timeline(result: dict[str, Any], path: str | os.PathLike, classes: Sequence[str],
                   num_classes: int = 5) -> Path:
     """PNG of the probability of the video's top classes over its windows (x: window centre frame)."""
-    from ..analysis.plots import _pyplot, _save
+    from ..analysis.plots import pyplot, save_figure
 
     windows = [w for w in result["windows"] if "probabilities" in w]
     if not windows:
         raise DataError(f"{result['path']}: no window was scored, nothing to plot")
-    plt = _pyplot()
+    plt = pyplot()
     top = [item["label"] for item in result["top"][:num_classes]]
     centres = [(w["start_frame"] + w["end_frame"]) / 2 for w in windows]
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -235,4 +236,4 @@ def plot_timeline(result: dict[str, Any], path: str | os.PathLike, classes: Sequ
     ax.set_title(Path(result["path"]).name)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

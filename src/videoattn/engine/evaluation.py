@@ -26,15 +26,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..config import Config, ModelConfig, _section_from_dict, parse_views
+from ..config import Config, ModelConfig, parse_views, section_from_dict
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
-from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
+from .builders import build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .guard import worker_death as _worker_death
 from .metrics import confusion_matrix, summarize_scores
+from .precision import autocast_context, evaluation_precision
 from .preflight import check_media_present
 
 __all__ = ["class_names_for", "evaluate", "load_model_for", "predict_scores"]
@@ -73,7 +74,7 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
                 flat = video.flatten(0, 1)
             else:
                 batch_size, views_here, flat = video.shape[0], 1, video
-            with autocast_context(precision, ctx.device):
+            with autocast_context(precision, ctx.device, "eval.precision"):
                 logits = torch.cat([model(chunk) for chunk in flat.split(max(clips_per_batch, 1))])
             logits = logits.float().view(batch_size, views_here, -1)
             if getattr(dataset, "view_class_maps", None) is not None:  # mirrored views (swap_left_right)
@@ -160,7 +161,7 @@ def score_loss(scores: torch.Tensor, labels: torch.Tensor, average: str) -> floa
 def _member_model_config(config: Config, state: dict[str, Any], path: str) -> ModelConfig:
     saved = state.get("config")
     if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-        model_config = _section_from_dict(ModelConfig, saved["model"], "model")
+        model_config = section_from_dict(ModelConfig, saved["model"], "model")
     else:
         model_config = ModelConfig(**config.model.__dict__)
     model_config.pretrained = None  # the checkpoint holds every weight
@@ -334,7 +335,7 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
             indices, scores, labels, member_skipped = predict_scores(
                 model, dataset, ctx, views=views, clips_per_batch=config.eval.batch_size,
-                num_workers=workers, precision=config.train.precision, average=config.eval.average,
+                num_workers=workers, precision=evaluation_precision(config), average=config.eval.average,
                 pin_memory=config.data.pin_memory)
             for item in member_skipped:
                 skipped.setdefault(item["index"], item)

@@ -1,7 +1,9 @@
 """Model presets: one name per paper table row, built through :func:`create_model`.
 
-A preset is a builder (:func:`build_recognizer` or :func:`build_image_classifier`) plus default
-arguments. Families add their presets with :func:`register_preset` in their own module (e.g.
+A preset is a registered builder (``@register_backbone``: :func:`build_recognizer`,
+:func:`build_image_classifier`, ``build_bninception``, ``build_slowfast``, ...) plus default arguments;
+``Preset.input_kind`` (video or image) comes from the builder's registration.
+Families add their presets with :func:`register_preset` in their own module (e.g.
 ``presets_attention.py``), imported by ``videoattn.models``. Any builder argument can be overridden
 by name in ``create_model(name, **overrides)``; unknown names fail with the list of accepted ones.
 
@@ -20,6 +22,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, unknown_name
+from .backbone_registry import backbone_of
+from .block_options import BlockOptionsError
 from .recognizer import build_image_classifier, build_recognizer
 
 
@@ -33,6 +37,7 @@ class Preset:
     #: The input the paper row is counted at: ``{"frames": T or None (image models), "size": S,
     #: "convention": "fvcore" | "thop"}`` (``videoattn profile``'s defaults); None: no paper row.
     paper_input: Mapping[str, Any] | None = None
+    input_kind: str = "video"  # "video" (N, 3, T, H, W) or "image" (N, 3, H, W): its builder's registration
 
     def accepted_arguments(self) -> list[str]:
         return [p for p in inspect.signature(self.builder).parameters]
@@ -47,7 +52,8 @@ def register_preset(name: str, builder: Callable[..., nn.Module], description: s
         raise ValueError(f"model preset {name!r} is registered twice")
     if paper_input is not None:
         paper_input = _checked_paper_input(name, paper_input)
-    preset = Preset(name, builder, defaults, description, reference, paper_input)
+    preset = Preset(name, builder, defaults, description, reference, paper_input,
+                    input_kind=backbone_of(builder).input_kind)
     unknown = set(defaults) - set(preset.accepted_arguments())
     if unknown:
         raise ValueError(f"preset {name!r}: builder does not accept {sorted(unknown)}")
@@ -102,7 +108,10 @@ def create_model(name: str, num_classes: int | None = None, num_frames: int | No
         kwargs["num_classes"] = num_classes
     if num_frames is not None:
         kwargs["num_frames"] = num_frames
-    model = preset.builder(**kwargs)
+    try:
+        model = preset.builder(**kwargs)
+    except BlockOptionsError as error:
+        raise ConfigError(f"model {name!r}: {error}") from None
     if weights:
         from .released import load_weights
 

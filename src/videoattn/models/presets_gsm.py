@@ -21,16 +21,18 @@ equation form is one override away (``block_options={"value": "paper"}``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from ..backbones.bninception import BNInception
 from ..errors import ConfigError
+from .backbone_registry import register_backbone
+from .block_options import apply_block_options
 from .presets import paper_row_input, register_preset
-from .recognizer import BlockInsertion, Recognizer, assemble_recognizer
+from .recognizer import Recognizer, assemble_recognizer
 
 GSM_SITE = "before_1x1_bn"
 
 
+@register_backbone("bninception", description="TSN/GSM BN-Inception recognizer")
 def build_bninception(
     *,
     num_classes: int = 174,
@@ -43,15 +45,13 @@ def build_bninception(
     pretrained: str | None = None,
 ) -> Recognizer:
     """A BN-Inception recognizer. ``blocks`` lists insertions (mappings or :class:`BlockInsertion`;
-    site kinds ``before_1x1_bn`` and ``after_block``); ``block_options`` are merged into every
-    insertion's options; ``pretrained`` is a local ImageNet BN-Inception checkpoint (TSN/TRN/GSM or
+    site kinds ``before_1x1_bn`` and ``after_block``); ``block_options`` reach the blocks by the rule
+    of :mod:`.block_options`; ``pretrained`` is a local ImageNet BN-Inception checkpoint (TSN/TRN/GSM or
     pretrainedmodels names)."""
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ConfigError(f"num_frames must be a positive int, got {num_frames!r}")
     backbone = BNInception(base_channels, input_convention)
-    insertions = [BlockInsertion.coerce(b) for b in blocks]
-    if block_options:
-        insertions = [replace(b, options={**b.options, **block_options}) for b in insertions]
+    insertions = apply_block_options(blocks, block_options)
     return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
                                dropout=dropout, pretrained=pretrained)
 

@@ -16,20 +16,17 @@ Build with the frames the preset is meant for: ``create_model("slowfast50_gta", 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-import torch
-from torch import nn
-
-from ..backbones.slowfast import SlowFast, pysf_key
-from ..errors import CheckpointError
+from ..backbones.slowfast import SlowFast
+from .backbone_registry import register_backbone
+from .block_options import apply_block_options
 from .presets import paper_row_input, register_preset
-from .recognizer import BlockInsertion, Recognizer, assemble_recognizer, build_recognizer
-from .released import register_layout
+from .recognizer import Recognizer, assemble_recognizer, build_recognizer
 
 FIVE_BLOCKS = "five_block"
 
 
+@register_backbone("slowfast", description="SlowFast two-pathway ResNet recognizer")
 def build_slowfast(
     *,
     depth: int = 50,
@@ -48,14 +45,12 @@ def build_slowfast(
     pretrained: str | None = None,
 ) -> Recognizer:
     """A SlowFast recognizer. ``num_frames`` is the fast pathway's clip length (the model input);
-    inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` are merged into
-    every insertion's options; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
+    inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` reach the blocks by the
+    rule of :mod:`.block_options`; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
     pathways (:meth:`~videoattn.backbones.slowfast.SlowFast.adapt_pretrained_state`)."""
     backbone = SlowFast(depth, alpha, beta_inv, fusion_kernel, fusion_channel_ratio, base_channels,
                         temporal_padding, zero_init_residual)
-    insertions = [BlockInsertion.coerce(b) for b in blocks]
-    if block_options:
-        insertions = [replace(b, options={**b.options, **block_options}) for b in insertions]
+    insertions = apply_block_options(blocks, block_options)
     return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
                                dropout=dropout, pretrained=pretrained)
 
@@ -96,29 +91,3 @@ register_preset(
     paper_input=paper_row_input(8, 224, "fvcore"),
     depth=50, variant="tsm", num_classes=174, blocks=({"name": "gta", "plan": FIVE_BLOCKS},),
 )
-
-
-@register_layout("pyslowfast", "PySlowFast SlowFast checkpoint ('model_state': s1.pathway0_stem.conv, "
-                 "s2.pathway1_res0.branch2.a, s1_fuse.conv_f2s, head.projection)")
-def _convert_pyslowfast(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """PySlowFast's names -> ours; 1x1x1 / 1xkxk kernels of our 2D convolutions lose their time axis.
-    Keys with no counterpart (its non-local blocks) keep their names and are reported as unexpected; a
-    classifier for another number of classes is left out (reported as missing ``fc.*``)."""
-    target = model.state_dict()
-    converted = {}
-    for key, value in state.items():
-        ours = pysf_key(key)
-        if ours is None:
-            converted[key] = value
-            continue
-        want = target.get(ours)
-        if want is not None and value.dim() == 5 and want.dim() == 4:
-            if value.shape[2] != 1:
-                raise CheckpointError(f"PySlowFast key {key!r} has temporal kernel {value.shape[2]} but "
-                                      f"{ours!r} is a 2D convolution of shape {tuple(want.shape)} (another "
-                                      "temporal-kernel layout than SlowFast's?)")
-            value = value[:, :, 0]
-        if ours.startswith("fc.") and want is not None and want.shape != value.shape:
-            continue  # a classifier for another class count (fine-tuning): fc stays at its initialisation
-        converted[ours] = value
-    return converted

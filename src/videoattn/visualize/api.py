@@ -127,7 +127,7 @@ def _draw(kind: str, model: nn.Module, config: Config, video, num_frames: int, o
     elif kind == "gta-regions":
         kinds._require(model, (kinds.GlobalTemporalAttention,), kind, "GTA block", select)
     elif kind == "bat":
-        kinds._require(model, (kinds._BATBase,), kind, "BAT block", select)
+        kinds._require(model, (kinds.BATBase,), kind, "BAT block", select)
     clip = load_clip(config, video, num_frames)
     clip.classes = class_names(config, checkpoint)
     shape = tuple(clip.frames.shape[:3])

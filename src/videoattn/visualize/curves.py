@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..analysis.plots import _pyplot, _save
+from ..analysis.plots import pyplot, save_figure
 from ..errors import DataError
 
 __all__ = ["curves_figure", "draw_curves", "read_history", "run_labels"]
@@ -77,7 +77,7 @@ def draw_curves(histories: Sequence[tuple[str, list[dict]]]):
     epochs that were validated, so the two stay apart however many epochs there are (markers on every
     point of both hid the dashes); a series of a single epoch is a marker of its own style.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
     colours = plt.get_cmap("tab10")
     for i, (name, records) in enumerate(histories):
@@ -125,4 +125,4 @@ def curves_figure(run_dirs: Sequence[str | Path], out: Path, names: Sequence[str
         if len(set(labels)) < len(labels):
             raise DataError(f"visualize curves: run names must differ, got {labels}")
     histories = [(label, read_history(d)) for label, d in zip(labels, run_dirs)]
-    return [_save(draw_curves(histories), out / "curves.png")]
+    return [save_figure(draw_curves(histories), out / "curves.png")]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.plots import _pyplot
+from ..analysis.plots import pyplot
 
 __all__ = ["Row", "clip_frame_index", "draw_rows", "layout_rows", "region_overlay"]
 
@@ -57,7 +57,7 @@ def layout_rows(frames: np.ndarray, rows: Sequence[Row], title: str, panel: floa
     """The figure of :func:`draw_rows` (not saved)."""
     from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-    plt = _pyplot()
+    plt = pyplot()
     panel = panel * min(1.0, max(0.75, 6 / max(len(rows), 1)))  # many rows (e.g. BAT's groups): smaller panels
     num_frames, height, width = frames.shape[:3]
     extra = any(row.temporal is not None for row in rows)
@@ -138,7 +138,7 @@ def save_compact(fig, path: str | os.PathLike) -> Path:
 
     from ..utils.io import atomic_write
 
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.plots import _pyplot, _save
+from ..analysis.plots import pyplot, save_figure
 from ..config import Config
 from ..errors import ConfigError, DataError
 
@@ -79,7 +79,7 @@ def tsne_figure(model: nn.Module, config: Config, out: Path, split: str = "val",
         raise DataError(f"visualize tsne: t-SNE needs at least 3 videos, the {split} split gave {len(features)}")
     perplexity = float(min(30.0, (len(features) - 1) / 3))
     embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
     present = sorted(set(int(label) for label in labels))
     cmap = plt.get_cmap("tab20" if len(present) > 10 else "tab10")
@@ -93,4 +93,4 @@ def tsne_figure(model: nn.Module, config: Config, out: Path, split: str = "val",
                  fontsize=9)
     if len(present) <= 24:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return [_save(fig, out / "tsne.png")]
+    return [save_figure(fig, out / "tsne.png")]
