@@ -14,8 +14,13 @@ __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_mode
 
 
 def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1",
-                      records: list | None = None, classes: list[str] | None = None) -> Any:
+                      records: list | None = None, classes: list[str] | None = None,
+                      evaluation: bool = False) -> Any:
     """The dataset of ``split`` (``train``, ``val`` or ``test``) described by ``config.data``.
+
+    ``evaluation``: read the split as ``videoattn test`` reads any split (the evaluation transforms:
+    ``views`` centre/multi-view clips, centre crops, no flip), also the training split, which
+    otherwise gets the training augmentation (random TSN frames, multi-scale crop, flip).
 
     ``records``/``classes``: score these entries (``VideoRecord``) with the split's settings instead
     of the split's annotations (what ``videoattn predict`` does, so its views equal ``test``'s).
@@ -44,7 +49,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         # Every split takes its classes from the training folder, so a split lacking a class keeps its labels.
         labels = os.path.join(data.root, data.train_annotations)
     # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
-    mode = "train" if split == "train" else ("val" if num_clips * num_crops == 1 else "test")
+    mode = "train" if split == "train" and not evaluation else ("val" if num_clips * num_crops == 1 else "test")
     return build_dataset(
         format=data.format, root=data.root, annotations=annotations, labels=labels, split=mode,
         num_frames=num_frames or config.model.num_frames, sampling=data.sampling,

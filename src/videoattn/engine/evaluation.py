@@ -320,7 +320,8 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
         skipped: dict[int, dict] = {}
         for path in checkpoints:
             model_config, state = _model_config_for(config, None if released else path)
-            dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
+            dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views,
+                                        evaluation=True)
             if not results:  # every member reads the same annotations
                 annotations = getattr(config.data, f"{split}_annotations")
                 check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})",

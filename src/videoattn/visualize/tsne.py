@@ -34,16 +34,9 @@ def clip_features(model: nn.Module, config: Config, split: str = "val", max_vide
     head = getattr(model, "fc", None)
     if not isinstance(head, nn.Linear):
         raise ConfigError("visualize tsne: the model has no linear classifier 'fc' whose input to read")
-    if split == "train":
-        # The training split read like the others (the evaluation transforms: one centre clip, centre crop,
-        # no flip), not with the training augmentation build_dataset_for gives its "train" split.
-        import dataclasses
-
-        data = dataclasses.replace(config.data, val_annotations=config.data.train_annotations,
-                                   val_subset=config.data.train_subset)
-        dataset = build_dataset_for(dataclasses.replace(config, data=data), "val", num_frames=num_frames, views="1x1")
-    else:
-        dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1")
+    # Every split, the training one too, read like `videoattn test` reads it (one centre clip, centre crop,
+    # no flip), not with the training augmentation.
+    dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1", evaluation=True)
     total = len(dataset) if max_videos is None else min(len(dataset), max_videos)
     sampler = ResumableSampler(total, shuffle=False, num_replicas=1, rank=0, drop_last=False)
     loader = build_loader_for(dataset, config.eval.batch_size, sampler, 0, False, seed=0, drop_last=False)
