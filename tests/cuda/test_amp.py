@@ -60,10 +60,15 @@ def test_fp16_step_with_inf_gradient_is_skipped_and_scale_halves_on_cuda(make_co
 
 def test_fp16_scaler_logic_on_cpu(make_config, recording_model, tmp_path, monkeypatch):
     """CPU twin: the engine's scaler path (scale, backward, step-or-skip, update) on the CPU."""
-    import videoattn.engine.trainer as trainer_module
+    import videoattn.engine.precision as precision_module
 
-    # fp16 autocast is refused on the CPU; run the step in float32 with the CPU gradient scaler.
-    monkeypatch.setattr(trainer_module, "autocast_context", lambda precision, device: contextlib.nullcontext())
+    # fp16 autocast is refused on the CPU; run the engine's fp16 step in float32 with the CPU gradient scaler.
+    resolve = precision_module.resolve_precision
+    monkeypatch.setattr(precision_module, "resolve_precision",
+                        lambda value, device, key="train.precision": "fp16" if value == "fp16"
+                        else resolve(value, device, key))
+    monkeypatch.setattr(precision_module, "autocast_context",
+                        lambda precision, device, key="train.precision": contextlib.nullcontext())
     model = _check_inf_step_skipped(make_config, recording_model, tmp_path, "cpu")
     assert set(model.dtypes) == {torch.float32}
 
