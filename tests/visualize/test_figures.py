@@ -32,7 +32,7 @@ def figures(monkeypatch):
         return save
 
     monkeypatch.setattr(figures_module, "save_compact", keeping(figures_module.save_compact))
-    monkeypatch.setattr(curves_module, "_save", keeping(curves_module._save))
+    monkeypatch.setattr(curves_module, "save_figure", keeping(curves_module.save_figure))
     return drawn
 
 
