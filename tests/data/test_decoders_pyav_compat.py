@@ -269,6 +269,39 @@ def test_other_type_errors_from_open_are_not_mistaken_for_a_missing_keyword(medi
         PyAVDecoder().num_frames(str(media_dir / "clip.mp4"))
 
 
+def _write_with_latin1_tags(path, fmt):
+    """A valid video whose container and stream titles are Latin-1 bytes (not UTF-8), as old taggers
+    write them. PyAV <= 18 writes them through ``metadata_encoding``; PyAV 19, which removed it, writes
+    the bytes given as ``surrogateescape`` strings."""
+    try:
+        container = av.open(str(path), mode="w", format=fmt, metadata_encoding="latin-1")
+        title = "caf\u00e9"
+    except TypeError:
+        container = av.open(str(path), mode="w", format=fmt)
+        title = "caf\udce9"
+    with container:
+        container.metadata["title"] = title
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        stream.metadata["title"] = title
+        for image in moving_square_frames(6):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "matroska"])
+def test_a_tag_that_is_not_utf8_does_not_make_a_video_unreadable(fmt, tmp_path, fresh_open_detection):
+    """With the installed PyAV, whatever its release: <= 18 needs ``metadata_errors``, 19 never fails."""
+    path = tmp_path / f"latin1.{fmt}"
+    _write_with_latin1_tags(path, fmt)
+    assert b"caf\xe9" in path.read_bytes()  # the file really holds a non-UTF-8 tag
+    decoder = PyAVDecoder()
+    assert decoder.num_frames(str(path)) == 6
+    assert [frame_number(frame) for frame in decoder.get_frames(str(path), [5, 0])] == [5, 0]
+
+
 # --------------------------------------------------------------------------------------------------
 # _expected_frames: the video stream's own length, with Fraction (av <= 18) or AVRational (av 19).
 
