@@ -31,7 +31,7 @@ install_torch() {
     $pip install "${VIDEOATTN_TORCH_SPEC}"
   elif have_cuda; then
     log "NVIDIA driver found: installing PyPI's CUDA build of torch"
-    $pip install "torch>=2.1"
+    $pip install "torch>=2.11"
   else
     local tmp
     tmp=$(mktemp -d)

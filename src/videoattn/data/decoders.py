@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from fractions import Fraction
 
 import numpy as np
 
@@ -155,7 +156,7 @@ class PyAVDecoder(Decoder):
 
         _check_file(path)
         try:
-            container = av.open(path, metadata_errors="ignore")
+            container = _open_for_reading(av.open, path)
         except Exception as error:  # PyAV raises many subclasses (InvalidDataError, ...)
             raise DataError(f"{path}: not a readable video ({type(error).__name__}: {error})") from error
         if not container.streams.video:
@@ -186,8 +187,9 @@ class PyAVDecoder(Decoder):
         pts, keys = [], []
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None:
-                    if packet.size and packet.pts is None:
+                size = _packet_size(packet)
+                if size == 0 or packet.pts is None:
+                    if size and packet.pts is None:
                         return None  # no timestamps: fall back to sequential counting
                     continue
                 pts.append(packet.pts)
@@ -307,22 +309,108 @@ class PyAVDecoder(Decoder):
         return self._gather(path, indices, found)
 
 
-def _expected_frames(container, stream) -> int | None:
-    """Frame count announced by the container header (duration x frame rate), if it announces one."""
-    try:
-        rate = stream.average_rate or stream.guessed_rate
-        if stream.duration is not None and stream.time_base is not None:
-            seconds = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            seconds = container.duration / 1_000_000
-        else:
-            return None
-        if stream.frames:
-            return int(stream.frames)
-        return round(seconds * float(rate)) if rate else None
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
+# PyAV compatibility. The project supports every release ``av>=12`` admits (12.0 .. 19.x); where their
+# APIs differ, the helpers below detect the feature instead of reading version numbers, and every other
+# call is one the releases agree on. docs/data.md lists each PyAV call and what changed for it.
 
+#: ``(av_open, accepts_metadata_errors)`` for the last ``av.open`` seen (see :func:`_open_for_reading`).
+_open_keywords: tuple[object, bool] | None = None
+
+#: FFmpeg's AV_TIME_BASE: ``container.duration`` is in microseconds.
+_AV_TIME_BASE = 1_000_000
+
+_DURATION_TAG = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
+
+
+def _open_for_reading(av_open, path: str):
+    """``av_open(path)`` (that is ``av.open``) for reading.
+
+    PyAV 12-18 decode container and stream metadata strictly by default, so one non-UTF-8 tag in an
+    otherwise valid video fails the open; they are asked for ``metadata_errors="ignore"``. PyAV 19
+    removed that keyword (metadata is always decoded with ``surrogateescape`` there, which cannot
+    fail). Whether this ``av_open`` takes the keyword is learnt from the TypeError of the first call
+    and remembered, so later opens cost one call.
+    """
+    global _open_keywords
+    known = _open_keywords
+    if known is None or known[0] is not av_open or known[1]:
+        try:
+            container = av_open(path, metadata_errors="ignore")
+        except TypeError as error:
+            if "metadata_errors" not in str(error):
+                raise
+            _open_keywords = (av_open, False)
+        else:
+            _open_keywords = (av_open, True)
+            return container
+    return av_open(path)
+
+
+def _fraction(value) -> Fraction | None:
+    """A PyAV rational as a :class:`~fractions.Fraction`, None when unset or not positive.
+
+    PyAV <= 18 gives ``fractions.Fraction`` or None; PyAV 19 gives ``av.AVRational`` (no arithmetic
+    with ``Fraction``'s guarantees, not a registered ``numbers.Rational``), never None: an unset value
+    is a falsy ``AVRational(0, 1)``. Both expose ``numerator`` and ``denominator``.
+    """
+    if value is None:
+        return None
+    try:
+        numerator, denominator = int(value.numerator), int(value.denominator)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if numerator <= 0 or denominator <= 0:
+        return None
+    return Fraction(numerator, denominator)
+
+
+def _packet_size(packet) -> int | None:
+    """Bytes in a demuxed packet: ``packet.size``, else its buffer's size (``size`` may be None in
+    newer PyAV); None when neither is known."""
+    size = getattr(packet, "size", None)
+    if size is None:
+        size = getattr(packet, "buffer_size", None)
+    return size
+
+
+def _stream_seconds(stream) -> Fraction | None:
+    """The video stream's own duration in seconds: ``duration x time_base`` when the container stores
+    a per-stream duration (MP4/MOV), else the per-track ``DURATION`` tag Matroska/WebM muxers write
+    (``"00:00:01.666000000"``); None when neither is there."""
+    time_base = _fraction(stream.time_base)
+    duration = stream.duration
+    if duration is not None and int(duration) > 0 and time_base is not None:
+        return int(duration) * time_base
+    for key, value in dict(stream.metadata or {}).items():
+        if str(key).upper() == "DURATION" and (match := _DURATION_TAG.match(str(value))):
+            hours, minutes, seconds = match.groups()
+            return (int(hours) * 3600 + int(minutes) * 60) + Fraction(seconds)
+    return None
+
+
+def _expected_frames(container, stream) -> int | None:
+    """Frames the header announces for the video stream, or None when it does not tell.
+
+    The stream's frame count when the container stores one (MP4/MOV), else the stream's own duration
+    (:func:`_stream_seconds`) times its frame rate. The container's duration is used only when the
+    video is its only stream: it is the longest stream's, and a file whose audio outlasts its video
+    (common in Kinetics downloads) would otherwise look truncated.
+    """
+    try:
+        frames = int(stream.frames or 0)
+        if frames > 0:
+            return frames
+        rate = _fraction(stream.average_rate) or _fraction(stream.guessed_rate)
+        if rate is None:
+            return None
+        seconds = _stream_seconds(stream)
+        if seconds is None and container.duration and len(container.streams) == 1:
+            seconds = Fraction(int(container.duration), _AV_TIME_BASE)
+        if seconds is None or seconds <= 0:
+            return None
+        return round(seconds * rate)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 def _group_by_keyframe(targets: list[int], index: _PacketIndex):
     groups: list[tuple[int, list[int]]] = []
