@@ -192,14 +192,16 @@ def load_exported_metadata(path: str | os.PathLike) -> dict[str, Any]:
             if entry.key == METADATA_KEY:
                 return json.loads(entry.value)
         raise ExportError(f"{path}: no {METADATA_KEY!r} entry in the ONNX metadata_props")
-    extra = {f"{METADATA_KEY}.json": ""}
-    try:
-        torch.jit.load(str(path), _extra_files=extra)
-    except Exception:
-        torch.export.load(str(path), extra_files=extra)
-    if not extra[f"{METADATA_KEY}.json"]:
-        raise ExportError(f"{path}: no {METADATA_KEY}.json extra file")
-    return json.loads(extra[f"{METADATA_KEY}.json"])
+    # TorchScript and ExportedProgram files are zip archives that keep extra files as
+    # "<archive>/extra/<name>": read ours directly, without loading (deserialising) the model.
+    import zipfile
+
+    wanted = f"/extra/{METADATA_KEY}.json"
+    with zipfile.ZipFile(path) as archive:
+        names = [name for name in archive.namelist() if name.endswith(wanted) and name.count("/") == 2]
+        if not names:
+            raise ExportError(f"{path}: no {METADATA_KEY}.json extra file")
+        return json.loads(archive.read(names[0]).decode("utf-8"))
 
 
 def run_exported(path: str | os.PathLike, fmt: str, video: torch.Tensor) -> torch.Tensor:
