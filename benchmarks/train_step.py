@@ -3,7 +3,7 @@
 The limit is measured in the same run: this machine's fp32 and bf16 matrix-product rate (2048^2 x
 2048^2, the benchmark's thread count, best of several) before and after the cases. Each case is one
 training step of a preset at batch ``--batch`` x 8 x ``--size`` as the engine runs it (autocast from
-``videoattn.engine.builders.autocast_context``, cross-entropy on float logits, backward, the engine's
+``videoattn.engine.precision``, cross-entropy on float logits, backward, the engine's
 optimizer via ``videoattn.engine.trainer.build_optimizer``, ``zero_grad(set_to_none=True)``). Its rate
 is 3 x the forward MACs per clip (``videoattn.analysis.complexity``, fvcore convention; a MAC is
 counted as one multiply-add, so GFLOP/s = 2 x 3 x MACs x clips / step seconds / 1e9) over the step
@@ -37,7 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from videoattn.analysis.speed import TrainingStep, matmul_rate, peak_rss_bytes  # noqa: E402
-from videoattn.engine.builders import cpu_has_native_bf16  # noqa: E402
+from videoattn.engine.precision import cpu_has_native_bf16  # noqa: E402
 
 
 def gemm_rates() -> dict[str, float]:

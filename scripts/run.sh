@@ -4,6 +4,8 @@
 #
 #   bash scripts/run.sh demo [demo options]   -> videoattn demo (the main job)
 #   bash scripts/run.sh test [pytest options] -> ruff + the full test suite
+#   bash scripts/run.sh install EXTRA...      -> install optional extras of pyproject.toml into the venv
+#                                                (onnx: `videoattn export --format onnx`; torchcodec; dev)
 #   bash scripts/run.sh <any videoattn subcommand and options>
 #
 # torch is chosen before the package is installed, so pip never pulls a CUDA build by accident:
@@ -66,9 +68,29 @@ ensure_env() {
   fi
 }
 
+# The extras pyproject.toml declares (the names under [project.optional-dependencies]).
+known_extras() {
+  sed -n '/^\[project.optional-dependencies\]/,/^\[/p' pyproject.toml | sed -n 's/^\([A-Za-z0-9_-]*\) *=.*/\1/p'
+}
+
 cmd=${1:-demo}
 [ $# -gt 0 ] && shift
 case "$cmd" in
+  install)
+    extras=$(known_extras | tr '\n' ' ')
+    if [ $# -eq 0 ]; then
+      log "usage: bash scripts/run.sh install EXTRA... (extras: ${extras% })"
+      exit 2
+    fi
+    for extra in "$@"; do
+      case " $extras" in
+        *" $extra "*) ;;
+        *) log "unknown extra '$extra': pyproject.toml offers ${extras% }"; exit 2 ;;
+      esac
+    done
+    ensure_env "$(IFS=,; echo "$*")"
+    log "installed videoattn[$(IFS=,; echo "$*")] into $VENV"
+    ;;
   test)
     ensure_env dev
     export PATH="$PWD/$VENV/bin:$PATH"

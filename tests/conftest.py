@@ -7,13 +7,17 @@ import torch
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``slow`` run only with VIDEOATTN_SLOW=1 (they check long-running claims)."""
-    if os.environ.get("VIDEOATTN_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow check: set VIDEOATTN_SLOW=1 to run it")
+    """Tests marked ``slow`` run only with VIDEOATTN_SLOW=1 (they check long-running claims); tests
+    marked ``cuda`` only where a CUDA device is available (scripts/gpu_check.sh runs them)."""
+    slow = os.environ.get("VIDEOATTN_SLOW") == "1"
+    skip_slow = pytest.mark.skip(reason="slow check: set VIDEOATTN_SLOW=1 to run it")
+    has_cuda = torch.cuda.is_available()
+    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not slow:
+            item.add_marker(skip_slow)
+        if item.get_closest_marker("cuda") is not None and not has_cuda:  # a marker, not the word in a path
+            item.add_marker(skip_cuda)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -119,3 +119,70 @@ def test_shipped_configs_load(path):
                                        num_frames=config.model.num_frames, dropout=config.model.dropout,
                                        **config.model.options)
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+# --- --set on the command line (issue 30) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, overrides, inputs", [
+    (["predict", "--config", "C", "--set", "eval.views=1x1", "video.webm"], ["eval.views=1x1"], ["video.webm"]),
+    (["predict", "--config", "C", "--set", "eval.views=1x1", "train.lr=0.1", "a.webm", "b.webm"],
+     ["eval.views=1x1", "train.lr=0.1"], ["a.webm", "b.webm"]),
+    (["predict", "v.webm", "--set", "a.b=1", "--set", "c.d=[1, 2]", "--config", "C"], ["a.b=1", "c.d=[1, 2]"],
+     ["v.webm"]),
+    (["predict", "v.webm", "--set=a.b=1", "c.d=2", "--config", "C"], ["a.b=1", "c.d=2"], ["v.webm"]),
+])
+def test_set_takes_key_values_and_leaves_positionals(argv, overrides, inputs):
+    from videoattn.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert args.overrides == overrides and args.inputs == inputs
+
+
+def test_set_keeps_several_values_on_train_and_visualize():
+    from videoattn.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "-c", "x.yaml", "--set", "train.lr=0.02", "data.root=/x"]).overrides == \
+        ["train.lr=0.02", "data.root=/x"]
+    args = parser.parse_args(["visualize", "attention", "--set", "model.name=r2d18", "--video", "v.webm"])
+    assert args.overrides == ["model.name=r2d18"] and args.kind == "attention" and args.video == "v.webm"
+
+
+def test_positional_after_set_reaches_the_command(tmp_path, capsys):
+    from videoattn.cli import main
+
+    missing = tmp_path / "missing.yaml"
+    assert main(["predict", "--config", str(missing), "--set", "eval.views=1x1", "video.webm"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "required" not in err
+
+
+def test_set_errors_say_they_came_from_set(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("train:\n  lr: 0.1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, ["train.lrr=0.1"])
+    assert str(caught.value).startswith("--set train.lrr=0.1: unknown config key 'train.lrr'")
+    assert str(config) not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"^--set 'train.milestones=\[40, 30\]': config key 'train.milestones'"):
+        load_config(config, ["train.milestones=[40, 30]"])
+    with pytest.raises(ConfigError, match=r"^--set 'train.lr=x y': config key 'train.lr'"):
+        load_config(None, ["train.lr=x y"])
+
+
+def test_file_errors_still_name_the_file_when_set_is_given(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("train:\n  epochs: many\n")
+    with pytest.raises(ConfigError, match=r"^\S*tiny.yaml: config key 'train.epochs'"):
+        load_config(config, ["train.lr=0.1"])
+    # A value of the file that only the --set values make wrong: both named.
+    config.write_text("train:\n  batch_size: 10\n")
+    with pytest.raises(ConfigError,
+                       match=r"tiny.yaml with --set train.accumulation_steps=4: config key 'train.batch_size'"):
+        load_config(config, ["train.accumulation_steps=4"])
+
+
+def test_set_syntax_errors_name_set():
+    with pytest.raises(ConfigError, match=r"^--set 'train.lr': expected KEY=VALUE"):
+        parse_override("train.lr")

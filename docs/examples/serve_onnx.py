@@ -93,7 +93,11 @@ def centre_crop_resized(frames: np.ndarray, size: int, scale_size) -> np.ndarray
 
 def prepare_clip(frames: np.ndarray, meta: dict) -> np.ndarray:
     indices = frame_indices(len(frames), meta["num_frames"], meta["sampling"], meta["frame_interval"])
-    clip = centre_crop_resized(frames[indices], meta["size"], meta["scale_size"])
+    scale = meta["scale_size"]
+    if min(scale if isinstance(scale, (list, tuple)) else [scale]) < meta["size"]:
+        raise SystemExit(f"the file records a resize of {scale} px, smaller than its {meta['size']} px input "
+                         f"crop: export it again with `videoattn export` (which keeps them consistent)")
+    clip = centre_crop_resized(frames[indices], meta["size"], scale)
     mean = np.asarray(meta["mean"], dtype=np.float32) * meta["pixel_range"]
     std = np.asarray(meta["std"], dtype=np.float32) * meta["pixel_range"]
     clip = (clip - mean) / std  # (T, H, W, 3)

@@ -5,7 +5,7 @@ holds the attention blocks; ``videoattn.data``, ``videoattn.engine`` and ``video
 data pipeline, training/evaluation and profiling.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def create_model(name, num_classes=None, num_frames=8, pretrained=None, **overrides):

@@ -36,6 +36,7 @@ __all__ = [
     "parse_override",
     "parse_views",
     "save_config",
+    "section_from_dict",
 ]
 
 
@@ -143,8 +144,9 @@ class TrainConfig:
     #: Clip the global gradient norm to this value (``null``: no clipping; TSN-style recipes use 20).
     clip_grad_norm: float | None = None
     accumulation_steps: int = 1
-    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only; ``auto``:
+    #: bf16 on a CUDA device with bf16, else fp32 (``videoattn.engine.precision`` has the rule).
+    precision: str = "fp32"
     #: ``partial``: every backbone BatchNorm but the first keeps its ImageNet statistics and affine
     #: (TSN's partial BN); ``all``: every backbone BatchNorm is frozen; ``none``: all train normally.
     #: BatchNorms inside inserted blocks (NL, DNL, TAPE, GTA, ...) always train: their output norms
@@ -182,6 +184,8 @@ class EvalConfig:
     average: Literal["prob", "logits"] = "prob"
     batch_size: int = 8
     num_workers: int | None = None
+    #: Precision of ``test`` and ``predict`` (values as ``train.precision``; null: ``train.precision``).
+    precision: str | None = None
 
 
 @dataclass
@@ -262,7 +266,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
                       f"expected {_type_name(annotation)}")
 
 
-def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
+def section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"config key {prefix!r}: expected a mapping of settings, got {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -278,7 +282,7 @@ def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
                               f"{', '.join(names)}")
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
-            values[key] = _section_from_dict(annotation, value, dotted)
+            values[key] = section_from_dict(annotation, value, dotted)
         else:
             values[key] = _coerce(value, annotation, dotted)
     return cls(**values)
@@ -286,7 +290,7 @@ def _section_from_dict(cls: type, raw: Any, prefix: str) -> Any:
 
 def config_from_dict(raw: dict[str, Any] | None) -> Config:
     """Build and validate a :class:`Config` from nested dicts (missing keys keep their defaults)."""
-    config = _section_from_dict(Config, raw or {}, "")
+    config = section_from_dict(Config, raw or {}, "")
     validate(config)
     return config
 
@@ -314,6 +318,11 @@ def parse_views(views: str) -> tuple[int, int]:
 def validate(config: Config) -> None:
     """Check values that types alone do not rule out; raise ConfigError naming the key."""
     m, d, t, e = config.model, config.data, config.train, config.eval
+    from .engine.precision import check_precision
+
+    check_precision(t.precision, "train.precision")
+    if e.precision is not None:
+        check_precision(e.precision, "eval.precision")
     if m.num_classes is not None and m.num_classes < 1:
         raise _fail("model.num_classes", m.num_classes, "expected a positive integer or null")
     if m.num_frames < 1:
@@ -405,15 +414,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     import yaml
 
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.02")
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.02")
     key, raw_value = text.split("=", 1)
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r}: the key {key!r} is not a dotted name like train.lr")
+        raise ConfigError(f"--set {text!r}: the key {key!r} is not a dotted name like train.lr")
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({' '.join(str(error).split())})") from None
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({' '.join(str(error).split())})") from None
     return key, value
 
 
@@ -431,7 +440,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {'.'.join(parts[:depth + 1])!r} is a value, "
+                raise ConfigError(f"--set {text!r}: {'.'.join(parts[:depth + 1])!r} is a value, "
                                   f"not a section")
             node = child
         node[parts[-1]] = value
@@ -441,32 +450,60 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config (or start from defaults when ``path`` is None), apply overrides, validate.
 
+    A file may name a ``base`` file to merge onto (:mod:`videoattn.config_files`).
+
     Relative paths in ``data.*``, ``model.pretrained`` and ``train.work_dir`` stay relative to the
     current directory (the directory ``videoattn`` is run from), as on a command line.
     """
-    import yaml
+    from .config_files import read_config_file
 
     raw: Any = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {' '.join(str(error).split())}") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte {error.start}: "
-                              f"{error.reason})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections at the top level")
-    raw = apply_overrides(raw, list(overrides))
+        raw = read_config_file(path)  # its ``base:`` chain merged (videoattn.config_files)
+    overrides = list(overrides)
+    merged = apply_overrides(raw, overrides)
     try:
-        return config_from_dict(raw)
+        return config_from_dict(merged)
     except ConfigError as error:
-        if path is not None:
-            raise ConfigError(f"{path}: {error}") from None
-        raise
+        raise _blame(error, path, raw, overrides) from None
+
+
+def _override_behind(error: ConfigError, overrides: list[str]) -> str | None:
+    """The last ``--set`` text whose key is the key ``error`` names (or inside / above it), else None."""
+    import re
+
+    named = re.findall(r"config key '([^']+)'", str(error))
+    for text in reversed(overrides):
+        key = text.split("=", 1)[0].strip()
+        for name in named:
+            if key == name or key.startswith(name + ".") or name.startswith((key + ".", key + "[")):
+                return text
+    return None
+
+
+def _blame(error: ConfigError, path, raw: dict[str, Any], overrides: list[str]) -> ConfigError:
+    """``error`` prefixed with where the bad value came from: the ``--set`` naming its key, else the YAML
+    file (when the file alone fails the same way), else the file and all ``--set`` values together."""
+    import shlex
+
+    def quote(text: str) -> str:  # as typed in a shell; repr for what a shell line cannot show
+        return shlex.quote(text) if text.isprintable() else repr(text)
+
+    culprit = _override_behind(error, overrides)
+    if culprit is not None:
+        return ConfigError(f"--set {quote(culprit)}: {error}")
+    if not overrides:
+        return ConfigError(f"{path}: {error}") if path is not None else error
+    try:
+        config_from_dict(raw)
+        file_alone = None
+    except ConfigError as file_error:
+        file_alone = str(file_error)
+    if path is not None and file_alone == str(error):
+        return ConfigError(f"{path}: {error}")
+    where = f"{path} with " if path is not None else ""
+    return ConfigError(f"{where}--set {' '.join(quote(o) for o in overrides)}: {error}")
 
 
 def config_to_yaml(config: Config) -> str:

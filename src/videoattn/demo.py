@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine.precision import PRECISIONS
 from .errors import ConfigError, DataError
 
 
@@ -763,8 +764,9 @@ def register(subparsers) -> None:
     for name, kind in (("num-videos", int), ("epochs", int), ("size", int), ("frames", int),
                        ("base-channels", int), ("batch-size", int)):
         tuning.add_argument(f"--{name}", type=kind, default=None)
-    tuning.add_argument("--precision", choices=("fp32", "bf16"), default=None,
-                        help="bf16 autocast for training and evaluation (default fp32)")
+    tuning.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="train.precision of every model, for training and evaluation "
+                        "(default fp32; fp16 needs CUDA)")
     parser.set_defaults(func=run_demo_command)
 
 

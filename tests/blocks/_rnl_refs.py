@@ -63,20 +63,24 @@ def region_aggregate(feature: torch.Tensor, kernel, aggregation: str, depthwise:
     return out
 
 
-def _pool_2x2(feature: torch.Tensor) -> list[torch.Tensor]:
-    """1x2x2 max-pool windows (ceil mode) of ``(d, T, H, W)``, frame-major."""
+def _pool_2x2(feature: torch.Tensor, floor: bool = False) -> list[torch.Tensor]:
+    """1x2x2 max-pool windows of ``(d, T, H, W)``, frame-major: ceil mode (a last odd row/column is a
+    window of its own) or, with ``floor``, only the full 2x2 windows (the last odd row/column dropped)."""
     d, frames, height, width = feature.shape
+    rows = height - height % 2 if floor else height
+    cols = width - width % 2 if floor else width
     out = []
     for t in range(frames):
-        for i0 in range(0, height, 2):
-            for j0 in range(0, width, 2):
+        for i0 in range(0, rows, 2):
+            for j0 in range(0, cols, 2):
                 members = [feature[:, t, i, j] for i in range(i0, min(i0 + 2, height))
                            for j in range(j0, min(j0 + 2, width))]
                 out.append(torch.stack(members).max(dim=0).values)
     return out
 
 
-def reference_rnl(w: dict, x: torch.Tensor, form: str, kernel, aggregation: str, sub_sample: bool = False):
+def reference_rnl(w: dict, x: torch.Tensor, form: str, kernel, aggregation: str, sub_sample: bool = False,
+                  floor_pool: bool = False):
     """RNL block, eq. 4-9: e = W_g x; a = F_theta(e); y_i = 1/C(x) sum_j f(a_i, a_j) e_j;
     z = x + BN(W_z y). ``w`` names: theta (W_g), region (depthwise kernel), out_proj (W_z), out_norm."""
     n, _, frames, height, width = x.shape
@@ -88,7 +92,7 @@ def reference_rnl(w: dict, x: torch.Tensor, form: str, kernel, aggregation: str,
         region = region_aggregate(embedded, kernel, aggregation, w.get("region.weight"))
         queries = [region[:, t, i, j] for t, i, j in grid]
         if sub_sample:
-            keys, values = _pool_2x2(region), _pool_2x2(embedded)
+            keys, values = _pool_2x2(region, floor_pool), _pool_2x2(embedded, floor_pool)
         else:
             keys, values = queries, [embedded[:, t, i, j] for t, i, j in grid]
         for q_index, (t, i, j) in enumerate(grid):

@@ -295,3 +295,21 @@ def test_block_expand_has_no_concatenation():
     want = torch.tensor([[0, 0, 1, 0], [0, 0, 0, 1], [2, 0, 3, 0], [0, 2, 0, 3]], dtype=torch.float32)
     torch.testing.assert_close(block_expand(m, 2)[0], want)
     torch.testing.assert_close(block_expand(m, 2)[0], torch.kron(m[0], torch.eye(2)))
+
+
+@pytest.mark.parametrize("layout", ["channels_last_3d", "channel_slice_of_channels_last"])
+def test_bat3d_temporal_only_takes_channels_last_input(layout):
+    """Issue 31.12: ``k=0, tk>0`` reshapes the reduced map itself, which is channels-last for a
+    channels-last input (it used to fail with "view size is not compatible"); same values as the
+    reference."""
+    block = _build("bat3d", s=3, k=0, tk=2, ts=2, normalisation="softmax")
+    x = _clip()
+    if layout == "channels_last_3d":
+        shaped = x.contiguous(memory_format=torch.channels_last_3d)
+    else:
+        wide = torch.cat([x, x[:, :3]], dim=1).contiguous(memory_format=torch.channels_last_3d)
+        shaped = wide[:, :16]
+    with torch.no_grad():
+        got = block(shaped)
+    want, _ = bat_reference(x, _weights(block), s=3, k=0, tk=2, ts=2, how="softmax")
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)

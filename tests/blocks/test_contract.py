@@ -135,3 +135,38 @@ def test_torch_export(name):
     exported = torch.export.export(block, (x,))
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), block(x))
+
+
+# Public nn.Module classes of block modules that are parts of registered blocks, not blocks themselves.
+BLOCK_PARTS = {
+    "videoattn.blocks.gta.GlobalTemporalAttention",  # GTA's temporal module inside the registered 'gta'
+    "videoattn.blocks.gsm.FrameSelfAttention",  # SA-GSM's per-frame SAGAN attention inside 'sa_gsm'
+}
+
+
+def test_every_block_module_is_discovered_and_registers_its_blocks():
+    """Blocks are found by walking the package, not by a hand-kept import list, and a block module
+    cannot define a block class it does not register: every public ``nn.Module`` class of a block
+    module is registered, a base class of registered ones (``BATBase``) or a listed part."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    import videoattn.blocks as package
+    from videoattn.blocks import block_modules
+
+    files = sorted(p.stem for p in Path(package.__file__).parent.glob("*.py")
+                   if not p.stem.startswith("_") and p.stem != "registry")
+    assert [m.rsplit(".", 1)[1] for m in block_modules()] == files
+    factories = [get_block_spec(name).factory for name in list_blocks()]
+    for module_name in block_modules():
+        module = importlib.import_module(module_name)
+        registered = [f for f in factories if f.__module__ == module_name]
+        assert registered, f"{module_name} registers no block"
+        for attr, cls in vars(module).items():
+            if attr.startswith("_") or not inspect.isclass(cls) or not issubclass(cls, nn.Module) \
+                    or cls.__module__ != module_name:
+                continue
+            known = (cls in registered or any(inspect.isclass(f) and issubclass(f, cls) for f in factories)
+                     or f"{module_name}.{attr}" in BLOCK_PARTS)
+            assert known, f"{module_name}.{attr} is an nn.Module that is not registered with @register_block"

@@ -128,6 +128,32 @@ def test_gsm_released_options_match_release_semantics():
     assert not block.identity_at_init
 
 
+def test_released_options_switched_in_place_give_the_released_function():
+    """``set_released_options`` (what the gsm / sa_gsm checkpoint layouts call) turns a block built with the
+    equations' options into the released one: same reference as a block built that way, and back."""
+    block = create("sa_gsm", CHANNELS, reduction=2).double()
+    changed = block.set_released_options(gate_norm=True, released_order=True, value="released")
+    assert changed == ["gate_norm: False -> True", "released_order: False -> True", "value: 'paper' -> 'released'"]
+    assert block.set_released_options(gate_norm=True, released_order=True, value="released") == []
+    randomize_(block)
+    assert block.attention.v is None and block.attention.h.weight.shape == (CHANNELS, CHANNELS, 1, 1, 1)
+    assert block.attention.h.weight.dtype == torch.float64
+    x = video(seed=6)
+    bn = block.gsm.gate_bn
+    shifted = reference_gsm(block.gsm.gate.weight, block.gsm.gate.bias, x,
+                            bn=(bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps),
+                            next_frame_first=True, interleave=True)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_sagan(sagan_weights(block.attention), shifted))
+    gsm = block.gsm
+    gsm.set_released_options(gate_norm=False, released_order=False)
+    assert gsm.gate_bn is None and gsm.identity_at_init
+    with torch.no_grad():
+        torch.testing.assert_close(gsm(x), reference_gsm(gsm.gate.weight, gsm.gate.bias, x))
+    with pytest.raises(ConfigError, match="released_order needs channels divisible by 4"):
+        create("gsm", 6).set_released_options(gate_norm=True, released_order=True)
+
+
 def test_gsm_open_gate_is_a_pure_shift_with_zeros_at_both_ends():
     """tanh(40) == 1 in float64: Y = X, R = 0, so Z_1 is X_1 moved one frame forward and Z_2 X_2
     one frame backward, with zeros entering at the first / last frame."""

@@ -341,3 +341,31 @@ def test_blocks_export_with_a_dynamic_batch(name):
     x = torch.randn(3, 32, 2, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(program.module()(x), block(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_bias", [(True, False), (False, True), (False, False), (True, True)])
+def test_fused_projections_keep_each_projections_own_bias(with_bias):
+    """Issue 31.13: one GEMM for projections of which only some have a bias gives each its own ``W x (+ b)``
+    (a projection without one used to drop every bias), values and gradients."""
+    from videoattn.blocks._attention import fused_projections, projection, token_view
+
+    torch.manual_seed(1)
+    projections = [projection(5, 4, bias=b).double() for b in with_bias]
+    for p in projections:
+        torch.nn.init.normal_(p.weight)
+        if p.bias is not None:
+            torch.nn.init.normal_(p.bias)
+    x = torch.randn(2, 5, 3, 4, 6, dtype=torch.float64, requires_grad=True)
+    outs = fused_projections(projections, token_view(x))
+    expected = []
+    for p in projections:  # out[n, t, h, w, o] = sum_c W[o, c] x[n, c, t, h, w] (+ b[o])
+        value = torch.einsum("ncthw,oc->nthwo", x, p.weight[:, :, 0, 0, 0])
+        expected.append(value + p.bias if p.bias is not None else value)
+    params = [x] + [t for p in projections for t in p.parameters()]
+    weights = [torch.randn_like(e) for e in expected]
+    ours = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, weights)), params)
+    reference = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights)), params)
+    for o, e in zip(outs, expected):
+        torch.testing.assert_close(o, e, rtol=0, atol=1e-12)
+    for o, e in zip(ours, reference):
+        torch.testing.assert_close(o, e, rtol=0, atol=1e-12)

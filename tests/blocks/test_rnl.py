@@ -43,6 +43,25 @@ def test_rnl_default_is_the_papers_gaussian_3x7x7_depthwise_conv_and_sub_samplin
         torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
 
 
+def test_rnl_floor_pooling_drops_the_last_odd_row_and_column_as_the_release():
+    """Issue 27.5: ``pool_mode="floor"`` is the release's ``MaxPool3d((1, 2, 2))`` on odd maps (5x7 keys
+    pool to 2x3), ceil mode (default) keeps the border; both the same on even sizes."""
+    block = randomize_(create("rnl", CHANNELS, kernel_size=(1, 3, 3), sub_sample=True, pool_mode="floor").double())
+    x = video(height=5, width=7)
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out, reference_rnl(weights_of(block), x, "gaussian", (1, 3, 3), "conv",
+                                                      sub_sample=True, floor_pool=True), rtol=1e-10, atol=1e-10)
+        assert not torch.allclose(out, reference_rnl(weights_of(block), x, "gaussian", (1, 3, 3), "conv",
+                                                     sub_sample=True, floor_pool=False))
+        even = video(height=4, width=6)
+        block.pool_mode = "ceil"
+        ceil_out = block(even)
+        block.pool_mode = "floor"
+        torch.testing.assert_close(block(even), ceil_out, rtol=1e-12, atol=1e-12)
+    assert create("rnl", CHANNELS).pool_mode == "ceil"
+
+
 def test_rnl_region_kernel_changes_the_affinity_but_a_1x1x1_region_is_nl_with_theta_phi_tied_to_g():
     """With F_theta the identity (1x1x1 kernel of ones) RNL is NL whose theta, phi and g are one
     matrix: eq. 9's three uses of x W_g."""
@@ -94,6 +113,25 @@ def test_se_add_trains_at_batch_one_with_running_statistics():
         torch.testing.assert_close(out, reference_se_add(weights_of(block), x), rtol=1e-10, atol=1e-10)
 
 
+def test_se_add_momentum_sets_the_running_statistics_update():
+    """Issue 27.5: ``momentum`` (the RNL release's ChannelGate uses 0.01) is the weight of the batch's
+    statistics in the running estimates: r <- (1 - m) r + m * stat (unbiased variance)."""
+    for momentum in (0.01, 0.1):
+        block = randomize_(create("se_add", CHANNELS, momentum=momentum).double()).train()
+        w = {key: value.clone() for key, value in weights_of(block).items()}  # before the update
+        x = video(batch=3)
+        with torch.no_grad():
+            block(x)
+        hidden = torch.stack([w["fc1.weight"] @ (x[s].reshape(CHANNELS, -1).sum(1) / x[s, 0].numel()) + w["fc1.bias"]
+                              for s in range(3)])
+        mean = hidden.sum(0) / 3
+        var = ((hidden - mean) ** 2).sum(0) / 2
+        torch.testing.assert_close(block.norm.running_mean, (1 - momentum) * w["norm.running_mean"] + momentum * mean,
+                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(block.norm.running_var, (1 - momentum) * w["norm.running_var"] + momentum * var,
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_se_rnl_chain_is_se_then_rnl():
     chain = create("chain", CHANNELS, blocks=["se_add", {"name": "rnl", "options": {"kernel_size": 3}}])
     randomize_(chain.double())
@@ -131,3 +169,17 @@ def test_bad_options_are_config_errors():
         create("rnl", CHANNELS, kernel_size=(3, 4, 4))
     with pytest.raises(ConfigError, match="reduction"):
         create("se_add", CHANNELS, reduction=0)
+    with pytest.raises(ConfigError, match="pool_mode must be 'ceil' or 'floor', got 'round'"):
+        create("rnl", CHANNELS, pool_mode="round")
+    with pytest.raises(ConfigError, match=r"momentum must be a number in \(0, 1\], got 0"):
+        create("se_add", CHANNELS, momentum=0)
+
+
+def test_rnl_presets_use_the_released_se_momentum():
+    """The SE+RNL preset's ``se_add`` updates its running statistics as the release's ChannelGate
+    (momentum 0.01); parameters and counts are unaffected (a buffer-update rate only)."""
+    from videoattn.models import create_model
+
+    chain = create_model("tsm50_se_rnl", base_channels=16).backbone.layer3[4].after_block
+    assert chain.blocks[0].norm.momentum == 0.01
+    assert create("se_add", CHANNELS).norm.momentum == 0.1  # the block's own default is PyTorch's

@@ -129,3 +129,43 @@ def test_unknown_format_and_missing_file(tmp_path):
         load_annotations("ssv2", tmp_path / "missing.json", labels=tmp_path / "labels.json")
     with pytest.raises(DataError, match="not valid JSON"):
         load_annotations("ssv2", write(tmp_path / "broken.json", "[{"), labels=write(tmp_path / "l.json", "{}"))
+
+
+# --- positions and field names in messages (issue 30) ---------------------------------------------------
+
+
+def test_ssv2_entry_without_template_names_the_missing_field(tmp_path):
+    labels = write(tmp_path / "labels.json", json.dumps({"Holding something next to something": "0"}))
+    train = write(tmp_path / "train.json", json.dumps([
+        {"id": "1", "label": "holding potato next to a cup", "template": "Holding [something] next to [something]"},
+        {"id": "2", "label": "holding potato next to a cup"},                   # template missing
+        {"id": "3", "label": "Holding something next to something"},           # a re-release: label is the class
+    ]))
+    records, _ = load_annotations("ssv2", train, root=tmp_path, labels=labels)
+    assert records[0].label == 0 and records[0].error is None
+    assert records[1].label == -1
+    assert records[1].error.startswith("missing field 'template'") and "entry 2, id '2'" in records[1].error
+    assert "is not in the class list" not in records[1].error
+    assert records[2].label == 0 and records[2].error is None
+
+
+@pytest.mark.parametrize("fmt, entries, message", [
+    ("ssv2", [{"id": str(i)} for i in range(6)] + [{"no_id": 1}], "entry 7 has no 'id'"),
+    ("diving48", [{"vid_name": f"v{i}", "label": 0} for i in range(6)] + [{"label": 0}], "entry 7 has no 'vid_name'"),
+    ("diving48", [{"vid_name": "a", "label": 0}, {"vid_name": "b", "label": "x"}], "entry 2 (b) has a non-integer"),
+])
+def test_entry_positions_count_from_one(tmp_path, fmt, entries, message):
+    labels = write(tmp_path / "labels.json", json.dumps({"A": "0"}))
+    annotations = write(tmp_path / "a.json", json.dumps(entries))
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_annotations(fmt, annotations, root=tmp_path, labels=labels if fmt == "ssv2" else None)
+
+
+def test_records_carry_their_position(tmp_path):
+    labels = write(tmp_path / "labels.json", json.dumps({"A": "0"}))
+    ssv2 = write(tmp_path / "a.json", json.dumps([{"id": "1", "template": "A"}, {"id": "2", "template": "A"}]))
+    records, _ = load_annotations("ssv2", ssv2, root=tmp_path, labels=labels)
+    assert [r.position for r in records] == ["entry 1", "entry 2"]
+    listing = write(tmp_path / "list.txt", "# comment\na.mp4 0\n\nb.mp4 0 3 9\n")
+    records, _ = load_annotations("video_list", listing, root=tmp_path)
+    assert [r.position for r in records] == ["line 2", "line 4"]

@@ -39,7 +39,11 @@ def test_predict_equals_test_scores(trained, tmp_path, views):
     for result in results:
         classes, scores = expected[result["path"]]
         assert [item["label"] for item in result["top"]] == classes
-        # predictions.csv prints 5 decimals
+        # The bound: predictions.csv prints 5 decimals (rounding error <= 5e-6), plus float32 differences
+        # between test's batches of 8 videos and predict's single video, < 1e-6 on CPU (both run on the
+        # CPU: the fixture's config pins train.device=cpu and Predictor defaults to it). On CUDA the two
+        # batch sizes get different cuDNN kernels (TF32 by default): 1.7e-6 more on an H200, which is
+        # why the comparison is kept on the CPU rather than widened.
         assert [item["probability"] for item in result["top"]] == pytest.approx(scores, abs=6e-6)
         assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-5)
         assert result["top"][0]["class"] == predictor.classes[classes[0]]

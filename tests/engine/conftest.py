@@ -17,7 +17,12 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 def tiny_config_dict(synthetic_root: Path, work_dir: Path, **sections) -> dict:
-    """A CPU-sized recipe: TSM-ResNet-18 with stem width 8, 4 frames of 32 px, deterministic."""
+    """A CPU-sized recipe: TSM-ResNet-18 with stem width 8, 4 frames of 32 px, deterministic, on the CPU.
+
+    ``train.device`` is pinned to ``cpu``: these tests check CPU behaviour (bit-identical resume,
+    float32 tolerances measured on CPU), and ``auto`` would pick a GPU where there is one. Tests of
+    the device choice set ``auto`` themselves; tests/cuda/ runs the engine on a GPU.
+    """
     config = {
         "model": {"name": "r2d18", "num_frames": 4, "dropout": 0.5,
                   "options": {"variant": "tsm", "base_channels": 8}},
@@ -28,7 +33,7 @@ def tiny_config_dict(synthetic_root: Path, work_dir: Path, **sections) -> dict:
                  "num_workers": 0},
         "train": {"work_dir": str(work_dir), "epochs": 2, "batch_size": 4, "lr": 0.01,
                   "schedule": "cosine", "warmup_epochs": 0.5, "log_interval": 1, "seed": 1,
-                  "num_threads": 1, "progress": False, "deterministic": True},
+                  "num_threads": 1, "progress": False, "deterministic": True, "device": "cpu"},
         "eval": {"batch_size": 8},
     }
     for section, values in sections.items():

@@ -106,3 +106,18 @@ def test_unlabelled_videos_are_left_out_of_metrics():
     scores = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
     metrics = _labelled_metrics(scores, torch.tensor([0, -1, 1]), "prob")
     assert metrics["num_videos"] == 2 and metrics["top1"] == 50.0
+
+
+def test_train_split_is_scored_with_evaluation_transforms(trained, tmp_path):
+    """`videoattn test --split train` reads the training list as it reads the validation list (centre
+    clip and crop, no flip), never with the training augmentation: the scores equal those of the same
+    list given as the validation split."""
+    import dataclasses
+
+    config, base = trained
+    checkpoint = str(base / "run4" / "last.pt")
+    as_train = evaluate(config, [checkpoint], views="1x1", split="train", output_dir=tmp_path / "train")
+    data = dataclasses.replace(config.data, val_annotations=config.data.train_annotations)
+    as_val = evaluate(dataclasses.replace(config, data=data), [checkpoint], views="1x1", output_dir=tmp_path / "val")
+    assert as_train["num_videos"] == as_val["num_videos"] > 0
+    assert as_train["loss"] == pytest.approx(as_val["loss"], rel=0, abs=1e-6)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from videoattn.engine import train
+from videoattn.engine.builders import build_model
 from videoattn.engine.checkpoint import load_checkpoint
 from videoattn.engine.trainer import TrainingDivergedError
 from videoattn.errors import ConfigError
@@ -13,7 +14,8 @@ from videoattn.errors import ConfigError
 
 def test_run_writes_work_dir_and_reports_history(make_config, tmp_path):
     events = []
-    config = make_config(tmp_path / "run", train={"checkpoint_interval": 3})
+    # train.device left at auto: the run reports what auto picks on this machine.
+    config = make_config(tmp_path / "run", train={"checkpoint_interval": 3, "device": "auto"})
     threads = torch.get_num_threads()
     result = train(config, callbacks=[lambda event, record: events.append((event, record))])
     # The run used 1 thread and deterministic algorithms; the caller's settings are restored.
@@ -24,7 +26,8 @@ def test_run_writes_work_dir_and_reports_history(make_config, tmp_path):
     assert list((work / "tensorboard").glob("events.out.tfevents.*"))
     metadata = json.loads((work / "metadata.json").read_text())
     assert metadata["videoattn_version"] and metadata["torch_version"] == torch.__version__
-    assert metadata["decoder_backend"] and metadata["world_size"] == 1 and metadata["device"] == "cpu"
+    assert metadata["decoder_backend"] and metadata["world_size"] == 1
+    assert metadata["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
     assert "git_commit" in metadata
 
     assert [record["epoch"] for record in result.history] == [1, 2]
@@ -97,17 +100,98 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(make_config, tmp_path, mo
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
-def test_gradient_accumulation_matches_full_batch(make_config, tmp_path):
+# Accumulation changes only the float32 summation order of the batch's gradient (and, on CUDA, the
+# kernels cuDNN picks for a batch of 2 instead of 4). The bound on the weight difference after the two
+# steps is per device, measured: CPU below 1e-6 (7.5e-9 on the 2-core development machine); CUDA 3.7e-6 on an H200
+# (torch 2.11, CUDA 13), where convolutions run in TF32 by default (10-bit mantissa products), so the
+# CUDA tolerance is 2e-5, about 5x the measurement. Deterministic mode does not help here: it makes a
+# run repeatable, not two different summation orders equal.
+ACCUMULATION_ATOL = {"cpu": 1e-6, "cuda": 2e-5}
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_gradient_accumulation_matches_full_batch(make_config, tmp_path, device):
     # Frozen BN and no dropout: the update of 2 micro-batches of 2 equals one batch of 4.
-    common = {"freeze_bn": "all", "val_interval": 0, "max_steps": 2}
+    common = {"freeze_bn": "all", "val_interval": 0, "max_steps": 2, "device": device}
     one = train(make_config(tmp_path / "one", train=common, model={"dropout": 0.0}))
     two = train(make_config(tmp_path / "two", train={**common, "accumulation_steps": 2},
                         model={"dropout": 0.0}))
     assert one.global_step == two.global_step == 2
-    a = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
+    state = load_checkpoint(tmp_path / "one" / "last.pt")
+    a, b = state["model"], load_checkpoint(tmp_path / "two" / "last.pt")["model"]
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=ACCUMULATION_ATOL[device])
+    # The comparison means something only if the two steps moved the weights well beyond it.
+    torch.manual_seed(1)  # the config's seed: the trainer's initial weights
+    initial = build_model(make_config(tmp_path / "unused").model, state["num_classes"]).state_dict()
+    moved = max(float((a[key] - initial[key]).abs().max()) for key in initial if initial[key].is_floating_point())
+    assert moved > 100 * ACCUMULATION_ATOL[device]
+
+
+def test_deterministic_mode_sets_its_flags_before_the_device_is_chosen(make_config, tmp_path, monkeypatch):
+    import os
+
+    import videoattn.engine.trainer as trainer_module
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    at_device_choice = []
+    real_init = trainer_module.init_distributed
+
+    def init_distributed(device):  # where torch.cuda.set_device (the CUDA context) happens on a GPU
+        at_device_choice.append(os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        return real_init(device)
+
+    monkeypatch.setattr(trainer_module, "init_distributed", init_distributed)
+    during = []
+
+    def callback(event, record):
+        during.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+                       torch.backends.cudnn.benchmark))
+
+    saved_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    config = make_config(tmp_path / "det", train={"deterministic": True, "max_steps": 2, "val_interval": 0})
+    result = train(config, callbacks=[callback])
+    assert result.global_step == 2 and (tmp_path / "det" / "last.pt").is_file()
+    assert at_device_choice == [":4096:8"]
+    assert during and set(during) == {(True, True, False)}
+    # The caller's settings come back after the run.
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == saved_cudnn
+
+
+class _PutsIntoLogits(torch.nn.Module):
+    """The model plus an operator torch refuses in deterministic mode even on the CPU (``put_``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, video):
+        logits = self.inner(video).clone()
+        return logits.put_(torch.tensor([0]), logits.reshape(-1)[:1] * 1.0)
+
+
+def test_operator_without_deterministic_kernel_is_one_config_error(make_config, make_config_file, tmp_path,
+                                                                   monkeypatch, capsys):
+    import videoattn.engine.trainer as trainer_module
+    from videoattn.cli import main
+
+    real_build = trainer_module.build_model
+    monkeypatch.setattr(trainer_module, "build_model",
+                        lambda *args, **kwargs: _PutsIntoLogits(real_build(*args, **kwargs)))
+    common = {"max_steps": 1, "val_interval": 0}
+    with pytest.raises(ConfigError) as caught:
+        train(make_config(tmp_path / "det", train={**common, "deterministic": True}))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("config key 'train.deterministic'")
+    assert "runs put_," in message and "train.deterministic=false" in message
+    assert not torch.are_deterministic_algorithms_enabled()
+    # The same model trains without deterministic mode: only torch's refusal is translated.
+    assert train(make_config(tmp_path / "free", train={**common, "deterministic": False})).global_step == 1
+    path = make_config_file(tmp_path / "c.yaml", tmp_path / "cli", train={**common, "deterministic": True})
+    assert main(["train", "--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs put_" in err[0]
 
 
 def test_partial_bn_freezes_all_but_first_bn_and_bf16_runs(make_config, tmp_path):

@@ -128,3 +128,41 @@ def test_missing_videos_within_tolerance_train_and_are_left_out_of_evaluation(sy
     metrics = evaluate(config, [str(tmp_path / "run" / "last.pt")])
     assert metrics["videos_evaluated"] == metrics["videos_total"] - 1
     assert [s["path"] for s in metrics["skipped"]] == [str(gone)]
+
+
+# --- command-line flags and checkpoint files (issue 30) ------------------------------------------------
+
+
+def test_device_flag_error_names_the_flag(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert main(["predict", str(tmp_path / "v.webm"), "--config", str(tmp_path / "c.yaml"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device: got 'cuda' but this PyTorch is a CPU-only build; use --device cpu" in err
+    assert "train.device" not in err and len(err.splitlines()) == 1
+
+
+def test_text_file_as_checkpoint_has_no_stray_code(tmp_path):
+    from videoattn.engine.checkpoint import load_checkpoint
+    from videoattn.errors import CheckpointError
+
+    text = tmp_path / "notes.pt"
+    text.write_text("hello world\n")
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(text)
+    message = str(caught.value)
+    assert message.endswith("cannot be read (truncated or not a torch file?): it is a text file"), message
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"not a torch file\?\): the file is empty$"):
+        load_checkpoint(empty)
+
+
+@pytest.mark.parametrize("command", [["test", "--config", "c.yaml", "--checkpoint", "x.pt"],
+                                     ["predict", "v.webm", "--config", "c.yaml"]])
+def test_views_flag_error_names_the_flag(tmp_path, capsys, command):
+    assert main([*command, "--views", "2x2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--views: got '2x2'; the number of spatial crops must be 1" in err and "eval.views" not in err

@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from videoattn.analysis.complexity import profile_model
+from videoattn.analysis.released_counts import rnl_release_count
 from videoattn.models import create_model
-from videoattn.models.presets_rnl import PAPER_KERNELS, rnl_release_count
+from videoattn.models.presets_rnl import PAPER_KERNELS
 
 # (preset, params (M), GFLOPs as printed in RNL Table III)
 TABLE_III = [
@@ -48,7 +49,7 @@ def test_one_res3_rnl_block_is_table_ii_c():
     base = profile_model("tsm50", num_classes=400, convention="thop")
     for aggregation, params in (("conv", 2.67), ("avg", 0.26), ("max", 0.26)):
         _, released = rnl_release_count("tsm50_rnl", region_kernels={"res3": (3, 7, 7)},
-                                        rnl_options={"aggregation": aggregation})
+                                        block_options={"aggregation": aggregation})
         # the preset puts two blocks in res3 (0 and 2): one block is half of the difference
         assert (released.params - base.params) / 2e6 == pytest.approx(params, abs=0.006)
         assert (released.macs - base.macs) / 2e9 == pytest.approx(1.65, abs=0.006)

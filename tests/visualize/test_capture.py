@@ -9,13 +9,13 @@ from .conftest import tiny_model
 
 
 def test_output_identical_with_and_without_capture():
-    from videoattn.blocks.bat import _BATBase
+    from videoattn.blocks.bat import BATBase
 
     model = tiny_model(5)
     x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         plain = model(x)
-        with record_inputs(model, (*ATTENTION_TYPES, _BATBase)) as records:
+        with record_inputs(model, (*ATTENTION_TYPES, BATBase)) as records:
             captured = model(x)
         after = model(x)
     assert torch.equal(plain, captured) and torch.equal(plain, after)
@@ -50,8 +50,9 @@ def test_grad_cam_leaves_the_logits_unchanged():
     x = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         plain = model(x)
-    cam, chosen, logits = grad_cam(model, x)
+    cam, chosen, logits, layer = grad_cam(model, x)
     assert torch.equal(logits, plain[0]) and chosen == int(plain[0].argmax())
     assert cam.shape[0] == 4 and cam.shape[1] * cam.shape[2] > 1  # res5 is 1x1 at 32 px: the last map wider
+    assert layer == "res4 output (layer3.1)"
     assert cam.min() >= 0 and cam.max() == 1.0
     assert all(p.grad is None for p in model.parameters())

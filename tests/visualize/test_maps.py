@@ -159,10 +159,10 @@ def _conv_bn_relu(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_bat_w_equals_p_transpose_a_q_transpose():
-    from videoattn.blocks.bat import _BATBase
+    from videoattn.blocks.bat import BATBase
 
     block = _randomise(create("bat", 16, s=3, k=2))
-    x = _capture(block, X, (_BATBase,))["0"]
+    x = _capture(block, X, (BATBase,))["0"]
     frames = x.shape[2]
     folded = x.double()[0].transpose(0, 1)  # (T, C, H, W)
     features = _conv_bn_relu(block.squeeze, _conv_bn_relu(block.reduce, folded))  # (T, C', 6, 6)

@@ -198,11 +198,10 @@ def profile_model(name: str, num_classes: int | None = None, num_frames: int = 8
                   convention: str = "fvcore", batch_size: int = 1, **overrides) -> Complexity:
     """Build preset ``name`` on the meta device and count its parameters and MACs per clip."""
     from ..models import create_model, get_preset
-    from ..models.recognizer import build_image_classifier
 
     if size < 32:
         raise ConfigError(f"size must be >= 32 pixels (five stride-2 stages), got {size}")
-    is_image = get_preset(name).builder is build_image_classifier
+    is_image = get_preset(name).input_kind == "image"
     with torch.device("meta"):
         model = create_model(name, num_classes=num_classes, num_frames=None if is_image else num_frames,
                              **overrides)

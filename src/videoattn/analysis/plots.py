@@ -18,7 +18,7 @@ from torch import nn
 from ..utils.io import atomic_write
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -27,8 +27,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -41,7 +41,7 @@ def plot_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, chance: floa
                   order_blind_ceiling: float | None = None, title: str = "Validation accuracy") -> Path:
     """Bars of ``top1`` per ``model`` (and ``within_pair_top1`` beside them when present), with
     optional chance and order-blind reference lines."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [row["model"] for row in rows]
     series = [("top-1", "top1", "#3b75af")]
     if any(row.get("within_pair_top1") is not None for row in rows):
@@ -64,13 +64,13 @@ def plot_accuracy(rows: Sequence[Mapping], path: str | os.PathLike, chance: floa
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathLike) -> Path:
     """Training loss and validation top-1 per epoch; ``histories[model]`` is a list of epoch records
     with ``epoch`` and any of ``train_loss``, ``val_top1``."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, records in histories.items():
         epochs = [r["epoch"] for r in records if r.get("train_loss") is not None]
@@ -89,7 +89,7 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping]], path: str | os.PathL
     acc_ax.set_ylim(0, 100)
     acc_ax.set_title("Validation accuracy")
     acc_ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def temporal_matrix_magnitude(matrix: torch.Tensor) -> np.ndarray:
@@ -123,7 +123,7 @@ def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], pat
                            ) -> Path:
     """One heatmap per (module, branch): rows are output frames, columns input frames; darker = larger
     (GTA Fig. 5). Used by ``videoattn demo`` and ``videoattn visualize gta-matrices``."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(module, branch, m) for module, branches in matrices.items() for branch, m in branches.items()]
     if not panels:
         raise ValueError("no temporal matrices to plot (the model has no GTA block)")
@@ -145,4 +145,4 @@ def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], pat
         colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         colorbar.ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)

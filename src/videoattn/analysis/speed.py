@@ -1,9 +1,10 @@
 """How fast a model trains and infers on this machine, against the machine's own matrix-product rate.
 
 ``videoattn profile MODEL --speed`` and ``benchmarks/train_step.py`` use this module. A training step is
-run exactly as the engine runs it: autocast context (``engine.builders.autocast_context``), float
-logits, cross-entropy, backward, the engine's fused SGD (``engine.trainer.build_optimizer``),
-``zero_grad(set_to_none=True)``. Its rate is ``2 x 3 x forward MACs per clip x clips / seconds``
+run exactly as the engine runs it: ``engine.precision.training_step`` (autocast, float logits,
+cross-entropy, backward through the fp16 gradient scaler when there is one, scaler or optimizer step,
+``zero_grad(set_to_none=True)``) with the engine's fused SGD (``engine.trainer.build_optimizer``).
+Its rate is ``2 x 3 x forward MACs per clip x clips / seconds``
 (fvcore convention: a MAC is one multiply-add, the backward pass does twice the forward's products),
 reported as a fraction of a square matrix product's rate measured on the same device and dtype in
 the same process: how close the step comes to what the hardware's GEMM kernels can do.
@@ -18,8 +19,6 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-
-PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -64,19 +63,17 @@ class TrainingStep:
                  channels_last: bool = False, checkpoint_blocks: bool = False, device: str | torch.device = "cpu",
                  num_classes: int = 174, seed: int = 0, **options: Any):
         from ..config import TrainConfig
-        from ..engine.builders import autocast_context
+        from ..engine.precision import Precision
         from ..engine.trainer import build_optimizer
         from ..models import create_model, get_preset
-        from ..models.recognizer import build_image_classifier, set_block_checkpointing, to_channels_last
+        from ..models.recognizer import set_block_checkpointing, to_channels_last
 
-        if precision not in PRECISION_DTYPES:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISION_DTYPES)}, got {precision!r}")
         if batch < 1 or frames < 1 or size < 32:
             raise ConfigError(f"need batch >= 1, frames >= 1 and size >= 32, got {batch}, {frames}, {size}")
         self.device = torch.device(device)
-        autocast_context(precision, self.device)  # fp16 without CUDA: a ConfigError before any work
+        self.precision = Precision.resolve(precision, self.device, "--precision")  # before any work
         torch.manual_seed(seed)
-        is_image = get_preset(name).builder is build_image_classifier
+        is_image = get_preset(name).input_kind == "image"
         self.model = create_model(name, num_classes=num_classes, num_frames=None if is_image else frames,
                                   **options)
         if checkpoint_blocks:
@@ -90,25 +87,23 @@ class TrainingStep:
         self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad],
                                          TrainConfig(lr=0.01, momentum=0.9, weight_decay=1e-4))
         self.criterion = torch.nn.CrossEntropyLoss()
-        self.autocast = lambda: autocast_context(precision, self.device)
+        self.scaler = self.precision.scaler()  # fp16: the engine's GradScaler, stepped with the optimizer
 
     def step(self) -> float:
+        from ..engine.precision import training_step
+
         _synchronize(self.device)
         start = time.perf_counter()
-        with self.autocast():
-            logits = self.model(self.inputs)
-        loss = self.criterion(logits.float(), self.labels)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        float(loss.detach())  # waits for the device
+        loss = training_step(self.model, self.inputs, self.labels, self.criterion, self.optimizer, self.precision,
+                             self.scaler)
+        float(loss)  # waits for the device
         return time.perf_counter() - start
 
     def infer(self) -> float:
         self.model.eval()
         _synchronize(self.device)
         start = time.perf_counter()
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), self.precision.autocast():
             self.model(self.inputs)
         _synchronize(self.device)
         elapsed = time.perf_counter() - start
@@ -206,12 +201,12 @@ def measure_speed(name: str, batch: int = 2, frames: int = 8, size: int = 224, p
     case = TrainingStep(name, precision, batch, frames, size, channels_last=channels_last, device=device,
                         num_classes=num_classes, **options)
     case.step()  # warm-up: allocator, oneDNN / cuDNN primitives
-    report = SpeedReport(name, str(case.device), torch.get_num_threads(), precision, channels_last,
+    report = SpeedReport(name, str(case.device), torch.get_num_threads(), case.precision.name, channels_last,
                          tuple(case.inputs.shape), macs / 1e9)
     for _ in range(rounds):
         report.step_seconds.append(case.step())
         if inference:
             report.inference_seconds.append(case.infer())
     report.peak_memory_mib = peak_memory_mib(case.device)
-    report.matmul_gflops = matmul_rate(PRECISION_DTYPES[precision], case.device)
+    report.matmul_gflops = matmul_rate(case.precision.dtype, case.device)
     return report

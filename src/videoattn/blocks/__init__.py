@@ -1,23 +1,13 @@
 """Spatio-temporal blocks, one file per paper family, built by name through :func:`create`.
 
-Importing this package registers every block family.
+Importing this package imports every module of it (a ``pkgutil`` walk, so a new ``<family>.py`` needs no
+list to be added to), and each module registers its blocks with :func:`register_block`. Modules whose
+name starts with ``_`` are shared helpers and are imported by the modules that use them.
 """
 
-from . import (  # noqa: F401  (registers blocks)
-    baselines,
-    bat,
-    composite,
-    conv,
-    factorised,
-    gsm,
-    gta,
-    identity,
-    nl_variants,
-    non_local,
-    rnl,
-    rsa,
-    shift,
-)
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from .registry import (
     BlockSpec,
     create,
@@ -28,7 +18,18 @@ from .registry import (
     registered_blocks,
 )
 
+
+def block_modules() -> list[str]:
+    """Qualified names of the block family modules (every module of this package but the private
+    helpers and the registry), in name order."""
+    return [f"{__name__}.{info.name}" for info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name)
+            if not info.name.startswith("_") and info.name != "registry"]
+
+
+for _module in block_modules():
+    _importlib.import_module(_module)
+
 __all__ = [
-    "BlockSpec", "create", "get_block_spec", "is_registered_block", "list_blocks", "register_block",
-    "registered_blocks",
+    "BlockSpec", "block_modules", "create", "get_block_spec", "is_registered_block", "list_blocks",
+    "register_block", "registered_blocks",
 ]

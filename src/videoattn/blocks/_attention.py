@@ -110,6 +110,69 @@ def capturing_graph() -> bool:
             or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export())
 
 
+def _dense_strides(shape: tuple[int, ...], order: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a freshly allocated tensor of ``shape`` whose dims lie in memory in ``order``
+    (outermost first)."""
+    strides, step = [0] * len(shape), 1
+    for dim in reversed(order):
+        strides[dim] = step
+        step *= shape[dim]
+    return tuple(strides)
+
+
+def standard_layout(t: torch.Tensor) -> torch.Tensor:
+    """``t`` (4-D or 5-D) itself unless it is dense (contiguous or channels-last by PyTorch's test) with strides
+    other than a fresh tensor's of that format — as a batch-1 tensor can be (PyTorch ignores the stride
+    of a size-1 dim) — else a copy with the fresh strides.
+
+    Why: PyTorch 2.13's CPU BatchNorm2d/3d backward returns wrong input, weight and bias gradients when
+    the input and the incoming gradient differ in memory format and one of them is such a batch-1 dense
+    tensor with an odd batch stride (e.g. BatchNorm3d(8), input (1, 8, 2, 3, 3) contiguous, gradient
+    strides (8, 1, 72, 24, 8): ``x.grad`` off by about 4). Recorded by
+    ``tests/blocks/test_layout_fuzz.py::test_torch_batchnorm_backward_is_wrong_for_a_batch1_odd_stride_gradient``,
+    which fails once the installed PyTorch gets it right. The blocks give their custom backward outputs,
+    their input gradients and what their BatchNorms see this layout (:func:`standard_grad`,
+    :func:`batch_norm_standard`)."""
+    if t.dim() not in (4, 5):
+        return t
+    last = torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+    for memory_format, order in ((torch.contiguous_format, tuple(range(t.dim()))),
+                                 (last, (0, *range(2, t.dim()), 1))):
+        if t.is_contiguous(memory_format=memory_format):
+            if t.stride() == _dense_strides(tuple(t.shape), order):
+                return t
+            return t.clone(memory_format=memory_format)
+    return t
+
+
+class _StandardGrad(torch.autograd.Function):
+    """Identity whose backward hands on :func:`standard_layout` of the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return standard_layout(grad)
+
+
+def standard_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x``, with the gradient that flows back through it given :func:`standard_layout` (a copy only
+    when a batch-1 gradient arrives with an odd batch stride). Plain ``x`` while a graph is captured."""
+    if capturing_graph() or not (torch.is_grad_enabled() and x.requires_grad):
+        return x
+    return _StandardGrad.apply(x)
+
+
+def batch_norm_standard(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` for a BatchNorm fed a video that may be batch-1 with odd strides, and whose output
+    gradient may be: both input and gradient reach PyTorch's kernel in :func:`standard_layout`."""
+    if capturing_graph():
+        return norm(x)
+    return standard_grad(norm(standard_layout(x)))
+
+
 def _is_channels_first_view(tokens: torch.Tensor) -> bool:
     """True for ``(N, T, H, W, C)`` tokens that are :func:`token_view` of a contiguous video."""
     return tokens.dim() == 5 and not tokens.is_contiguous() and tokens.permute(0, 4, 1, 2, 3).is_contiguous()
@@ -190,7 +253,10 @@ def fused_projections(projections: list[PointwiseProjection], tokens: torch.Tens
         return [p(tokens) for p in projections]
     weight = torch.cat([p.weight.flatten(1) for p in projections])
     biases = [p.bias for p in projections]
-    bias = None if any(b is None for b in biases) else torch.cat(biases)
+    bias = None
+    if any(b is not None for b in biases):  # a projection without a bias contributes zeros to the stacked one
+        bias = torch.cat([b if b is not None else weight.new_zeros(p.out_channels)
+                          for p, b in zip(projections, biases)])
     out = _linear_tokens(tokens, weight, bias)
     return list(out.split([p.out_channels for p in projections], dim=-1))
 

@@ -78,7 +78,7 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1), nn.BatchNorm2d(out_channels), nn.ReLU())
 
 
-class _BATBase(nn.Module):
+class BATBase(nn.Module):
     """Shared body of ``bat`` and ``bat3d``; see the module docstring."""
 
     block_name = "bat"
@@ -203,7 +203,8 @@ class _BATBase(nn.Module):
         if self.tk:
             t_full = block_expand(self.temporal_matrix(features, batch, frames), frames // self.ts)
             h2, w2 = y.shape[-2:]
-            grouped = y.view(batch, frames, self.tk, inner // self.tk * h2 * w2).transpose(1, 2)
+            # reshape: y is the reduced map itself when k=0, channels-last for a channels-last input
+            grouped = y.reshape(batch, frames, self.tk, inner // self.tk * h2 * w2).transpose(1, 2)
             y = (t_full @ grouped).transpose(1, 2).reshape(nt, inner, h2, w2)
         return y
 
@@ -229,7 +230,7 @@ class _BATBase(nn.Module):
 
 
 @register_block("bat", description="2D BAT block (Chi et al. 2020): grouped bilinear transforms P X Q per frame")
-class BATBlock(_BATBase):
+class BATBlock(BATBase):
     """2D BAT block (BAT sec. 3.2-3.3): per frame, ``Y_c = P_g X_c Q_g`` with data-dependent ``P``, ``Q``.
 
     Args:
@@ -260,7 +261,7 @@ class BATBlock(_BATBase):
 
 @register_block("bat3d", needs_num_frames=True,
                 description="3D BAT block (Chi et al. 2020): 2D BAT per frame, then a predicted T x T along time")
-class BAT3DBlock(_BATBase):
+class BAT3DBlock(BATBase):
     """3D BAT block (BAT sec. 3.4, eq. 7): the 2D block's transform, then ``Z_c = T_g Y_c`` along time.
 
     Args (besides those of ``bat``):
@@ -284,7 +285,7 @@ class BAT3DBlock(_BATBase):
 def collect_attention(model: nn.Module, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
     """Eq. 8's re-projected attention ``(N, T, k, H, W)`` of every BAT block in ``model`` for ``inputs``
     (run once in the model's current mode, without gradients), keyed by module path."""
-    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, _BATBase) and m.k]
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, BATBase) and m.k]
     for _, block in blocks:
         block.keep_attention, block.last_attention = True, None
     try:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ._attention import check_video_input
+from ._attention import check_video_input, standard_grad
 from .registry import create, register_block
 
 
@@ -96,6 +96,8 @@ class Decoupled(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input(self.block_name, x, self.channels)
         self.check_frames(x)  # fail on a wrong T before doing the spatial work
+        # the folds' backward can hand back a batch-1 gradient with an odd batch stride (_attention.standard_layout)
+        x = standard_grad(x)
         if self.spatial is not None:
             x = self.within_frames(x)
         if self.temporal is not None:

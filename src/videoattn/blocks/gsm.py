@@ -52,6 +52,7 @@ from torch import nn
 from ..errors import ConfigError
 from ._attention import (
     PointwiseProjection,
+    batch_norm_standard,
     capturing_graph,
     channels_first,
     channels_last,
@@ -59,6 +60,7 @@ from ._attention import (
     check_video_input,
     fused_projections,
     softmax_attention,
+    standard_layout,
 )
 from .registry import register_block
 
@@ -143,7 +145,9 @@ class _GatedShift(torch.autograd.Function):
         grad_gated[:, future, :, 1:] += grad_halves[:, future, :, :-1]
         grad_x = grad_gate = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2)
+            # at batch 1 the element-wise result of a channels_last_3d gradient comes out with batch stride
+            # C, not C*T*H*W: a layout PyTorch's BN backward mishandles (_attention.standard_layout)
+            grad_x = standard_layout((grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2))
         if ctx.needs_input_grad[1]:
             grad_gate = (grad_gated * x.unflatten(1, (2, x.shape[1] // 2))).sum(2)
         return grad_x, grad_gate, None
@@ -193,21 +197,44 @@ class GateShift(nn.Module):
         if gate_impl not in GATE_IMPLS:
             raise ConfigError(f"block 'gsm': gate_impl must be one of {', '.join(GATE_IMPLS)}, got {gate_impl!r}")
         self.channels = channels
-        self.released_order = released_order
         self.gate_impl = gate_impl
-        self.identity_at_init = not released_order  # released_order: a channel permutation at init
         self.gate = nn.Conv3d(channels, 2, kernel_size=3, padding=1, groups=2, bias=True)
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
         self.gate_bn = nn.BatchNorm3d(channels) if gate_norm else None
-        if released_order:
-            quarter, half = channels // 4, channels // 2
-            order = [(k % 2) * quarter + k // 2 for k in range(half)]
-            self.register_buffer("_order", torch.tensor(order + [half + i for i in order]), persistent=False)
+        self._set_order(released_order)
+
+    def _set_order(self, released_order: bool) -> None:
+        self.released_order = bool(released_order)
+        self.identity_at_init = not self.released_order
+        order = None
+        if self.released_order:
+            quarter, half = self.channels // 4, self.channels // 2
+            first = [(k % 2) * quarter + k // 2 for k in range(half)]
+            order = torch.tensor(first + [half + i for i in first], device=self.gate.weight.device)
+        self.register_buffer("_order", order, persistent=False)
+
+    def set_released_options(self, gate_norm: bool, released_order: bool) -> list[str]:
+        """Switch this block to ``gate_norm`` / ``released_order`` in place (a released-checkpoint loader
+        does, before filling the weights); a newly added gate BN starts as PyTorch's. Returns the options
+        that changed, as ``name: old -> new``."""
+        changed = []
+        if released_order and self.channels % 4:
+            raise ConfigError(f"block 'gsm': released_order needs channels divisible by 4 (released_order "
+                              f"interleaves quarters), got {self.channels}")
+        if bool(gate_norm) != (self.gate_bn is not None):
+            changed.append(f"gate_norm: {self.gate_bn is not None} -> {bool(gate_norm)}")
+            weight = self.gate.weight
+            self.gate_bn = (nn.BatchNorm3d(self.channels, device=weight.device, dtype=weight.dtype)
+                            if gate_norm else None)
+        if bool(released_order) != self.released_order:
+            changed.append(f"released_order: {self.released_order} -> {bool(released_order)}")
+            self._set_order(released_order)
+        return changed
 
     def gate_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``tanh(W * X)`` (of ``ReLU(BN(X))`` with ``gate_norm``): ``(N, 2, T, H, W)``."""
-        source = F.relu(self.gate_bn(x)) if self.gate_bn is not None else x
+        source = F.relu(batch_norm_standard(self.gate_bn, x)) if self.gate_bn is not None else x
         if self.gate_impl == "conv3d":
             return torch.tanh(self.gate(source))
         batch, channels, frames, height, width = source.shape
@@ -248,13 +275,30 @@ class FrameSelfAttention(nn.Module):
                 f"(channels={channels}), got {reduction!r}")
         width = channels // reduction
         self.channels = channels
-        self.value_form = value
         self.attention_impl = check_attention_impl("sa_gsm", attention_impl)
         self.f = PointwiseProjection(channels, width, kernel_size=1)
         self.g = PointwiseProjection(channels, width, kernel_size=1)
-        self.h = PointwiseProjection(channels, width if value == "paper" else channels, kernel_size=1)
-        self.v = PointwiseProjection(width, channels, kernel_size=1) if value == "paper" else None
+        self.width = width
+        self._build_value(value)
         self.gamma = nn.Parameter(torch.zeros(1))
+
+    def _build_value(self, value: str, **factory) -> None:
+        self.value_form = value
+        self.h = PointwiseProjection(self.channels, self.width if value == "paper" else self.channels, kernel_size=1,
+                                     **factory)
+        self.v = PointwiseProjection(self.width, self.channels, kernel_size=1, **factory) if value == "paper" else None
+
+    def set_value_form(self, value: str) -> list[str]:
+        """Rebuild the value path in ``value``'s form in place (fresh ``h``/``v``, PyTorch's init; a
+        released-checkpoint loader does, before filling the weights). Returns what changed."""
+        if value not in VALUE_FORMS:
+            raise ConfigError(f"block 'sa_gsm': value must be one of {', '.join(VALUE_FORMS)}, got {value!r}")
+        if value == self.value_form:
+            return []
+        old = self.value_form
+        weight = self.f.weight
+        self._build_value(value, device=weight.device, dtype=weight.dtype)
+        return [f"value: {old!r} -> {value!r}"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = channels_last(x)  # (N, T, H, W, C)
@@ -282,6 +326,10 @@ class SelfAttentionGateShift(nn.Module):
         self.channels = channels
         self.gsm = GateShift(channels, gate_norm, released_order, gate_impl)
         self.attention = FrameSelfAttention(channels, reduction, value, attention_impl)
+
+    def set_released_options(self, gate_norm: bool, released_order: bool, value: str) -> list[str]:
+        """:meth:`GateShift.set_released_options` and :meth:`FrameSelfAttention.set_value_form` in place."""
+        return self.gsm.set_released_options(gate_norm, released_order) + self.attention.set_value_form(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("sa_gsm", x, self.channels)

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ._attention import check_video_input, inner_width
+from ._attention import batch_norm_standard, check_video_input, inner_width
 from .registry import register_block
 
 CGNL_KERNELS = ("gaussian", "dot")
@@ -174,4 +174,6 @@ class GlobalReasoningUnit(nn.Module):
         if self.normalize:
             node_states = node_states / states.shape[-1]
         y = torch.matmul(self.gcn(node_states), projection)  # (N, S, L)
-        return x + self.blocker(self.conv_extend(y.reshape(n, self.states, *x.shape[2:])))
+        # the residual hands the BN the block's output gradient as it comes (at batch 1 possibly with an odd
+        # batch stride, which PyTorch's BN backward mishandles: _attention.standard_layout)
+        return x + batch_norm_standard(self.blocker, self.conv_extend(y.reshape(n, self.states, *x.shape[2:])))

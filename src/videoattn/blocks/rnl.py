@@ -74,6 +74,9 @@ class RegionNonLocalBlock(nn.Module):
         inner_channels: width of ``W_g`` (default C/2, eq. 9).
         sub_sample: max-pool keys and values 1x2x2 (the release's ``sub_sample``, off there and
             here); queries keep every position.
+        pool_mode: ``"ceil"`` (default) pools the last row/column of an odd-sized map on its own;
+            ``"floor"`` drops it, as the release's ``nn.MaxPool3d((1, 2, 2))`` does (``nl``'s option of
+            the same name; the two agree on even sizes). Only used with ``sub_sample``.
         attention_impl, chunk_size: as for ``nl`` (all implementations compute the same function).
     """
 
@@ -81,7 +84,7 @@ class RegionNonLocalBlock(nn.Module):
 
     def __init__(self, channels: int, form: str = "gaussian", kernel_size=(3, 7, 7), aggregation: str = "conv",
                  inner_channels: int | None = None, sub_sample: bool = False, attention_impl: str = "auto",
-                 chunk_size: int = 512):
+                 chunk_size: int = 512, pool_mode: str = "ceil"):
         super().__init__()
         if form not in RNL_FORMS:
             raise ConfigError(f"block 'rnl': form must be one of {', '.join(RNL_FORMS)}, got {form!r}")
@@ -93,7 +96,10 @@ class RegionNonLocalBlock(nn.Module):
         self.kernel_size = _kernel(kernel_size, "rnl")
         self.aggregation = aggregation
         self.inner_channels = inner_width("rnl", channels, inner_channels, 2)
+        if pool_mode not in ("ceil", "floor"):
+            raise ConfigError(f"block 'rnl': pool_mode must be 'ceil' or 'floor', got {pool_mode!r}")
         self.sub_sample = sub_sample
+        self.pool_mode = pool_mode
         self.attention_impl = check_attention_impl("rnl", attention_impl)
         self.chunk_size = chunk_size
         width = self.inner_channels
@@ -122,7 +128,8 @@ class RegionNonLocalBlock(nn.Module):
         region = self.aggregate(value)
         query = region.reshape(n, -1, region.shape[-1])
         if self.sub_sample:
-            region, value = subsample_tokens_2x2(region), subsample_tokens_2x2(value)
+            ceil = self.pool_mode == "ceil"
+            region, value = subsample_tokens_2x2(region, ceil), subsample_tokens_2x2(value, ceil)
         key = region.reshape(n, -1, region.shape[-1])
         value = value.reshape(n, -1, value.shape[-1])
         if self.form == "gaussian":
@@ -156,20 +163,24 @@ class AdditiveSE(nn.Module):
         reduction: ``W1`` maps C -> C / reduction (the paper's C/2: 2).
         zero_init: start ``W2`` (weight and bias) at zero, so the block is the identity at init
             (as the authors' release does for its gate).
+        momentum: the BN's running-statistics momentum (PyTorch's default 0.1; the RNL release's
+            channel gate uses 0.01, which the RNL presets set).
 
     The BN normalises the batch of squeezed vectors ``W1 s'`` (one per clip). A batch of ONE clip
     has no batch statistics (``BatchNorm1d`` refuses it in training); this block then normalises
     with the running estimates and leaves them unchanged, so it trains at any batch size.
     """
 
-    def __init__(self, channels: int, reduction: int = 2, zero_init: bool = True):
+    def __init__(self, channels: int, reduction: int = 2, zero_init: bool = True, momentum: float = 0.1):
         super().__init__()
         if not isinstance(reduction, int) or reduction <= 0:
             raise ConfigError(f"block 'se_add': reduction must be a positive int, got {reduction!r}")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
+            raise ConfigError(f"block 'se_add': momentum must be a number in (0, 1], got {momentum!r}")
         hidden = inner_width("se_add", channels, None, reduction)
         self.channels = channels
         self.fc1 = nn.Linear(channels, hidden)
-        self.norm = nn.BatchNorm1d(hidden)
+        self.norm = nn.BatchNorm1d(hidden, momentum=float(momentum))
         self.fc2 = nn.Linear(hidden, channels)
         self.identity_at_init = bool(zero_init)
         if zero_init:

@@ -49,7 +49,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
-from ._attention import check_video_input
+from ._attention import check_video_input, standard_grad
 from .registry import register_block
 
 KERNEL_TYPES = ("V", "R", "VplusR")
@@ -247,6 +247,7 @@ class RelationalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("rsa", x, self.channels)
+        x = standard_grad(x)  # its backward may otherwise return an odd batch-1 stride (_attention.standard_layout)
         n, _, t, h, w = x.shape
         nh, dk = self.num_heads, self.dk
         pad = self.padding[0]

@@ -75,7 +75,8 @@ class VideoRecord:
     restrict sampling to ``[start_frame, end_frame)`` (``end_frame`` None: to the end);
     ``num_frames`` is the frame count given by the list, if any; ``error`` is set when the entry
     itself is unusable (e.g. its label is not in the class list): such entries are kept so that the
-    loader and ``data check`` can report them.
+    loader and ``data check`` can report them. ``position`` is where the entry is in its annotation
+    file, counted as a person does: ``"entry 7"`` (the 7th of a JSON list) or ``"line 9"``.
     """
 
     path: str
@@ -88,6 +89,7 @@ class VideoRecord:
     num_frames: int | None = None
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    position: str = ""
 
     def candidate_paths(self) -> tuple[str, ...]:
         return (self.path, *self.alt_paths)
@@ -199,7 +201,7 @@ def read_ssv1(annotations, root=None, labels=None, frame_template: str = "{:05d}
             if not sep or not video_id:
                 raise DataError(f"{annotations}:{line_number}: expected 'id;label', got {line!r}")
             record = VideoRecord(path=_join(root, video_id), label=-1, video_id=video_id, is_frames=True,
-                                 extra={"frame_template": frame_template})
+                                 extra={"frame_template": frame_template}, position=f"line {line_number}")
             if name:
                 _label_record(record, name.strip(), lookup, str(labels))
             records.append(record)
@@ -222,16 +224,21 @@ def read_ssv2(annotations, root=None, labels=None, video_extension: str = ".webm
         raise DataError(f"ssv2 annotation {str(annotations)!r}: expected a JSON list of entries, got "
                         f"{type(entries).__name__}")
     records = []
-    for position, entry in enumerate(entries):
+    for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "id" not in entry:
-            raise DataError(f"ssv2 annotation {str(annotations)!r}: entry {position} has no 'id' ({entry!r:.80})")
+            raise DataError(f"ssv2 annotation {str(annotations)!r}: entry {number} has no 'id' ({entry!r:.80})")
         video_id = str(entry["id"])
         record = VideoRecord(path=_join(root, video_id + video_extension), label=-1, video_id=video_id,
-                             extra={"placeholders": entry.get("placeholders")})
+                             extra={"placeholders": entry.get("placeholders")}, position=f"entry {number}")
         if "template" in entry:
             _label_record(record, ssv2_class_name(str(entry["template"])), lookup, str(labels))
-        elif "label" in entry:  # some re-releases carry only the class name
-            _label_record(record, str(entry["label"]), lookup, str(labels))
+        elif "label" in entry:  # some re-releases carry only the class name in 'label'
+            name = str(entry["label"])
+            if name in lookup:
+                record.label = lookup[name]
+            else:  # the official files' 'label' is the filled-in caption; the class is in 'template'
+                record.error = (f"missing field 'template' (the class name; entry {number}, id {video_id!r}, has "
+                                f"only 'label' {name!r}, which is not a class name either)")
         records.append(record)
     return records, classes
 
@@ -271,16 +278,16 @@ def read_kinetics(annotations, root=None, labels=None, video_extension: str = ".
                                     f"({row.get('time_start')!r}, {row.get('time_end')!r})") from error
                 if keep is not None and row["youtube_id"] not in keep and stem not in keep:
                     continue
-                rows.append((row, stem))
+                rows.append((row, stem, line_number))
     except csv.Error as error:  # e.g. a field longer than the csv module's limit
         raise DataError(f"kinetics annotation {str(annotations)!r} is not a readable CSV: {error}") from None
     if labels is not None:
         classes = read_class_file(labels)
     else:
-        classes = sorted({row["label"] for row, _ in rows if row.get("label")})
+        classes = sorted({row["label"] for row, _, _ in rows if row.get("label")})
     lookup = _class_index(classes, str(labels) if labels else "labels of the CSV")
     records = []
-    for row, stem in rows:
+    for row, stem, line_number in rows:
         label_name = (row.get("label") or "").strip()
         split = (row.get("split") or "").strip()
         file_name = stem + video_extension
@@ -292,7 +299,7 @@ def read_kinetics(annotations, root=None, labels=None, video_extension: str = ".
                 candidates.append(os.path.join(folder, file_name))
         paths = [_join(root, c) for c in candidates]
         record = VideoRecord(path=paths[0], alt_paths=tuple(paths[1:]), label=-1, video_id=stem,
-                             extra={"split": split})
+                             extra={"split": split}, position=f"line {line_number}")
         if label_name:
             _label_record(record, label_name, lookup, str(labels) if labels else "labels of the CSV")
         records.append(record)
@@ -323,9 +330,9 @@ def read_diving48(annotations, root=None, labels=None, video_extension: str = ".
         raise DataError(f"diving48 annotation {str(annotations)!r}: expected a JSON list, got "
                         f"{type(entries).__name__}")
     records = []
-    for position, entry in enumerate(entries):
+    for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "vid_name" not in entry:
-            raise DataError(f"diving48 annotation {str(annotations)!r}: entry {position} has no 'vid_name'")
+            raise DataError(f"diving48 annotation {str(annotations)!r}: entry {number} has no 'vid_name'")
         name = str(entry["vid_name"])
         try:
             start = int(entry.get("start_frame", 0))
@@ -333,10 +340,11 @@ def read_diving48(annotations, root=None, labels=None, video_extension: str = ".
             end = None if end is None else int(end)
             label = int(entry.get("label", -1))
         except (TypeError, ValueError, OverflowError) as error:
-            raise DataError(f"diving48 annotation {str(annotations)!r}: entry {position} ({name}) has a "
+            raise DataError(f"diving48 annotation {str(annotations)!r}: entry {number} ({name}) has a "
                             f"non-integer label/start_frame/end_frame") from error
         record = VideoRecord(path=_join(root, name + video_extension), alt_paths=(_join(root, name),),
-                             label=label, video_id=name, start_frame=start, end_frame=end)
+                             label=label, video_id=name, start_frame=start, end_frame=end,
+                             position=f"entry {number}")
         records.append(record)
     if labels is not None:
         classes = read_class_file(labels)
@@ -397,12 +405,13 @@ def read_frame_list(annotations, root=None, labels=None, frame_template: str = "
                             f"got {line!r}")
         count = _parse_int(parts[1], str(annotations), line_number, "num_frames")
         label = _parse_int(parts[2], str(annotations), line_number, "label")
-        parsed.append((parts[0], count, label))
+        parsed.append((parts[0], count, label, line_number))
     classes = _classes_for_int_labels(labels, max((p[2] for p in parsed), default=-1), str(annotations))
     records = []
-    for frame_dir, count, label in parsed:
+    for frame_dir, count, label, line_number in parsed:
         record = VideoRecord(path=_join(root, frame_dir), label=label, video_id=frame_dir, is_frames=True,
-                             num_frames=count, extra={"frame_template": frame_template})
+                             num_frames=count, extra={"frame_template": frame_template},
+                             position=f"line {line_number}")
         records.append(_checked_label(record, classes))
     return records, classes
 
@@ -416,17 +425,18 @@ def read_video_list(annotations, root=None, labels=None):
             path = line.rsplit(None, 3)[0]
             numbers = [_parse_int(p, str(annotations), line_number, "label/start/end") for p in parts[-3:]]
             label, start, end = numbers
-            parsed.append((path, label, start, None if end < 0 else end))  # end -1: to the end
+            parsed.append((path, label, start, None if end < 0 else end, line_number))  # end -1: to the end
         elif len(parts) >= 2:
             path, label = line.rsplit(None, 1)
-            parsed.append((path, _parse_int(label, str(annotations), line_number, "label"), 0, None))
+            label_value = _parse_int(label, str(annotations), line_number, "label")
+            parsed.append((path, label_value, 0, None, line_number))
         else:
             raise DataError(f"{annotations}:{line_number}: expected 'video_path label', got {line!r}")
     classes = _classes_for_int_labels(labels, max((p[1] for p in parsed), default=-1), str(annotations))
     records = []
-    for path, label, start, end in parsed:
+    for path, label, start, end, line_number in parsed:
         record = VideoRecord(path=_join(root, path), label=label, video_id=path, start_frame=start,
-                             end_frame=end)
+                             end_frame=end, position=f"line {line_number}")
         records.append(_checked_label(record, classes))
     return records, classes
 

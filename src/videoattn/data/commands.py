@@ -33,6 +33,14 @@ def register(subparsers) -> None:
     convert.add_argument("--out", required=True, help="unified list to write (video_list or frame_list format)")
     convert.add_argument("--out-classes", help="class names file to write (default: <out>.classes.txt)")
     convert.add_argument("--report", help="write missing/bad entries as JSON here")
+    convert.add_argument("--duplicates", default="refuse", choices=("refuse", "first", "drop"),
+                         help="a video annotated more than once: stop and name the entries (refuse, default), "
+                         "keep its first entry (first) or leave all its entries out (drop)")
+    convert.add_argument("--check", action="store_true",
+                         help="leave out the entries `data check` flags (unreadable or too short media); "
+                         "without it they are written and reported")
+    convert.add_argument("--workers", type=int, default=2, help="parallel readers for the media check (default 2)")
+    convert.add_argument("--no-progress", action="store_true", help="no progress bar")
     convert.set_defaults(func=run_convert)
 
     check = commands.add_parser("check", help="scan a dataset for unusable entries; exit 1 if any")
@@ -50,8 +58,11 @@ def register(subparsers) -> None:
     synth.add_argument("--num-videos", type=int, default=400, help="videos in total (default 400)")
     synth.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
     synth.add_argument("--size", type=int, default=64, help="frame height and width, even (default 64)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--format", default="webm", choices=("webm", "mp4", "frames"))
+    synth.add_argument("--seed", type=int, default=0,
+                       help="random seed: the same seed and sizes give the same videos (default 0)")
+    synth.add_argument("--format", default="webm", choices=("webm", "mp4", "frames"),
+                       help="webm (VP9, as SSv2) or mp4 (H.264) videos, or frames: JPEG frame folders as SSv1 "
+                       "(default webm)")
     synth.add_argument("--num-pairs", type=int, default=4, help="time-reversed class pairs, 1..5 (default 4)")
     synth.add_argument("--workers", type=int, default=1, help="processes rendering/encoding (default 1)")
     synth.set_defaults(func=run_synth)
@@ -68,15 +79,25 @@ def run_convert(args) -> int:
     out_classes = args.out_classes or str(Path(args.out).with_suffix("")) + ".classes.txt"
     summary = convert_annotations(args.format, args.annotations, args.out, out_classes, root=args.root,
                                   labels=args.labels, frame_template=args.frame_template, subset=args.subset,
-                                  video_extension=args.video_extension)
+                                  video_extension=args.video_extension, duplicates=args.duplicates,
+                                  check="drop" if args.check else "report", num_workers=args.workers,
+                                  progress=not args.no_progress and sys.stderr.isatty())
     print(f"wrote {summary['written']} of {summary['num_entries']} entries to {args.out} "
           f"({summary['list_format']}) and {summary['num_classes']} classes to {out_classes}")
-    for kind in ("missing", "bad"):
+    headings = {"missing": "with missing media (left out)", "bad": "unusable (left out)",
+                "check_failed": "flagged by the media check of `data check` "
+                                + ("(left out: --check)" if args.check else "(written; --check leaves them out)")}
+    for kind, heading in headings.items():
         items = summary[kind]
         if items:
-            print(f"{len(items)} entries {'with missing media' if kind == 'missing' else 'unusable'}, e.g.:")
+            print(f"{len(items)} entries {heading}, e.g.:")
             for item in items[:5]:
                 print(f"  {item['path']}: {item['reason']}")
+    if summary["duplicates"]:
+        what = "kept the first entry" if args.duplicates == "first" else "left out every entry"
+        print(f"{len(summary['duplicates'])} videos annotated more than once ({what}: --duplicates {args.duplicates}):")
+        for group in summary["duplicates"][:5]:
+            print(f"  {group['reason']}")
     load = f"--format {summary['list_format']} --root {args.root} --annotations {args.out} --labels {out_classes}"
     if summary["frame_template"]:
         load += f" --frame-template '{summary['frame_template']}'"

@@ -2,6 +2,8 @@
 (``videoattn export``: ONNX, TorchScript, ExportedProgram). See ``docs/deploy.md``."""
 
 from .export import EXPORT_FORMATS, ExportError, export_model, load_exported_metadata
-from .predict import Predictor, collect_inputs
+from .inputs import collect_inputs, decoder_for_input, inference_config, is_frame_folder, resolve_config
+from .predict import Predictor
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "Predictor", "collect_inputs", "export_model", "load_exported_metadata"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "Predictor", "collect_inputs", "decoder_for_input", "export_model",
+           "inference_config", "is_frame_folder", "load_exported_metadata", "resolve_config"]

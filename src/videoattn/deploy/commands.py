@@ -3,7 +3,7 @@
     videoattn predict VIDEO_OR_DIR_OR_LIST --config CFG --checkpoint CKPT [--topk 5] [--views 1x1]
                       [--json] [--out FILE.csv|FILE.json] [--window 64 --stride 32 --long 300]
     videoattn export  --config CFG --checkpoint CKPT --format onnx|torchscript|exported-program
-                      --out FILE [--frames T --size S --batch dynamic|1]
+                      --out FILE [--frames T --size S --scale-size N|HxW --batch dynamic|1]
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def register(subparsers: Any) -> None:
     export.add_argument("--out", required=True, metavar="FILE", help="output file")
     export.add_argument("--frames", type=int, default=None, metavar="T", help="frames (default: model.num_frames)")
     export.add_argument("--size", type=int, default=None, metavar="S", help="crop size (default: data.size)")
+    export.add_argument("--scale-size", default=None, metavar="N|HxW",
+                        help="resize recorded for serving: shorter side N or HxW (default: data.scale_size, "
+                        "scaled by --size / data.size)")
     export.add_argument("--batch", default="dynamic", metavar="dynamic|1",
                         help="'dynamic' (any batch, default) or 1 (a fixed batch of one)")
     export.add_argument("--tolerance", type=float, default=1e-4,
@@ -84,6 +87,19 @@ def _write_results(path: Path, results: list[dict], skipped: list[dict], as_json
     atomic_write_text(path, buffer.getvalue())
 
 
+def timeline_names(paths: list[str]) -> dict[str, str]:
+    """``{video path: timeline PNG name}``, unique per input: the video's path relative to the folder
+    all inputs share, plus ``.timeline.png`` (``a/1.webm`` and ``b/1.webm`` -> ``a/1.webm.timeline.png``
+    and ``b/1.webm.timeline.png``; a single video -> ``1.webm.timeline.png``)."""
+    import os
+
+    if not paths:
+        return {}
+    absolute = {path: os.path.abspath(path) for path in paths}
+    common = os.path.commonpath([os.path.dirname(p) for p in absolute.values()])
+    return {path: os.path.relpath(full, common) + ".timeline.png" for path, full in absolute.items()}
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor, collect_inputs, plot_timeline
 
@@ -98,11 +114,12 @@ def run_predict(args: argparse.Namespace) -> int:
     results, skipped = predictor.predict_many(paths, progress=not args.no_progress and len(paths) > 1)
     out = Path(args.out) if args.out else None
     timeline_dir = out.parent if out else Path.cwd()
+    names = timeline_names([result["path"] for result in results])
     for result in results:
         result.pop("probabilities", None)  # K numbers per video: the top-k is what is reported
         if any("top" in window for window in result["windows"]):
-            stem = Path(result["path"]).name
-            result["timeline"] = str(plot_timeline(result, timeline_dir / f"{stem}.timeline.png", predictor.classes))
+            timeline = timeline_dir / names[result["path"]]
+            result["timeline"] = str(plot_timeline(result, timeline, predictor.classes))
         for window in result["windows"]:
             window.pop("probabilities", None)
     meta = {"checkpoint": args.checkpoint, "views": predictor.views, "classes": predictor.classes}
@@ -130,6 +147,21 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0 if results else 1
 
 
+def _parse_scale_size(text: str | None) -> int | list[int] | None:
+    from ..errors import ConfigError
+
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise ConfigError(f"--scale-size must be a positive whole number N or HxW (e.g. 256 or 240x320), got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
 def run_export(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import ConfigError
@@ -137,10 +169,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.batch not in ("dynamic", "1"):
         raise ConfigError(f"--batch must be 'dynamic' or 1, got {args.batch!r}")
+    scale_size = _parse_scale_size(args.scale_size)
     config = load_config(args.config, args.overrides)
     info = export_model(config, args.checkpoint, args.format, args.out, frames=args.frames, size=args.size,
-                        dynamic_batch=args.batch == "dynamic", tolerance=args.tolerance)
+                        dynamic_batch=args.batch == "dynamic", tolerance=args.tolerance, scale_size=scale_size)
     meta = info["metadata"]
-    print(f"wrote {info['path']} ({args.format}, input {tuple(meta['input_shape'])}, {meta['num_classes']} "
-          f"classes); max abs logit difference from PyTorch {info['max_abs_diff']:.2e}")
+    print(f"wrote {info['path']} ({args.format}, input {tuple(meta['input_shape'])}, resize "
+          f"{meta['scale_size']}, {meta['num_classes']} classes); max abs logit difference from PyTorch "
+          f"{info['max_abs_diff']:.2e}")
     return 0

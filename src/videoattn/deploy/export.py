@@ -33,12 +33,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from ..config import Config
 from ..errors import ConfigError, VideoAttnError
+from ..utils.io import atomic_path
+from ..version import __version__
 
-__all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "export_metadata", "export_model", "export_module",
-           "load_exported_metadata", "run_exported"]
+__all__ = ["EXPORT_FORMATS", "METADATA_KEY", "ExportError", "check_export_dependencies", "export_metadata",
+           "export_model", "export_module", "export_scale_size", "load_exported_metadata", "run_exported"]
 
 EXPORT_FORMATS = ("onnx", "torchscript", "exported-program")
 #: Name of the JSON metadata document inside every exported file.
@@ -50,14 +51,40 @@ class ExportError(VideoAttnError):
     """A model (or one of its blocks) cannot be exported to the requested format."""
 
 
+def export_scale_size(config: Config, size: int, scale_size: int | list[int] | None = None) -> int | list[int]:
+    """The resize (shorter side, or ``[height, width]``) that goes with crop ``size``: ``scale_size``
+    when given, else the config's ``data.scale_size`` scaled by ``size / data.size`` (the config's
+    ratio of resize to crop is kept), else ``round(size * 256 / 224)`` as the data pipeline does."""
+    if scale_size is not None:
+        values = scale_size if isinstance(scale_size, (list, tuple)) else [scale_size]
+        if len(values) not in (1, 2) or any(int(v) < 1 for v in values):
+            raise ConfigError(f"--scale-size must be a positive side length or [height, width], got {scale_size!r}")
+        if any(int(v) < size for v in values):
+            raise ConfigError(f"--scale-size {scale_size!r} is smaller than the crop --size {size}: the "
+                              f"centre crop must fit in the resized frame")
+        return [int(v) for v in values] if isinstance(scale_size, (list, tuple)) else int(scale_size)
+    configured = config.data.scale_size
+    if configured is None:
+        return round(size * 256 / 224)
+    ratio = size / config.data.size
+    if isinstance(configured, (list, tuple)):
+        return [max(size, round(int(v) * ratio)) for v in configured]
+    return max(size, round(int(configured) * ratio))
+
+
 def export_metadata(config: Config, model_config: Any, classes: list[str], frames: int, size: int,
-                    dynamic_batch: bool, fmt: str) -> dict[str, Any]:
-    """What a serving program needs to feed the exported graph and read its output."""
+                    dynamic_batch: bool, fmt: str, scale_size: int | list[int] | None = None) -> dict[str, Any]:
+    """What a serving program needs to feed the exported graph and read its output.
+
+    ``scale_size``: the resize recorded (default :func:`export_scale_size`'s for ``size``)."""
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     data = config.data
     options = dict(data.options or {})
-    scale_size = data.scale_size if data.scale_size is not None else round(size * 256 / 224)
+    scale_size = export_scale_size(config, size, scale_size)
+    averaged = ("logits (softmax gives probabilities; videoattn test averages the views' logits, "
+                "then takes the softmax)" if config.eval.average == "logits"
+                else "logits (softmax gives probabilities; videoattn test averages the views' softmax)")
     return {
         "format": fmt, "videoattn_version": __version__, "model": model_config.name,
         "classes": list(classes), "num_classes": len(classes),
@@ -71,23 +98,30 @@ def export_metadata(config: Config, model_config: Any, classes: list[str], frame
                   "then a centre size x size crop",
         "sampling": data.sampling, "frame_interval": data.frame_interval,
         "views": config.eval.views, "average": config.eval.average,
-        "output": "logits (softmax gives probabilities; videoattn test averages the views' softmax)",
+        "output": averaged,
     }
 
 
-@contextlib.contextmanager
-def _temporary_beside(out: Path) -> Iterator[Path]:
-    """A temporary path in ``out``'s folder, renamed to ``out`` on success and removed on error."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+#: Python modules each format needs beyond torch (import name -> the package pip installs).
+REQUIRED_MODULES = {"onnx": {"onnx": "onnx", "onnxruntime": "onnxruntime"}}
+#: How to install them, named in the error when one is missing.
+INSTALL_HINT = "pip install 'videoattn[onnx]' (or: bash scripts/run.sh install onnx)"
+
+
+def check_export_dependencies(fmt: str) -> None:
+    """Raise one :class:`ExportError` line naming the extra to install when a package the format
+    needs (ONNX: onnx to write the file, onnxruntime to check it) cannot be imported."""
+    import importlib
+
+    missing = []
+    for module, package in REQUIRED_MODULES.get(fmt, {}).items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(package)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise ExportError(f"export to {fmt} needs {' and '.join(missing)}, which {verb} not installed: {INSTALL_HINT}")
 
 
 def _operator_in(message: str) -> str | None:
@@ -249,23 +283,28 @@ def _blame_block(model: nn.Module, example: torch.Tensor, fmt: str, tolerance: f
 
 def export_model(config: Config, checkpoint: str | os.PathLike | None, fmt: str, out: str | os.PathLike,
                  frames: int | None = None, size: int | None = None, dynamic_batch: bool = True,
-                 tolerance: float = 1e-4, check: bool = True) -> dict[str, Any]:
+                 tolerance: float = 1e-4, check: bool = True,
+                 scale_size: int | list[int] | None = None) -> dict[str, Any]:
     """Export the model ``videoattn test`` would evaluate; return ``{"path", "format", "max_abs_diff",
-    "metadata"}``. Raises :class:`ExportError` (nothing written) if it cannot be exported or checked."""
-    from ..engine.evaluation import load_model_for
+    "metadata"}``. Raises :class:`ExportError` (nothing written) if it cannot be exported or checked.
+
+    ``frames``/``size``: the input's T and crop (default ``model.num_frames``, ``data.size``);
+    ``scale_size``: the recorded resize (default: the config's, scaled with ``size``, see
+    :func:`export_scale_size`). Class names: :func:`~videoattn.engine.evaluation.class_names_for`."""
+    from ..engine.evaluation import class_names_for, load_model_for
 
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    check_export_dependencies(fmt)  # before the model is even built
+    for flag, value in (("--frames", frames), ("--size", size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
     model, model_config, state = load_model_for(config, None if checkpoint is None else str(checkpoint))
-    frames = int(frames or model_config.num_frames)
-    size = int(size or config.data.size)
-    if frames < 1 or size < 1:
-        raise ConfigError(f"--frames ({frames}) and --size ({size}) must be positive")
+    frames = int(frames if frames is not None else model_config.num_frames)
+    size = int(size if size is not None else config.data.size)
     num_classes = int(getattr(model, "num_classes", 0) or model_config.num_classes or 0)
-    classes = [str(c) for c in ((state or {}).get("classes") or [])]
-    if len(classes) != num_classes:
-        classes = [str(i) for i in range(num_classes)]
-    metadata = export_metadata(config, model_config, classes, frames, size, dynamic_batch, fmt)
+    classes = class_names_for(config, state, num_classes, None if checkpoint is None else str(checkpoint))
+    metadata = export_metadata(config, model_config, classes, frames, size, dynamic_batch, fmt, scale_size)
     return export_module(model, fmt, out, metadata, dynamic_batch=dynamic_batch, tolerance=tolerance, check=check)
 
 
@@ -278,13 +317,24 @@ def export_module(model: nn.Module, fmt: str, out: str | os.PathLike, metadata: 
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
+    check_export_dependencies(fmt)
     name, frames, size = metadata["model"], int(metadata["num_frames"]), int(metadata["size"])
     model = model.eval()
     generator = torch.Generator().manual_seed(0)
     # batch 2: torch.export specialises a dimension of size 1, so a dynamic batch needs another size
     example = torch.randn(2 if dynamic_batch else 1, 3, frames, size, size, generator=generator)
+    # The model must run at this input at all before an exporter is asked to trace it: its own error
+    # (e.g. a block that needs another feature-map size) is the one to report, not an exporter's.
+    # One clip is enough for that and costs half the traced batch.
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    except Exception as error:  # noqa: BLE001 - one line, whatever the model raised
+        raise ExportError(f"{name} does not run on clips of {frames} frames of {size}x{size} (input (N, 3, {frames}, "
+                          f"{size}, {size})), so it cannot be exported for them: {_first_line(error)}; nothing "
+                          f"written") from None
     out = Path(out)
-    with _temporary_beside(out) as tmp:
+    with atomic_path(out) as tmp:
         try:
             _write(model, example, fmt, tmp, metadata, dynamic_batch)
         except ConfigError:
@@ -307,6 +357,9 @@ def export_module(model: nn.Module, fmt: str, out: str | os.PathLike, metadata: 
             except Exception as error:  # noqa: BLE001
                 raise ExportError(f"{name} exported to {fmt} but the file does not run: "
                                   f"{_first_line(error)}") from None
+            if tuple(got.shape) != tuple(expected.shape):  # would broadcast below and look equal
+                raise ExportError(f"{name} exported to {fmt} gives logits of shape {tuple(got.shape)} for a "
+                                  f"batch of {batch}, PyTorch {tuple(expected.shape)}; nothing written")
             max_diff = float((got.float() - expected).abs().max())
             # absolute for logits of order one (a trained model's); relative beyond, where float32
             # rounding alone exceeds it (an untrained BN-Inception's logits reach ~2,000)

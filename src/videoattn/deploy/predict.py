@@ -26,57 +26,12 @@ from typing import Any
 
 import torch
 
-from ..config import Config, load_config, parse_views
+from ..config import Config, parse_views
 from ..data.decoders import decode_errors_as_data_error
 from ..errors import ConfigError, DataError
+from .inputs import VIDEO_EXTENSIONS, collect_inputs, inference_config, resolve_config
 
 __all__ = ["Predictor", "VIDEO_EXTENSIONS", "collect_inputs"]
-
-#: File name endings taken as videos when a folder is scanned.
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv",
-                    ".ogv", ".3gp", ".ts")
-#: Endings of frame images: a folder holding only these (and no sub-folder) is one video.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-#: Endings of list files: one video path per line (relative paths: to the list's folder).
-LIST_EXTENSIONS = (".txt", ".lst", ".list")
-
-
-def _is_frame_folder(path: Path) -> bool:
-    entries = [entry for entry in path.iterdir() if not entry.name.startswith(".")]
-    return bool(entries) and all(entry.is_file() and entry.suffix.lower() in IMAGE_EXTENSIONS
-                                 for entry in entries)
-
-
-def collect_inputs(source: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """The videos named by ``source``: a video file, a frame folder, a folder, a list file, or a list.
-
-    A folder that holds only images is one video (its frames); any other folder is searched
-    recursively for video files (by :data:`VIDEO_EXTENSIONS`) and frame folders, in sorted order.
-    A ``.txt``/``.lst``/``.list`` file lists one path per line (``#`` comments and blank lines
-    ignored; relative paths are relative to the list's folder). Paths that do not exist are kept:
-    scoring reports them as missing.
-    """
-    if isinstance(source, (list, tuple)):
-        return [path for item in source for path in collect_inputs(item)]
-    path = Path(source)
-    if path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-        entries = [line for line in lines if line and not line.startswith("#")]
-        return [str(Path(entry) if Path(entry).is_absolute() else path.parent / entry) for entry in entries]
-    if path.is_dir() and not _is_frame_folder(path):
-        found: list[str] = []
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            base = Path(root)
-            for name in sorted(dirs):
-                if _is_frame_folder(base / name):
-                    found.append(str(base / name))
-            dirs[:] = [d for d in dirs if not _is_frame_folder(base / d)]
-            found.extend(str(base / name) for name in sorted(files)
-                         if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS)
-        return sorted(found)
-    return [str(path)]
-
 
 @dataclass
 class _Entry:
@@ -91,8 +46,12 @@ class Predictor:
     ``config``: a :class:`~videoattn.config.Config` or a YAML path (its ``data`` section gives the
     preprocessing, as for ``videoattn test``; the annotation files need not exist). ``checkpoint``:
     a ``videoattn train`` checkpoint (None: the config's ``model.weights``). ``views``: ``CLIPSxCROPS``
-    (default ``eval.views``). ``overrides``: ``KEY=VALUE`` strings as ``--set`` takes them.
-    ``classes``: the class names (default: those saved in the checkpoint, else numbers).
+    (default ``eval.views``). ``overrides``: ``KEY=VALUE`` strings as ``--set`` takes them (applied
+    to a :class:`Config` too). ``classes``: the class names (default: those saved in the checkpoint,
+    else the config's dataset's, as ``videoattn test`` reads them:
+    :func:`~videoattn.engine.evaluation.class_names_for`). Inputs are read with the config's data
+    settings, except that the decoder follows the input (:func:`~videoattn.deploy.inputs.decoder_for_input`)
+    and the training decode cache (``cache_decoded``) is never used.
     """
 
     def __init__(self, config: Config | str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -100,9 +59,9 @@ class Predictor:
                  long_video: int = 300, device: str = "cpu", overrides: Sequence[str] = (),
                  classes: Sequence[str] | None = None):
         from ..engine.distributed import DistContext, _pick_device
-        from ..engine.evaluation import load_model_for
+        from ..engine.evaluation import class_names_for, load_model_for
 
-        self.config = config if isinstance(config, Config) else load_config(config, list(overrides))
+        self.config = resolve_config(config, overrides)
         self.views = views or self.config.eval.views
         parse_views(self.views)
         if topk < 1:
@@ -116,11 +75,14 @@ class Predictor:
         self.model, self.model_config, state = load_model_for(self.config, self.checkpoint)
         self.model.to(self.ctx.device)
         num_classes = int(getattr(self.model, "num_classes", 0) or self.model_config.num_classes or 0)
-        saved = list((state or {}).get("classes") or [])
-        names = list(classes) if classes is not None else saved
-        if num_classes and len(names) != num_classes:
-            names = [str(i) for i in range(num_classes)]
-        self.classes = [str(name) for name in names]
+        if classes is not None:
+            if num_classes and len(classes) != num_classes:
+                raise ConfigError(f"classes: {len(classes)} names given for a model of {num_classes} classes")
+            self.classes = [str(name) for name in classes]
+        else:
+            self.classes = class_names_for(self.config, state, num_classes, self.checkpoint)
+        # one data configuration per kind of input (frame folders / video files), made on first use
+        self._configs: dict[bool, Config] = {}
 
     # ------------------------------------------------------------------ scoring
     def _dataset(self, entries: list[_Entry], frames: bool) -> Any:
@@ -130,19 +92,22 @@ class Predictor:
         records = [VideoRecord(path=entry.path, label=-1, video_id=Path(entry.path).stem, is_frames=frames,
                                start_frame=entry.start, end_frame=entry.end) for entry in entries]
         # build_dataset_for picks the evaluation mode from the views ("val": 1x1, else "test").
-        return build_dataset_for(self.config, "val", num_frames=self.model_config.num_frames, views=self.views,
-                                 records=records, classes=self.classes)
+        if frames not in self._configs:
+            self._configs[frames] = inference_config(self.config, frames)
+        return build_dataset_for(self._configs[frames], "val", num_frames=self.model_config.num_frames,
+                                 views=self.views, records=records, classes=self.classes)
 
     def _scores(self, entries: list[_Entry], frames: bool) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
         """``({entry index: probabilities (K,)}, {entry index: reason it could not be scored})``."""
         from ..engine.evaluation import predict_scores
+        from ..engine.precision import evaluation_precision
 
         dataset = self._dataset(entries, frames)
         workers = self.config.eval.num_workers if self.config.eval.num_workers is not None else 0
         try:
             indices, scores, _, skipped = predict_scores(
                 self.model, dataset, self.ctx, views=self.views, clips_per_batch=self.config.eval.batch_size,
-                num_workers=workers, precision=self.config.train.precision, average=self.config.eval.average,
+                num_workers=workers, precision=evaluation_precision(self.config), average=self.config.eval.average,
                 pin_memory=False)
         except DataError as error:
             if len(entries) == 1:
@@ -165,7 +130,11 @@ class Predictor:
     def predict(self, path: str | os.PathLike) -> dict[str, Any]:
         """One video: ``{"path", "top": [{"label", "class", "probability"}], "probabilities": [K],
         "num_frames", "windows": [...]}``; raises :class:`DataError` if it cannot be read."""
-        results, skipped = self.predict_many([str(path)])
+        found = collect_inputs(str(path))
+        if len(found) != 1:
+            raise DataError(f"{path}: names {len(found)} videos, not one (a folder or list of videos); use "
+                            f"predict_many or `videoattn predict` for several")
+        results, skipped = self.predict_many(found)
         if skipped:
             raise DataError(f"{skipped[0]['path']}: {skipped[0]['reason']}")
         return results[0]
@@ -173,14 +142,22 @@ class Predictor:
     def predict_many(self, paths: Iterable[str | os.PathLike], progress: bool = False,
                      on_result: Callable[[dict[str, Any]], None] | None = None,
                      ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        """Score every path (see :func:`collect_inputs` for folders and lists); never stops on a bad one.
+        """Score every video the paths name; never stops on a bad one.
 
-        Returns ``(results, skipped)``: one result per readable video (as :meth:`predict`), and
-        ``{"path", "reason"}`` for each one that could not be read.
+        Each path goes through :func:`collect_inputs`, as on the command line: a video file, a frame
+        folder, a folder of videos and frame folders, or a list file. Returns ``(results, skipped)``:
+        one result per readable video (as :meth:`predict`), and ``{"path", "reason"}`` for each one
+        that could not be read (and each folder in which no video was found).
         """
-        paths = [str(p) for p in paths]
         results: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
+        expanded: list[str] = []
+        for given in [str(p) for p in paths]:
+            found = collect_inputs(given)
+            if not found:
+                skipped.append({"path": given, "reason": "no video file or frame folder found in this folder"})
+            expanded.extend(found)
+        paths = expanded
         bar = None
         if progress:
             from tqdm import tqdm
@@ -241,12 +218,12 @@ def _strip_path(reason: str, path: str) -> str:
 def plot_timeline(result: dict[str, Any], path: str | os.PathLike, classes: Sequence[str],
                   num_classes: int = 5) -> Path:
     """PNG of the probability of the video's top classes over its windows (x: window centre frame)."""
-    from ..analysis.plots import _pyplot, _save
+    from ..analysis.plots import pyplot, save_figure
 
     windows = [w for w in result["windows"] if "probabilities" in w]
     if not windows:
         raise DataError(f"{result['path']}: no window was scored, nothing to plot")
-    plt = _pyplot()
+    plt = pyplot()
     top = [item["label"] for item in result["top"][:num_classes]]
     centres = [(w["start_frame"] + w["end_frame"]) / 2 for w in windows]
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -259,4 +236,4 @@ def plot_timeline(result: dict[str, Any], path: str | os.PathLike, classes: Sequ
     ax.set_title(Path(result["path"]).name)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..config import Config, parse_views
 from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
 
-__all__ = ["apply_bn_mode", "bf16_warning", "build_dataset_for", "build_loader_for", "build_model",
-           "cpu_has_native_bf16", "frozen_bn_layers"]
+__all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
 
 
 def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1",
-                      records: list | None = None, classes: list[str] | None = None) -> Any:
+                      records: list | None = None, classes: list[str] | None = None,
+                      evaluation: bool = False) -> Any:
     """The dataset of ``split`` (``train``, ``val`` or ``test``) described by ``config.data``.
+
+    ``evaluation``: read the split as ``videoattn test`` reads any split (the evaluation transforms:
+    ``views`` centre/multi-view clips, centre crops, no flip), also the training split, which
+    otherwise gets the training augmentation (random TSN frames, multi-scale crop, flip).
 
     ``records``/``classes``: score these entries (``VideoRecord``) with the split's settings instead
     of the split's annotations (what ``videoattn predict`` does, so its views equal ``test``'s).
@@ -46,7 +49,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         # Every split takes its classes from the training folder, so a split lacking a class keeps its labels.
         labels = os.path.join(data.root, data.train_annotations)
     # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
-    mode = "train" if split == "train" else ("val" if num_clips * num_crops == 1 else "test")
+    mode = "train" if split == "train" and not evaluation else ("val" if num_clips * num_crops == 1 else "test")
     return build_dataset(
         format=data.format, root=data.root, annotations=annotations, labels=labels, split=mode,
         num_frames=num_frames or config.model.num_frames, sampling=data.sampling,
@@ -73,8 +76,8 @@ def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, n
 
 def check_model_name(name: str) -> None:
     """Raise the "unknown model ... did you mean" error before any data is read."""
-    from .. import list_models
     from ..errors import unknown_name
+    from ..models import list_models
 
     known = list_models()
     if name not in known:
@@ -82,8 +85,8 @@ def check_model_name(name: str) -> None:
 
 
 def build_model(model_config: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
-    """``videoattn.create_model`` with the model section's settings."""
-    from .. import create_model
+    """``videoattn.models.create_model`` with the model section's settings."""
+    from ..models import create_model
 
     m = model_config
     model = create_model(m.name, num_classes=num_classes, num_frames=m.num_frames,
@@ -138,32 +141,3 @@ def apply_bn_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
         layer.eval()
         for parameter in layer.parameters(recurse=False):
             parameter.requires_grad_(False)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU runs bf16 matrix products natively (AVX-512 BF16 or AMX, as oneDNN checks).
-
-    Without it, bf16 autocast on CPU falls back to scalar kernels: on the AVX2 development machine a
-    bf16 convolution or GEMM runs ~30x slower than fp32 (``benchmarks/train_step.py``)."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def bf16_warning(precision: str, device: torch.device) -> str | None:
-    """The warning to give for ``precision`` on ``device``, or None (bf16 on a CPU without it)."""
-    if precision != "bf16" or device.type != "cpu" or cpu_has_native_bf16():
-        return None
-    return (f"train.precision 'bf16' on a CPU without native bf16 (capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, no AVX-512 BF16/AMX): autocast falls back to slow "
-            f"kernels, about 30x slower than fp32 here; use 'fp32' on this machine")
-
-
-def autocast_context(precision: str, device: torch.device) -> Any:
-    import contextlib
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ConfigError("config key 'train.precision': got 'fp16' but fp16 autocast needs a CUDA device; "
-                          "use 'bf16' on CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -141,6 +141,28 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _unreadable(path: Path, error: BaseException) -> CheckpointError:
+    """'cannot be read' for bytes torch.load could not parse, with the unpickler's detail only where it
+    says something (a text file makes it raise ``KeyError(101)``: no detail, but 'it is a text file')."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        head = b"?"
+    detail = _first_line(error)
+    if not head:
+        detail = "the file is empty"
+    elif isinstance(error, (KeyError, IndexError, EOFError)) or re.fullmatch(r"[\w.' -]{0,12}", detail) \
+            or detail.startswith("Weights only load failed"):
+        try:
+            head.decode("utf-8")
+            detail = "it is a text file" if b"\0" not in head else ""
+        except UnicodeDecodeError:
+            detail = ""
+    return CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?)"
+                           + (f": {detail}" if detail else ""))
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; raise CheckpointError if unsafe, torn or foreign."""
     path = Path(path)
@@ -151,8 +173,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if not found:  # not a refused object: the bytes are no pickle at all (garbage, torn, another format)
-            raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
-                                  f"{_first_line(error)}") from None
+            raise _unreadable(path, error) from None
         detail = f"it holds {found.group(1)}"
         raise CheckpointError(
             f"checkpoint {str(path)!r} was refused: it contains pickled objects other than tensors and "
@@ -160,8 +181,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"state dict (torch.save({{'model': model.state_dict()}}, ...)) from a trusted source."
         ) from None
     except Exception as error:  # noqa: BLE001 - torn bytes make the unpickler raise IndexError, KeyError, ...
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (truncated or not a torch file?): "
-                              f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise _unreadable(path, error) from None
     if isinstance(state, dict) and "checksum" in state and state_checksum(state) != state["checksum"]:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum "
                               f"written with it (changed on disk or copied incompletely)")

@@ -40,6 +40,30 @@ class DistContext:
             self.initialized_here = False
 
 
+def _check_gpus_per_node(device: str, local_rank: int) -> None:
+    """Refuse more processes on this node than visible GPUs, before any CUDA call.
+
+    ``torchrun`` exports ``LOCAL_WORLD_SIZE`` (processes on this node); every rank compares it with
+    ``torch.cuda.device_count()`` so that all of them stop with the same message, instead of the
+    surplus ranks dying in ``torch.cuda.set_device`` ("invalid device ordinal") while the others
+    wait in the process-group rendezvous. Without ``LOCAL_WORLD_SIZE`` (another launcher) the
+    local rank alone is checked.
+    """
+    from ..errors import ConfigError
+
+    visible = torch.cuda.device_count()
+    local_world = os.environ.get("LOCAL_WORLD_SIZE")
+    processes = int(local_world) if local_world else local_rank + 1
+    if processes <= visible and local_rank < visible:
+        return
+    counted = (f"LOCAL_WORLD_SIZE={processes} processes on this node" if local_world
+               else f"LOCAL_RANK={local_rank} (at least {local_rank + 1} processes on this node)")
+    raise ConfigError(f"config key 'train.device': got {device!r} with {counted} (this is local rank "
+                      f"{local_rank}) but torch.cuda.device_count() is {visible}; one GPU per process is "
+                      f"needed: start at most {visible} process(es) per node (torchrun --nproc-per-node "
+                      f"{visible}) or train on CPU with gloo (train.device=cpu)")
+
+
 def _pick_device(device: str, local_rank: int) -> torch.device:
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -47,6 +71,7 @@ def _pick_device(device: str, local_rank: int) -> torch.device:
 
             raise ConfigError("config key 'train.device': got 'cuda' but no CUDA device is available; "
                               "use 'auto' or 'cpu'")
+        _check_gpus_per_node(device, local_rank)
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
     return torch.device("cpu")

@@ -26,18 +26,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ..config import Config, ModelConfig, _section_from_dict, parse_views
+from ..config import Config, ModelConfig, parse_views, section_from_dict
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
-from .builders import autocast_context, build_dataset_for, build_loader_for, build_model, check_model_name
+from .builders import build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .guard import worker_death as _worker_death
 from .metrics import confusion_matrix, summarize_scores
+from .precision import autocast_context, evaluation_precision
 from .preflight import check_media_present
 
-__all__ = ["evaluate", "load_model_for", "predict_scores"]
+__all__ = ["class_names_for", "evaluate", "load_model_for", "predict_scores"]
 
 
 @torch.no_grad()
@@ -73,7 +74,7 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
                 flat = video.flatten(0, 1)
             else:
                 batch_size, views_here, flat = video.shape[0], 1, video
-            with autocast_context(precision, ctx.device):
+            with autocast_context(precision, ctx.device, "eval.precision"):
                 logits = torch.cat([model(chunk) for chunk in flat.split(max(clips_per_batch, 1))])
             logits = logits.float().view(batch_size, views_here, -1)
             if getattr(dataset, "view_class_maps", None) is not None:  # mirrored views (swap_left_right)
@@ -160,7 +161,7 @@ def score_loss(scores: torch.Tensor, labels: torch.Tensor, average: str) -> floa
 def _member_model_config(config: Config, state: dict[str, Any], path: str) -> ModelConfig:
     saved = state.get("config")
     if isinstance(saved, dict) and isinstance(saved.get("model"), dict):
-        model_config = _section_from_dict(ModelConfig, saved["model"], "model")
+        model_config = section_from_dict(ModelConfig, saved["model"], "model")
     else:
         model_config = ModelConfig(**config.model.__dict__)
     model_config.pretrained = None  # the checkpoint holds every weight
@@ -211,6 +212,80 @@ def load_model_for(config: Config, checkpoint: str | None, num_dataset_classes: 
     return model.eval(), model_config, state
 
 
+def _config_classes(config: Config) -> tuple[list[str] | None, list[str]]:
+    """The class list of the config's dataset as ``videoattn test`` reads it (the annotation reader
+    with the arguments ``build_dataset_for`` gives it), trying the val, test and train splits in
+    turn; ``(classes or None, why each split gave none)``."""
+    import os
+
+    from ..data.annotations import FORMATS, load_annotations, load_image_folder
+    from ..data.dataset import _DEFAULT_TEMPLATES
+
+    data = config.data
+    options = dict(data.options or {})
+    failures: list[str] = []
+    for split in ("val", "test", "train"):
+        annotations = getattr(data, f"{split}_annotations")
+        if not annotations:
+            continue
+        key = f"data.{split}_annotations"
+        try:
+            if data.format == "image_folder":
+                labels = data.labels
+                if labels is None and data.train_annotations:
+                    labels = os.path.join(data.root, data.train_annotations)
+                _, classes = load_image_folder(annotations, root=data.root, labels=labels)
+            else:
+                spec = FORMATS.get(data.format)
+                template = options.get("frame_template") or _DEFAULT_TEMPLATES.get(data.format)
+                _, classes = load_annotations(
+                    data.format, annotations, root=data.root or None, labels=data.labels,
+                    frame_template=template if spec is not None and spec.frames else None,
+                    subset=getattr(data, f"{split}_subset"), video_extension=options.get("video_extension"))
+        except Exception as error:  # noqa: BLE001 - every failure is reported in the one-line error
+            text = " ".join(str(error).split())
+            failures.append(f"{key} ({annotations!r}): {text[:160]}")
+            continue
+        if classes:
+            return [str(name) for name in classes], failures
+        failures.append(f"{key} ({annotations!r}): no classes")
+    return None, failures
+
+
+def class_names_for(config: Config, state: dict[str, Any] | None = None, num_classes: int | None = None,
+                    checkpoint: str | None = None) -> list[str]:
+    """The model's class names: the one source ``test``, ``predict``, ``export`` and ``visualize`` use.
+
+    The checkpoint's ``classes`` (``state``, what ``best.pt``/``last.pt`` save) when it has them,
+    else the classes of the config's dataset read exactly as ``videoattn test`` reads them (labels
+    file / annotations of the val, test or train split), else a :class:`CheckpointError` saying
+    neither is available. ``num_classes`` (the model's) is checked against the names' count. The
+    flip policy (``swap_left_right`` pairs) of ``predict`` is derived from these names, so they must
+    be the names the model was trained with, never numbers.
+    """
+    source = f"checkpoint {checkpoint!r}" if checkpoint else "the checkpoint"
+    saved = (state or {}).get("classes")
+    if saved:
+        names = [str(name) for name in saved]
+        if num_classes and len(names) != num_classes:
+            raise CheckpointError(f"{source} lists {len(names)} class names for a model of {num_classes} "
+                                  f"classes")
+        return names
+    names, failures = _config_classes(config)
+    what = (f"{source} stores no class names ('classes')" if state is not None
+            else f"whole-model weights (model.weights {config.model.weights!r}) store no class names")
+    if names is None:
+        why = "; ".join(failures) if failures else "data.val_annotations, test_annotations and " \
+            "train_annotations are not set"
+        raise CheckpointError(f"no class names: {what}, and the config's dataset gives none ({why}); set "
+                              f"data.labels (and an annotation file) to the class list the model was trained on")
+    if num_classes and len(names) != num_classes:
+        raise CheckpointError(f"no class names: {what}, and the config's dataset lists {len(names)} classes "
+                              f"for a model of {num_classes}; set data.labels to the class list the model "
+                              f"was trained on")
+    return names
+
+
 def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = None, split: str = "val",
              output_dir: str | Path | None = None, ctx: DistContext | None = None) -> dict[str, Any]:
     """Test one checkpoint or an ensemble; return metrics (and write files when ``output_dir`` is set).
@@ -245,7 +320,8 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
         skipped: dict[int, dict] = {}
         for path in checkpoints:
             model_config, state = _model_config_for(config, None if released else path)
-            dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views)
+            dataset = build_dataset_for(config, split, num_frames=model_config.num_frames, views=views,
+                                        evaluation=True)
             if not results:  # every member reads the same annotations
                 annotations = getattr(config.data, f"{split}_annotations")
                 check_media_present(dataset, config.data.root, f"data.{split}_annotations ({annotations!r})",
@@ -260,7 +336,7 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
             indices, scores, labels, member_skipped = predict_scores(
                 model, dataset, ctx, views=views, clips_per_batch=config.eval.batch_size,
-                num_workers=workers, precision=config.train.precision, average=config.eval.average,
+                num_workers=workers, precision=evaluation_precision(config), average=config.eval.average,
                 pin_memory=config.data.pin_memory)
             for item in member_skipped:
                 skipped.setdefault(item["index"], item)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from ..config import Config
 from ..errors import ConfigError
 from .checkpoint import previous_path
 
-__all__ = ["check_work_dir", "reseed", "restored_process_settings", "setup_determinism", "step_seed"]
+__all__ = ["CUBLAS_WORKSPACE", "check_work_dir", "deterministic_cublas_workspace", "nondeterministic_op_error",
+           "reseed", "restored_process_settings", "setup_determinism", "step_seed"]
+
+#: The cuBLAS workspace setting that makes cuBLAS reproducible (CUDA >= 10.2 docs, "Results
+#: reproducibility"); ``torch.use_deterministic_algorithms(True)`` refuses cuBLAS calls without it.
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
@@ -35,16 +41,47 @@ def reseed(seed: int, device: torch.device) -> None:
         torch.cuda.manual_seed(seed)
 
 
+def deterministic_cublas_workspace() -> None:
+    """Export ``CUBLAS_WORKSPACE_CONFIG`` for deterministic mode (a value the user set is kept).
+
+    cuBLAS reads it when the CUDA context / its handles are created, so :func:`videoattn.engine.train`
+    calls this before :func:`~videoattn.engine.distributed.init_distributed` selects the device; it
+    stays set for the rest of the process (it only fixes the size of cuBLAS's workspaces).
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
+def nondeterministic_op_error(error: BaseException) -> ConfigError | None:
+    """The one-line ConfigError for torch's refusal of an operator in deterministic mode, else None.
+
+    torch raises ``RuntimeError("<op> does not have a deterministic implementation, but you set
+    'torch.use_deterministic_algorithms(True)'. ...")`` (several lines) when such an operator runs.
+    """
+    found = re.match(r"\s*(\S+) does not have a deterministic implementation", str(error))
+    if not isinstance(error, RuntimeError) or not found:
+        return None
+    return ConfigError(f"config key 'train.deterministic': true, but this model runs {found.group(1)}, which "
+                       f"has no deterministic implementation on this device (docs/reliability.md names the "
+                       f"blocks and options that use it); set train.deterministic=false or choose block "
+                       f"options without it")
+
+
 def setup_determinism(config: Config) -> None:
-    """Threads, deterministic algorithms / cuDNN autotuning, and the Python/NumPy/torch seeds."""
+    """Threads, deterministic algorithms / cuDNN autotuning, and the Python/NumPy/torch seeds.
+
+    ``train.deterministic: true``: ``torch.use_deterministic_algorithms(True)`` (an op without a
+    deterministic kernel raises instead of running), cuDNN deterministic with autotuning off, and
+    ``CUBLAS_WORKSPACE_CONFIG`` (see :func:`deterministic_cublas_workspace`). Off (the default), cuDNN
+    autotunes on CUDA. docs/reliability.md says what each mode guarantees on each device.
+    """
     t = config.train
     if t.num_threads is not None:
         torch.set_num_threads(t.num_threads)
     if t.deterministic:
+        deterministic_cublas_workspace()
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
     torch.manual_seed(t.seed)

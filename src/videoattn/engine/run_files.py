@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from ..config import Config, save_config
 from ..utils.io import atomic_write_json
+from ..version import __version__
 from .distributed import DistContext
 
 __all__ = ["environment_metadata", "git_commit", "write_run_files"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
 from ..config import Config
 from ..errors import ConfigError
+from ..version import __version__
 from .checkpoint import capture_rng_state
 
 __all__ = ["RunPosition", "best_state", "last_state", "read_position"]

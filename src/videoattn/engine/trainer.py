@@ -41,8 +41,6 @@ from ..utils.faults import fault_point
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
-    autocast_context,
-    bf16_warning,
     build_dataset_for,
     build_loader_for,
     build_model,
@@ -67,8 +65,17 @@ from .guard import (
 )
 from .lock import work_dir_lock
 from .metrics import summarize_scores
+from .precision import Precision, apply_gradients, bf16_warning, forward_backward
 from .preflight import check_media_present
-from .process import check_work_dir, reseed, restored_process_settings, setup_determinism, step_seed
+from .process import (
+    check_work_dir,
+    deterministic_cublas_workspace,
+    nondeterministic_op_error,
+    reseed,
+    restored_process_settings,
+    setup_determinism,
+    step_seed,
+)
 from .progress import EpochMeters, ProgressBar
 from .run_files import write_run_files
 from .runlog import RunLogger
@@ -89,7 +96,11 @@ def build_optimizer(parameters: Sequence[torch.nn.Parameter], t: Any) -> torch.o
     """
     parameters = list(parameters)
     devices = {p.device.type for p in parameters}
-    fused = len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+    # Not with fp16's gradient scaler: fused SGD allocates its momentum buffers uninitialised
+    # (empty_like) at the first step and leaves them so when the scaler skips that step for an
+    # overflowed gradient; the next step then reads them as momentum (torch 2.13; tests/cuda/test_amp.py).
+    fused = (len(devices) == 1 and next(iter(devices)) in ("cpu", "cuda")
+             and getattr(t, "precision", "fp32") != "fp16")
     return torch.optim.SGD(parameters, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                            nesterov=t.nesterov, **({"fused": True} if fused else {}))
 
@@ -135,10 +146,17 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     t = config.train
     work_dir = Path(t.work_dir)
     own_ctx = ctx is None
+    if t.deterministic:
+        deterministic_cublas_workspace()  # before init_distributed's first CUDA call
     ctx = ctx or init_distributed(t.device)
     try:
         with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
             return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+    except RuntimeError as error:
+        explained = nondeterministic_op_error(error) if t.deterministic else None
+        if explained is None:
+            raise
+        raise explained from None
     finally:
         if own_ctx:
             ctx.close()
@@ -158,8 +176,8 @@ class _Trainer:
                               f"into {ctx.world_size} process(es) x {t.accumulation_steps} accumulation "
                               f"step(s)")
         self.micro_batch = t.batch_size // per_step
-        autocast_context(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
-        if ctx.is_main and (slow := bf16_warning(t.precision, ctx.device)):
+        self.precision = Precision.resolve(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
+        if ctx.is_main and (slow := bf16_warning(self.precision.name, ctx.device)):
             warnings.warn(slow, stacklevel=2)
         # Every process checks (the work dir must be on storage all processes share to resume).
         resume_path = check_work_dir(work_dir, resume)
@@ -205,7 +223,7 @@ class _Trainer:
         self.model_core = model
         parameters = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(parameters, t)
-        self.scaler = torch.amp.GradScaler(ctx.device.type) if t.precision == "fp16" else None
+        self.scaler = self.precision.scaler()
         self.schedule = LRSchedule.from_config(t, self.steps_per_epoch)
         if ctx.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -399,14 +417,8 @@ class _Trainer:
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
                     else self.model.no_sync())
             with sync:
-                with autocast_context(t.precision, ctx.device):
-                    logits = self.model(video)
-                loss = self.criterion(logits.float(), labels)
-                scaled = loss / accumulation
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+                loss, logits = forward_backward(self.model, video, labels, self.criterion, self.precision,
+                                                self.scaler, accumulation)
             loss_sum += float(loss.detach()) * labels.shape[0]
             correct += int((logits.detach().argmax(dim=1) == labels).sum())
             clips += labels.shape[0]
@@ -431,16 +443,7 @@ class _Trainer:
                    f"train.skip_nonfinite_steps={self.nonfinite.limit} allows)" if self.nonfinite.limit else "")
                 + ". Lower train.lr, add "
                 "train.clip_grad_norm or check the data, then --resume")
-        if t.clip_grad_norm is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_grad_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        apply_gradients(self.optimizer, self.model.parameters(), self.scaler, t.clip_grad_norm)
         meters.add(loss_sum=loss_sum, correct1=correct, clips=clips)
         return local_loss, clips, wait
 
@@ -456,10 +459,9 @@ class _Trainer:
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor, list]:
         """Scores of the validation split (a dead loader worker makes ``predict_scores`` score again
         in-process, so the epoch's training is never lost to it)."""
-        t = self.config.train
         return predict_scores(
             self.model_core, self.val_set, self.ctx, views="1x1", clips_per_batch=self.config.eval.batch_size,
-            num_workers=self.config.data.num_workers, precision=t.precision, average=self.config.eval.average,
+            num_workers=self.config.data.num_workers, precision=self.precision.name, average=self.config.eval.average,
             pin_memory=self.config.data.pin_memory)[1:]
 
     def _end_epoch(self, meters: EpochMeters, wall: float) -> None:

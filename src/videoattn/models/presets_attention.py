@@ -22,7 +22,7 @@ block_options={"num_groups": 4})``, the demo's setting). See ``docs/blocks.md`` 
 
 from __future__ import annotations
 
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import build_recognizer
 
 FIVE_BLOCKS = "five_block"  # res3: 1,3; res4: 1,3,5
@@ -47,6 +47,7 @@ _BLOCKS = {
 for _key, (_block, _options, _description, _reference) in _BLOCKS.items():
     register_preset(
         f"r2d50_{_key}", build_recognizer, f"R2D ResNet-50 + five {_description} blocks", _reference,
+        paper_input=paper_row_input(8, 224, "fvcore"),
         depth=50, variant="r2d", num_classes=174,
         blocks=({"name": _block, "plan": FIVE_BLOCKS, "options": dict(_options)},),
     )

@@ -26,15 +26,8 @@ trained with softmax (video) and sigmoid (image): pass ``block_options={"normali
 
 from __future__ import annotations
 
-import re
-
-import torch
-from torch import nn
-
-from ..errors import CheckpointError
-from .presets import register_preset
+from .presets import paper_row_input, register_preset
 from .recognizer import build_image_classifier, build_recognizer
-from .released import register_layout
 
 FIVE_BLOCKS = "five_block"  # res3: 1,3; res4: 1,3,5
 # Where the release's nl_mod puts the five blocks (README: "2 2 1000", "2 7 1000", "4 12 1000").
@@ -54,7 +47,8 @@ _VIDEO = {
 }
 
 for _name, (_variant, _block, _options, _description, _reference) in _VIDEO.items():
-    register_preset(_name, build_recognizer, _description, _reference, depth=50, variant=_variant,
+    register_preset(_name, build_recognizer, _description, _reference,
+                    paper_input=paper_row_input(8, 224, "fvcore"), depth=50, variant=_variant,
                     num_classes=400, blocks=({"name": _block, "plan": FIVE_BLOCKS, "options": dict(_options)},))
 
 _IMAGE_REFERENCES = {
@@ -68,6 +62,7 @@ for _depth, _plan in IMAGE_PLANS.items():
     register_preset(
         f"resnet{_depth}_bat", build_image_classifier,
         f"2D ResNet-{_depth} image classifier + BAT blocks (k = 4, s = 7) at {_plan}", _IMAGE_REFERENCES[_depth],
+        paper_input=paper_row_input(None, 224, "thop"),
         depth=_depth, num_classes=1000,
         blocks=({"name": "bat", "plan": _plan,
                  "options": {"k": 4, "dropout": 0.2 if _depth >= 50 else 0.0}},),
@@ -77,74 +72,7 @@ register_preset(
     "resnet50_nl", build_image_classifier,
     "2D ResNet-50 image classifier + five Non-local blocks (C/2, no sub-sampling, 1/sqrt(d) scaling)",
     "BAT Table 5 ResNet-50 + NL: +7.36 M params, +3.55 GFLOPs (77.5 top-1)",
+    paper_input=paper_row_input(None, 224, "thop"),
     depth=50, num_classes=1000,
     blocks=({"name": "nl", "plan": FIVE_BLOCKS, "options": {"sub_sample": False, "use_scale": True}},),
 )
-
-
-# --- the authors' released checkpoints --------------------------------------------------------------------------
-# BAT-Image-Classification (NLNet): torchvision keys, a BAT block after unit i of a stage is the
-# Sequential entry ``layer<S>.nl<i>``; BAT-Video-Classification: the same names with Conv3d kernels
-# (``conv1.weight`` 64x3x1x7x7 for C2D), the classifier a 1x1x1 Conv3d ``fc``. Inside a block:
-_BAT_KEYS = {
-    "conv1.0.": "reduce.0.", "conv1.1.": "reduce.1.",
-    "batransform.conv1.0.": "squeeze.0.", "batransform.conv1.1.": "squeeze.1.",
-    "batransform.conv_p.": "row_conv.", "batransform.conv_q.": "col_conv.", "batransform.conv_t.": "time_conv.",
-    "batransform.conv2.0.": "mix.0.", "batransform.conv2.1.": "mix.1.",
-    "conv2.0.": "expand.0.", "conv2.1.": "expand.1.",
-}
-_RELEASED_NORMALISATION = {"bat-image": "sigmoid", "bat-video": "softmax"}
-
-
-def _bat_block_key(rest: str) -> str | None:
-    for theirs, ours in sorted(_BAT_KEYS.items(), key=lambda item: -len(item[0])):
-        if rest.startswith(theirs):
-            return ours + rest[len(theirs):]
-    return None
-
-
-def _squeezed(shape) -> tuple[int, ...]:
-    return tuple(d for d in shape if d != 1)
-
-
-def _convert_bat(layout: str, state: dict[str, torch.Tensor], model: nn.Module, prefix: str):
-    from ..blocks.bat import _BATBase
-
-    wanted = _RELEASED_NORMALISATION[layout]
-    for name, module in model.named_modules():
-        if isinstance(module, _BATBase) and module.normalisation != wanted:
-            raise CheckpointError(
-                f"{layout} checkpoints were trained with {wanted} normalisation but block {name} uses "
-                f"{module.normalisation!r}: build the model with block_options={{'normalisation': '{wanted}'}}")
-    target = model.state_dict()
-    out = {}
-    for key, value in state.items():
-        match = re.match(r"(layer\d+)\.nl(\d+)\.(.*)$", key)
-        if match:
-            rest = _bat_block_key(match.group(3))
-            if rest is None:
-                out[key] = value  # reported as unexpected
-                continue
-            ours = f"{prefix}{match.group(1)}.{match.group(2)}.after_block.{rest}"
-        elif key.startswith("fc."):
-            ours = key
-        else:
-            ours = prefix + key
-        want = target.get(ours)
-        if want is not None and value.shape != want.shape and _squeezed(value.shape) == _squeezed(want.shape) \
-                and value.numel() == want.numel():
-            value = value.reshape(want.shape)  # Conv3d 1x1x1 / 1xsx1 kernels -> our 2D / 1D ones
-        out[ours] = value
-    return out
-
-
-@register_layout("bat-image", "BAT authors' ImageNet release (BAT-Image-Classification: torchvision keys, "
-                 "layer<S>.nl<i>.* blocks; sigmoid normalisation)")
-def _convert_bat_image(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    return _convert_bat("bat-image", state, model, "")
-
-
-@register_layout("bat-video", "BAT authors' Kinetics release (BAT-Video-Classification: Conv3d C2D/I3D keys, "
-                 "layer<S>.nl<i>.* blocks, Conv3d fc; softmax normalisation)")
-def _convert_bat_video(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    return _convert_bat("bat-video", state, model, "backbone.")

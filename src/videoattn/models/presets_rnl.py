@@ -16,27 +16,27 @@ tsm50_gc        GCNet block, C/16              24.79 M / 32.90 G            24.8
 =============== ============================== ============================ =========================
 
 (*) the release stores each depthwise kernel densely (32x its real weights) plus an equally large
-frozen mask, and its counter skips that conv: ``rnl_release_count`` gives Table III's figures back.
+frozen mask, and its counter skips that conv: ``videoattn.analysis.released_counts.rnl_release_count``
+gives Table III's figures back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
-
-from ..analysis.complexity import Complexity, profile_model
 from ..errors import ConfigError
-from .presets import create_model, register_preset
+from .backbone_registry import register_backbone
+from .presets import paper_row_input, register_preset
 from .recognizer import Recognizer, build_recognizer
 
 TSM_LAYOUT = {"res3": (0, 2), "res4": (0, 2, 4)}  # RNL release / TSM repository (NL3DWrapper)
 TSM_PLAN = "res3: 0,2; res4: 0,2,4"
 RELEASED_KERNELS = {"res3": (3, 7, 7), "res4": (3, 3, 3)}
 PAPER_KERNELS = {"res3": (3, 7, 7), "res4": (3, 7, 7)}
+RELEASED_SE_MOMENTUM = 0.01  # BatchNorm1d momentum of the release's ChannelGate (running statistics only)
 
 
-def rnl_insertions(region_kernels: Mapping, se_reduction: int | None, rnl_options: Mapping | None) -> list[dict]:
+def rnl_insertions(region_kernels: Mapping, se_reduction: int | None) -> list[dict]:
     """One ``rnl`` (or ``chain`` of ``se_add`` then ``rnl``) insertion per stage of ``region_kernels``."""
     if not isinstance(region_kernels, Mapping) or not region_kernels:
         raise ConfigError(f"region_kernels must map stages {sorted(TSM_LAYOUT)} to kernel sizes, "
@@ -47,78 +47,50 @@ def rnl_insertions(region_kernels: Mapping, se_reduction: int | None, rnl_option
                           f"{', '.join(sorted(TSM_LAYOUT))} only")
     insertions = []
     for stage, kernel in region_kernels.items():
-        rnl = {"name": "rnl", "options": {**dict(rnl_options or {}), "kernel_size": kernel}}
+        rnl = {"name": "rnl", "options": {"kernel_size": kernel}}
         plan = {stage: list(TSM_LAYOUT[stage])}
         if se_reduction is None:
             insertions.append({**rnl, "plan": plan})
         else:
-            se = {"name": "se_add", "options": {"reduction": se_reduction}}
+            se = {"name": "se_add", "options": {"reduction": se_reduction, "momentum": RELEASED_SE_MOMENTUM}}
             insertions.append({"name": "chain", "plan": plan, "options": {"blocks": [se, rnl]}})
     return insertions
 
 
+@register_backbone("tsm_rnl", description="TSM ResNet with the RNL release's block layout")
 def build_tsm_rnl(*, region_kernels: Mapping = RELEASED_KERNELS, se_reduction: int | None = None,
-                  rnl_options: Mapping | None = None, depth: int = 50, variant: str = "tsm", num_classes: int = 400,
+                  block_options: Mapping | None = None, depth: int = 50, variant: str = "tsm", num_classes: int = 400,
                   num_frames: int = 8, base_channels: int = 64, dropout: float = 0.5, tsm_n_div: int = 8,
                   temporal_padding: str = "zeros", zero_init_residual: bool = False,
                   pretrained: str | None = None) -> Recognizer:
     """TSM ResNet with RNL blocks after res3 0,2 and res4 0,2,4. ``region_kernels``: F_theta's kernel
     per stage (default the release's 3x7x7 / 3x3x3; ``PAPER_KERNELS`` is the text's 3x7x7
     everywhere); ``se_reduction``: put RNL's additive SE (``se_add``) with this reduction before each
-    RNL (the SE+RNL attention chain); ``rnl_options``: other ``rnl`` options (form, aggregation...)."""
+    RNL (the SE+RNL attention chain); ``block_options``: other block options (``{"aggregation": ...}``
+    reaches every RNL; ``{"se_add": {...}}`` only the SEs), by the rule of :mod:`.block_options`."""
     return build_recognizer(
         depth=depth, variant=variant, num_classes=num_classes, num_frames=num_frames, base_channels=base_channels,
-        dropout=dropout, blocks=rnl_insertions(region_kernels, se_reduction, rnl_options), tsm_n_div=tsm_n_div,
+        dropout=dropout, blocks=rnl_insertions(region_kernels, se_reduction), block_options=block_options,
+        tsm_n_div=tsm_n_div,
         temporal_padding=temporal_padding, zero_init_residual=zero_init_residual, pretrained=pretrained,
     )
 
 
-def _dense_masked_extra(width: int, volume: int) -> int:
-    """Parameters the release stores beyond a true depthwise kernel ``(width, 1, volume)``: a dense
-    ``(width, width / groups, volume)`` weight with ``groups = max(width // 32, 1)`` plus a frozen
-    mask of the same size (both ``nn.Parameter``s, so both counted)."""
-    per_group = width // max(width // 32, 1)
-    return 2 * width * per_group * volume - width * volume
-
-
-def rnl_release_count(name: str = "tsm50_rnl", num_classes: int = 400, num_frames: int = 8, size: int = 224,
-                      **overrides) -> tuple[Complexity, Complexity]:
-    """``(ours, as_released)``: our thop count of preset ``name``, and the count the RNL release
-    reports for the same model (Table III): each depthwise region kernel stored densely with its
-    mask (:func:`_dense_masked_extra`), and its conv's MACs left out (the release applies it with
-    ``F.conv3d``, which a module-hook counter does not see)."""
-    ours = profile_model(name, num_classes=num_classes, num_frames=num_frames, size=size, convention="thop",
-                         **overrides)
-    with torch.device("meta"):
-        model = create_model(name, num_classes=num_classes, num_frames=num_frames, **overrides)
-        extra_params, region_macs, hooks = 0, [], []
-        for module in model.modules():
-            if getattr(module, "registered_block_name", None) == "rnl" and module.aggregation == "conv":
-                weight = module.region.weight
-                extra_params += _dense_masked_extra(weight.shape[0], weight[0].numel())
-                hooks.append(module.region.register_forward_hook(
-                    lambda mod, args, out: region_macs.append(out.numel() * mod.weight[0].numel())))
-        model.eval()
-        model(torch.empty(1, 3, num_frames, size, size))
-    for hook in hooks:
-        hook.remove()
-    released = Complexity(name, "thop (RNL release)", ours.params + extra_params, ours.macs - sum(region_macs),
-                          ours.input_shape)
-    return ours, released
-
-
 _COMMON = {"depth": 50, "variant": "tsm", "num_classes": 400}
+_RNL_INPUT = paper_row_input(8, 224, "thop")  # Table III: 8x224x224, thop
 
 register_preset("tsm50_nl", build_recognizer, "TSM ResNet-50 + five NL blocks (res3 0,2; res4 0,2,4), the TSM "
                 "repository's NL: embedded Gaussian, C/2, keys/values max-pooled 1x2x2 (floor) after phi/g",
-                "RNL Table III +5 NL: 31.69 M params, 49.38 GFLOPs (8x224x224, thop)",
+                "RNL Table III +5 NL: 31.69 M params, 49.38 GFLOPs (8x224x224, thop)", paper_input=_RNL_INPUT,
                 blocks=({"name": "nl", "plan": TSM_PLAN, "options": {"pool_mode": "floor"}},), **_COMMON)
 register_preset("tsm50_rnl", build_tsm_rnl, "TSM ResNet-50 + five Gaussian RNL blocks (res3 0,2 with 3x7x7 "
                 "regions; res4 0,2,4 with 3x3x3, as released)",
-                "RNL Table III +5 RNL: 35.48 M params, 41.15 GFLOPs as the release counts (honest: 28.13 M, 41.69 G)")
+                "RNL Table III +5 RNL: 35.48 M params, 41.15 GFLOPs as the release counts (honest: 28.13 M, 41.69 G)",
+                paper_input=_RNL_INPUT)
 register_preset("tsm50_se_rnl", build_tsm_rnl, "TSM ResNet-50 + five SE+RNL attention chains (RNL sec. III-D; SE "
                 "of eq. 10-12 with the C/16 bottleneck Table III's count implies)",
-                "RNL Table III +5 [SE+RNL]: 35.95 M params, 41.16 GFLOPs as the release counts", se_reduction=16)
+                "RNL Table III +5 [SE+RNL]: 35.95 M params, 41.16 GFLOPs as the release counts", paper_input=_RNL_INPUT,
+                se_reduction=16)
 
 # --- Table III's attention baselines, before the residual addition of the same units -------------------
 _TSM_BASELINES = {
@@ -128,7 +100,7 @@ _TSM_BASELINES = {
 }
 for _key, (_description, _reference) in _TSM_BASELINES.items():
     register_preset(f"tsm50_{_key}", build_recognizer, f"TSM ResNet-50 + five {_description} blocks before the "
-                    "residual addition (res3 0,2; res4 0,2,4)", f"RNL Table III {_reference}",
+                    "residual addition (res3 0,2; res4 0,2,4)", f"RNL Table III {_reference}", paper_input=_RNL_INPUT,
                     blocks=({"name": _key, "plan": TSM_PLAN, "position": "before_residual"},), **_COMMON)
 
 # --- GTA Table 5: NL variants as published (over all THW positions) and decoupled ----------------------
@@ -141,10 +113,12 @@ _GTA_VARIANTS = {
 }
 for _key, _description in _GTA_VARIANTS.items():
     register_preset(f"r2d50_{_key}", build_recognizer, f"R2D ResNet-50 + five {_description} blocks over THW",
-                    "GTA Table 5 (SS-v1 accuracy only)", depth=50, variant="r2d", num_classes=174,
+                    "GTA Table 5 (SS-v1 accuracy only)", paper_input=paper_row_input(8, 224, "fvcore"),
+                    depth=50, variant="r2d", num_classes=174,
                     blocks=({"name": _key, "plan": "five_block"},))
     register_preset(f"r2d50_{_key}_decoupled", build_recognizer, f"R2D ResNet-50 + five decoupled {_description} "
                     "blocks: within each frame, then along time", "GTA Table 5, decoupled row",
+                    paper_input=paper_row_input(8, 224, "fvcore"),
                     depth=50, variant="r2d", num_classes=174,
                     blocks=({"name": "decoupled", "plan": "five_block",
                              "options": {"spatial": _key, "temporal": _key}},))

@@ -16,20 +16,17 @@ Build with the frames the preset is meant for: ``create_model("slowfast50_gta", 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
-import torch
-from torch import nn
-
-from ..backbones.slowfast import SlowFast, pysf_key
-from ..errors import CheckpointError
-from .presets import register_preset
-from .recognizer import BlockInsertion, Recognizer, assemble_recognizer, build_recognizer
-from .released import register_layout
+from ..backbones.slowfast import SlowFast
+from .backbone_registry import register_backbone
+from .block_options import apply_block_options
+from .presets import paper_row_input, register_preset
+from .recognizer import Recognizer, assemble_recognizer, build_recognizer
 
 FIVE_BLOCKS = "five_block"
 
 
+@register_backbone("slowfast", description="SlowFast two-pathway ResNet recognizer")
 def build_slowfast(
     *,
     depth: int = 50,
@@ -48,14 +45,12 @@ def build_slowfast(
     pretrained: str | None = None,
 ) -> Recognizer:
     """A SlowFast recognizer. ``num_frames`` is the fast pathway's clip length (the model input);
-    inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` are merged into
-    every insertion's options; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
+    inserted blocks see the slow pathway's ``num_frames // alpha``. ``block_options`` reach the blocks by the
+    rule of :mod:`.block_options`; ``pretrained`` is a local 2D ImageNet ResNet file, inflated into both
     pathways (:meth:`~videoattn.backbones.slowfast.SlowFast.adapt_pretrained_state`)."""
     backbone = SlowFast(depth, alpha, beta_inv, fusion_kernel, fusion_channel_ratio, base_channels,
                         temporal_padding, zero_init_residual)
-    insertions = [BlockInsertion.coerce(b) for b in blocks]
-    if block_options:
-        insertions = [replace(b, options={**b.options, **block_options}) for b in insertions]
+    insertions = apply_block_options(blocks, block_options)
     return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
                                dropout=dropout, pretrained=pretrained)
 
@@ -77,6 +72,7 @@ for _suffix, _block in _BLOCKS.items():
         f"slowfast50{_suffix}", build_slowfast,
         f"SlowFast 16x8 R50{_what} (input: 64 fast-pathway frames, alpha 4)",
         f"GTA Table 1 SlowFast-R50{_suffix.replace('_', ' +').upper()}: {_TABLE1[_suffix]} (SS-v1)",
+        paper_input=paper_row_input(64, 256, "fvcore"),  # docs/model_zoo.md: the input reproducing Table 1
         depth=50, num_classes=174, num_frames=64, alpha=4, fusion_kernel=7, blocks=_blocks,
     )
     if _suffix != "_dnl":
@@ -85,37 +81,13 @@ for _suffix, _block in _BLOCKS.items():
             f"SlowFast 8x8 R101{_what} (input: 32 fast-pathway frames, alpha 4)",
             f"GTA Table 2 SlowFast-R101{_suffix.replace('_', ' +').upper()}: {_TABLE2[_suffix]} (Kinetics-400)"
             if _suffix else "",
+            paper_input=paper_row_input(32, 256, "fvcore"),  # K400 test crop 256 (Table 2 is not reproduced)
             depth=101, num_classes=400, num_frames=32, alpha=4, fusion_kernel=5, blocks=_blocks,
         )
 
 register_preset(
     "tsm50_gta", build_recognizer, "TSM ResNet-50 + five GTA blocks (res3 1,3 + res4 1,3,5): GTA's "
     "'2D R50+TSM' rows; 8 or 16 frames (num_frames)", "GTA Table 3: GTA 2D R50+TSM, 8x1x1 and 16x1x1 (SS-v1/v2)",
+    paper_input=paper_row_input(8, 224, "fvcore"),
     depth=50, variant="tsm", num_classes=174, blocks=({"name": "gta", "plan": FIVE_BLOCKS},),
 )
-
-
-@register_layout("pyslowfast", "PySlowFast SlowFast checkpoint ('model_state': s1.pathway0_stem.conv, "
-                 "s2.pathway1_res0.branch2.a, s1_fuse.conv_f2s, head.projection)")
-def _convert_pyslowfast(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """PySlowFast's names -> ours; 1x1x1 / 1xkxk kernels of our 2D convolutions lose their time axis.
-    Keys with no counterpart (its non-local blocks) keep their names and are reported as unexpected; a
-    classifier for another number of classes is left out (reported as missing ``fc.*``)."""
-    target = model.state_dict()
-    converted = {}
-    for key, value in state.items():
-        ours = pysf_key(key)
-        if ours is None:
-            converted[key] = value
-            continue
-        want = target.get(ours)
-        if want is not None and value.dim() == 5 and want.dim() == 4:
-            if value.shape[2] != 1:
-                raise CheckpointError(f"PySlowFast key {key!r} has temporal kernel {value.shape[2]} but "
-                                      f"{ours!r} is a 2D convolution of shape {tuple(want.shape)} (another "
-                                      "temporal-kernel layout than SlowFast's?)")
-            value = value[:, :, 0]
-        if ours.startswith("fc.") and want is not None and want.shape != value.shape:
-            continue  # a classifier for another class count (fine-tuning): fc stays at its initialisation
-        converted[ours] = value
-    return converted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MethodType
 
 import torch
@@ -14,6 +14,8 @@ from torch import nn
 from .. import blocks as block_registry
 from ..backbones import InsertionPlan, ResNet, Site, VideoBackbone, load_pretrained
 from ..errors import ConfigError
+from .backbone_registry import register_backbone
+from .block_options import apply_block_options
 
 _INSERTION_KEYS = ("name", "plan", "position", "options", "from_scratch")
 
@@ -206,6 +208,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
+@register_backbone("resnet", description="ResNet video recognizer (r2d, c2d, tsm, i3d variants)")
 def build_recognizer(
     *,
     depth: int = 50,
@@ -223,7 +226,7 @@ def build_recognizer(
     pretrained: str | None = None,
 ) -> Recognizer:
     """Build a ResNet recognizer. ``blocks`` lists :class:`BlockInsertion` (or mappings);
-    ``block_options`` are merged into the options of every non-shift insertion (the way presets
+    ``block_options`` reach the inserted blocks by the rule of :mod:`.block_options` (the way presets
     expose e.g. ``num_groups`` as an override). ``variant="tsm"`` adds the temporal shift before
     conv1 of every residual block. ``stochastic_depth`` is the last block's drop probability (survival
     falling linearly from 1, see :class:`ResNet`). ``pretrained`` is the path of a local ImageNet ResNet
@@ -231,11 +234,7 @@ def build_recognizer(
     if not isinstance(num_frames, int) or num_frames < 1:
         raise ConfigError(f"num_frames must be a positive int, got {num_frames!r}")
     backbone = ResNet(depth, variant, base_channels, temporal_padding, zero_init_residual, stochastic_depth)
-    insertions = [BlockInsertion.coerce(b) for b in blocks]
-    if block_options:
-        insertions = [
-            replace(b, options={**b.options, **block_options}) if b.name != "tsm" else b for b in insertions
-        ]
+    insertions = apply_block_options(blocks, block_options)
     if variant == "tsm":
         insertions.insert(0, BlockInsertion("tsm", "all", "before_conv1", {"n_div": tsm_n_div}))
     return assemble_recognizer(backbone, insertions, num_classes=num_classes, num_frames=num_frames,
@@ -264,6 +263,8 @@ class ImageClassifier(ResNet):
         return self.fc(self.dropout(self.avgpool(features).flatten(1)))
 
 
+@register_backbone("resnet_image", input_kind="image", description="torchvision-compatible 2D ResNet "
+                   "image classifier")
 def build_image_classifier(*, depth: int = 50, num_classes: int = 1000, base_channels: int = 64,
                            zero_init_residual: bool = False, pretrained: str | None = None,
                            num_frames: int | None = None, dropout: float = 0.0, blocks: Sequence = (),
@@ -272,10 +273,7 @@ def build_image_classifier(*, depth: int = 50, num_classes: int = 1000, base_cha
     :func:`insert_blocks`, each site seeing T = 1. Without blocks the keys are exactly torchvision's."""
     del num_frames  # images have no time axis; accepted so create_model's signature is uniform
     model = ImageClassifier(depth, num_classes, base_channels, zero_init_residual, dropout)
-    for insertion in blocks:
-        insertion = BlockInsertion.coerce(insertion)
-        if block_options:
-            insertion = replace(insertion, options={**insertion.options, **block_options})
+    for insertion in apply_block_options(blocks, block_options):
         insert_blocks(model, insertion, num_frames=1)
     if pretrained:
         load_pretrained(model, pretrained)

@@ -121,3 +121,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, layout: str = "video
     model.load_state_dict(load, strict=False)
     log.info(report.summary())
     return report
+
+
+# layouts registered in their own modules that nothing else imports (the GSM / SA-GSM releases)
+from . import released_gsm  # noqa: E402,F401

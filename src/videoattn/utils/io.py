@@ -2,7 +2,10 @@
 
 Everything videoattn writes that another run may read back (checkpoints, metrics, reports, caches)
 goes through :func:`atomic_write`: the content is written to a temporary file in the same folder,
-flushed and fsync'ed, then renamed over the destination in one step (``os.replace``).
+flushed and fsync'ed, then renamed over the destination in one step (``os.replace``). Writers that
+take a file name (exporters) use :func:`atomic_path` instead. Either way the file ends with the
+permissions of any new file under the process's umask (0644 under the usual 022), not the 0600 of
+the temporary file.
 """
 
 from __future__ import annotations
@@ -21,24 +24,41 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it to ``path``, on error delete it."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for writers that take a file name (exporters, savers): on
+    success it gets the permissions of any new file (``0666`` less the umask, e.g. ``0644``) and is
+    renamed to ``path``; on error it is deleted and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
+        yield tmp
+        # mkstemp makes 0600; a writer may also have replaced the file: set the usual permissions last
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
+            tmp.unlink()
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux), since setting
+    it to read it back leaves a moment in which files other threads create get the wrong mode."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

@@ -83,15 +83,32 @@ def visualize(kind: str, config: Config | str | os.PathLike | None = None, check
             raise ConfigError(f"visualize {kind} needs a video (--video PATH: a file or a folder of frames)")
         if not Path(video).exists():
             raise DataError(f"video {str(video)!r} does not exist")
-    from .loading import class_names, load_clip, load_model, resolve_config
+    from .loading import load_model, resolve_config
 
     config = resolve_config(config, overrides)
     if model is None:
         model, model_config = load_model(config, checkpoint)
         num_frames = model_config.num_frames
-    else:
-        model = model.eval()
+        return _draw(kind, model, config, video, num_frames, out_dir, queries, select, class_index, split,
+                     max_videos, progress, checkpoint)
+    # A model the caller built: drawn in eval mode, then every module is given back its own mode (a
+    # training model stays in training, with any batch norms its owner froze still frozen), also on error.
+    modes = [(module, module.training) for module in model.modules()]
+    try:
+        model.eval()
         num_frames = getattr(model, "num_frames", None) or config.model.num_frames
+        return _draw(kind, model, config, video, num_frames, out_dir, queries, select, class_index, split,
+                     max_videos, progress, checkpoint)
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _draw(kind: str, model: nn.Module, config: Config, video, num_frames: int, out_dir: Path,
+          queries: Sequence[str | Sequence[int]] | None, select: str | None, class_index: int | None, split: str,
+          max_videos: int | None, progress: bool, checkpoint=None) -> list[Path]:
+    from .loading import class_names, load_clip
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if kind == "gta-matrices":
         from .kinds import gta_matrices_figure
@@ -111,13 +128,13 @@ def visualize(kind: str, config: Config | str | os.PathLike | None = None, check
     elif kind == "gta-regions":
         kinds._require(model, (kinds.GlobalTemporalAttention,), kind, "GTA block", select)
     elif kind == "bat":
-        kinds._require(model, (kinds._BATBase,), kind, "BAT block", select)
+        kinds._require(model, (kinds.BATBase,), kind, "BAT block", select)
     elif kind == "rsa":
         from ..blocks.rsa import RelationalSelfAttention
 
         kinds._require(model, (RelationalSelfAttention,), kind, "RSA layer", select)
     clip = load_clip(config, video, num_frames)
-    clip.classes = class_names(config)
+    clip.classes = class_names(config, checkpoint)
     shape = tuple(clip.frames.shape[:3])
     if queries:
         parsed = [parse_query(q, shape) for q in queries]  # type: ignore[arg-type]

@@ -45,7 +45,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--max-videos", type=int, default=None, metavar="N", help="tsne: at most N videos")
     parser.add_argument("--run", dest="runs", action="append", default=[], metavar="DIR",
                         help="curves: a run's work dir (repeat to overlay several)")
-    parser.add_argument("--out", default="visualize-output", metavar="DIR", help="output folder")
+    parser.add_argument("--out", default="visualize-output", metavar="DIR",
+                        help="folder the PNGs are written to, created if missing (default ./visualize-output)")
     parser.add_argument("--no-progress", action="store_true", help="tsne: no progress bar")
     parser.set_defaults(func=run_visualize)
 

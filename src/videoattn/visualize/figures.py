@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.plots import _pyplot
+from ..analysis.plots import pyplot
 
-__all__ = ["Row", "clip_frame_index", "draw_rows", "region_overlay"]
+__all__ = ["Row", "clip_frame_index", "draw_rows", "layout_rows", "region_overlay"]
 
 
 @dataclass
@@ -24,7 +24,8 @@ class Row:
 
     ``marks[t]`` is a query position ``(y, x)`` in input pixels drawn as a cross; ``temporal`` (one
     weight per clip frame) is drawn as bars in an extra column; ``rgba`` maps are drawn as given
-    (coloured masks) instead of through the colour map.
+    (coloured masks) instead of through the colour map; ``legend`` (``(label, RGB colour)`` pairs) is
+    a colour key to the right of the row (e.g. which colour is which region).
     """
 
     label: str
@@ -38,6 +39,7 @@ class Row:
     vmax: float | None = None
     alpha: float = 0.55
     rgba: bool = False
+    legend: list[tuple[str, tuple[float, ...]]] = field(default_factory=list)
 
 
 def clip_frame_index(frame: int, clip_frames: int, map_frames: int) -> int:
@@ -46,9 +48,16 @@ def clip_frame_index(frame: int, clip_frames: int, map_frames: int) -> int:
 
 
 def draw_rows(frames: np.ndarray, rows: Sequence[Row], path: str | os.PathLike, title: str,
-              panel: float = 1.15, colorbar_label: str = "") -> Path:
-    """``frames`` ``(T, H, W, 3)`` in [0, 1]; one row of T panels per :class:`Row`."""
-    plt = _pyplot()
+              panel: float = 1.15) -> Path:
+    """``frames`` ``(T, H, W, 3)`` in [0, 1]; one row of T panels per :class:`Row`, written to ``path``."""
+    return save_compact(layout_rows(frames, rows, title, panel), path)
+
+
+def layout_rows(frames: np.ndarray, rows: Sequence[Row], title: str, panel: float = 1.15):
+    """The figure of :func:`draw_rows` (not saved)."""
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+    plt = pyplot()
     panel = panel * min(1.0, max(0.75, 6 / max(len(rows), 1)))  # many rows (e.g. BAT's groups): smaller panels
     num_frames, height, width = frames.shape[:3]
     extra = any(row.temporal is not None for row in rows)
@@ -98,15 +107,26 @@ def draw_rows(frames: np.ndarray, rows: Sequence[Row], path: str | os.PathLike, 
             if row.temporal is not None:
                 ax.bar(range(len(row.temporal)), row.temporal, color="#3b75af")
                 ax.set_xticks(range(len(row.temporal)))
+                ax.set_xlabel("frame", fontsize=5, labelpad=1)
+                # weights on the right: on the left their labels ran into the last frame's panel
+                ax.yaxis.tick_right()
+                ax.yaxis.set_major_locator(MaxNLocator(4))
+                ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
                 ax.tick_params(labelsize=5, length=2, pad=1)
                 ax.set_title(row.temporal_label, fontsize=6, pad=2)
                 ax.set_box_aspect(1)
             else:
                 ax.axis("off")
+        if row.legend:
+            from matplotlib.patches import Patch
+
+            handles = [Patch(facecolor=colour, edgecolor="none", label=name) for name, colour in row.legend]
+            axes[r, -1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.04, 0.5), fontsize=6,
+                               frameon=False, handlelength=1.2, handletextpad=0.4, borderaxespad=0.0)
     fig.suptitle(title, fontsize=8)
     fig.subplots_adjust(left=0.16, right=0.98,
                         top=1 - 0.45 / (panel * len(rows) + 0.7), bottom=0.02, wspace=0.06, hspace=0.3)
-    return save_compact(fig, path)
+    return fig
 
 
 def save_compact(fig, path: str | os.PathLike) -> Path:
@@ -118,7 +138,7 @@ def save_compact(fig, path: str | os.PathLike) -> Path:
 
     from ..utils.io import atomic_write
 
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..blocks.bat import _BATBase
+from ..blocks.bat import BATBase
 from ..blocks.factorised import SpatialSelfAttention, TemporalSelfAttention
 from ..blocks.gsm import FrameSelfAttention, GateShift
 from ..blocks.gta import GlobalTemporalAttention
@@ -213,7 +213,7 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                        top: int = 3) -> list[Path]:
     """GTA Fig. 3, 6: for every frame, the ``top`` regions of Region GTA with the largest total
     assignment ``sum_p |G_R(t)[k, p]|``, as coloured masks (one colour per region index)."""
-    from ..analysis.plots import _pyplot
+    from ..analysis.plots import pyplot
 
     found = [(n, m) for n, m in _require(model, (GlobalTemporalAttention,), "gta-regions", "GTA block", select)
              if m.region_value is not None]
@@ -222,19 +222,26 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
                           f"(region=False); it has {block_summary(model)}")
     records, logits = run_with_capture(model, clip, (GlobalTemporalAttention,), select)
     num_frames = clip.frames.shape[0]
-    colours = np.asarray(_pyplot().get_cmap("tab20").colors)
+    # tab20's dark colours, then its light ones, red last: regions 0-8 get nine distinct hues (tab20 in its
+    # own order pairs each hue with its light shade, so regions 2k and 2k+1 looked alike), and red, the
+    # colour of attention maps (and of the demo's moving object), is used only beyond 18 regions
+    tab20 = np.asarray(pyplot().get_cmap("tab20").colors)
+    order = [i for i in range(0, 20, 2) if i != 6] + [i for i in range(1, 20, 2) if i != 7] + [6, 7]
+    colours = tab20[order]
     rows = []
     for name, module in found:
         assignment = maps.gta_regions(module, records[name])  # (T', h, w, K)
         strength = np.abs(assignment).sum(axis=(1, 2))  # (T', K)
-        overlays, titles = [], []
+        overlays, titles, shown = [], [], set()
         for t in range(num_frames):
             tt = clip_frame_index(t, num_frames, assignment.shape[0])
             chosen = [int(k) for k in np.argsort(-strength[tt])[:top]]
             overlays.append(region_overlay(assignment[tt], chosen, colours[np.arange(max(chosen) + 1) % len(colours)]))
             titles.append(f"frame {t}: " + " ".join(f"r{k}" for k in chosen))
+            shown.update(chosen)
+        legend = [(f"region r{k}", tuple(float(v) for v in colours[k % len(colours)])) for k in sorted(shown)]
         rows.append(Row(f"{name.removesuffix('.temporal')}\nK={assignment.shape[-1]} regions", overlays, titles=titles,
-                        rgba=True))
+                        rgba=True, legend=legend))
     return [draw_rows(clip.frames, rows, out / "gta_regions.png",
                       f"Region GTA: the {top} strongest regions of each frame (colour = region index, "
                       f"opacity: |G_R| from 30% to 100% of the region's peak). {_prediction(logits, clip.classes)}")]
@@ -242,11 +249,11 @@ def gta_regions_figure(model: nn.Module, clip: Clip, out: Path, select: str | No
 
 def bat_figure(model: nn.Module, clip: Clip, out: Path, select: str | None = None) -> list[Path]:
     """BAT eq. 8 / Fig. 4: the re-projected attention ``W = P^T A Q^T`` of every group, per frame."""
-    found = [(n, m) for n, m in _require(model, (_BATBase,), "bat", "BAT block", select) if m.k]
+    found = [(n, m) for n, m in _require(model, (BATBase,), "bat", "BAT block", select) if m.k]
     if not found:
         raise ConfigError(f"visualize bat: the model's BAT blocks have k=0 (no attention groups); it has "
                           f"{block_summary(model)}")
-    records, logits = run_with_capture(model, clip, (_BATBase,), select)
+    records, logits = run_with_capture(model, clip, (BATBase,), select)
     num_frames = clip.frames.shape[0]
     rows = []
     for name, module in found:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import Config, ModelConfig, load_config
+from ..config import Config, ModelConfig
 from ..errors import ConfigError, DataError
 
 __all__ = ["Clip", "class_names", "load_clip", "load_model", "resolve_config"]
@@ -29,7 +29,10 @@ class Clip:
 
 
 def resolve_config(config: Config | str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    return config if isinstance(config, Config) else load_config(config, list(overrides))
+    """``config`` with ``overrides`` applied, a :class:`Config` as well as a path (as ``Predictor``)."""
+    from ..deploy.inputs import resolve_config as resolve
+
+    return resolve(config, overrides)
 
 
 def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module, ModelConfig]:
@@ -57,21 +60,19 @@ def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module
     return model.eval(), model_config
 
 
-def class_names(config: Config) -> list[str]:
-    """The class names of the config's dataset (from its val or train annotations), or [] if they
-    cannot be read; only used to label figures."""
-    from ..data.annotations import load_annotations
+def class_names(config: Config, checkpoint: str | Path | None = None) -> list[str]:
+    """The class names figures are labelled with, from the one source ``test``, ``predict`` and
+    ``export`` use (:func:`~videoattn.engine.evaluation.class_names_for`: the checkpoint's, else the
+    config's dataset's as ``test`` reads them), or [] when neither has any: names only label figures."""
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.evaluation import class_names_for
+    from ..errors import CheckpointError
 
-    data = config.data
-    for listing in (data.val_annotations, data.train_annotations):
-        if not listing or data.format == "image_folder":
-            continue
-        try:
-            _, classes = load_annotations(data.format, listing, root=data.root or None, labels=data.labels)
-            return list(classes)
-        except Exception:  # noqa: BLE001 - names are decoration; the clip itself is read below
-            continue
-    return []
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    try:
+        return class_names_for(config, state, checkpoint=None if checkpoint is None else str(checkpoint))
+    except CheckpointError:
+        return []
 
 
 def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
@@ -81,6 +82,7 @@ def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
     from ..data.dataset import _DEFAULT_TEMPLATES, VideoDataset
     from ..data.decoders import build_decoder
     from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_clip_transform
+    from ..deploy.inputs import decoder_for_input
 
     path = Path(video)
     if not path.exists():
@@ -96,8 +98,8 @@ def load_clip(config: Config, video: str | Path, num_frames: int) -> Clip:
                                      mean=mean, std=std)
     frames_dir = path.is_dir()
     template = options.get("frame_template") or _DEFAULT_TEMPLATES.get(data.format, "{:05d}.jpg")
-    # The config's decoder, unless it reads the other kind of media than the given path is.
-    name = data.decoder if (data.decoder == "frames") == frames_dir or data.decoder == "auto" else "auto"
+    # The config's decoder, unless it reads the other kind of media than the given path is (as predict).
+    name = decoder_for_input(data.decoder, frames_dir)
     decoder = build_decoder(name, frames=frames_dir, frame_template=template if frames_dir else None)
     record = VideoRecord(path=str(path), label=-1, video_id=path.stem, is_frames=frames_dir)
     dataset = VideoDataset([record], [], decoder=decoder, transform=transform, split="val", num_frames=num_frames,

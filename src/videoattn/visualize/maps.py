@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from ..blocks._attention import channels_last, fused_projections, subsample_tokens_2x2
-from ..blocks.bat import _BATBase, block_expand
+from ..blocks.bat import BATBase, block_expand
 from ..blocks.factorised import _FactorisedSelfAttention
 from ..blocks.gsm import FrameSelfAttention, GateShift
 from ..blocks.gta import GlobalTemporalAttention
@@ -171,7 +171,7 @@ def gta_regions(block: GlobalTemporalAttention, x: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def bat_attention(block: _BATBase, x: torch.Tensor) -> np.ndarray:
+def bat_attention(block: BATBase, x: torch.Tensor) -> np.ndarray:
     """BAT eq. 8, the re-projected attention ``W_g = P_g^T A Q_g^T`` (``A`` all ones) of every group
     for every frame of the first clip: ``(T, k, H, W)`` (``s x s`` for ``matrix="downsampling"``)."""
     x = _first(x)

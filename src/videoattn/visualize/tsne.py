@@ -1,8 +1,9 @@
 """t-SNE of clip features over a dataset split, coloured by class (SA-GSM Fig. 9).
 
-Each video of the split is read as ``videoattn test`` reads it (one centre clip, ``1x1``); its feature
-is the input of the classifier (the backbone's pooled feature) averaged over the frames, captured by a
-forward pre-hook on ``model.fc``. The 2-D embedding is scikit-learn's :class:`~sklearn.manifold.TSNE`.
+Each video of the split, the training split included, is read as ``videoattn test`` reads a validation
+video (one centre clip, ``1x1``, no augmentation); its feature is the input of the classifier (the
+backbone's pooled feature) averaged over the frames, captured by a forward pre-hook on ``model.fc``.
+The 2-D embedding is scikit-learn's :class:`~sklearn.manifold.TSNE`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.plots import _pyplot, _save
+from ..analysis.plots import pyplot, save_figure
 from ..config import Config
 from ..errors import ConfigError, DataError
 
@@ -33,7 +34,9 @@ def clip_features(model: nn.Module, config: Config, split: str = "val", max_vide
     head = getattr(model, "fc", None)
     if not isinstance(head, nn.Linear):
         raise ConfigError("visualize tsne: the model has no linear classifier 'fc' whose input to read")
-    dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1")
+    # Every split, the training one too, read like `videoattn test` reads it (one centre clip, centre crop,
+    # no flip), not with the training augmentation.
+    dataset = build_dataset_for(config, split, num_frames=num_frames, views="1x1", evaluation=True)
     total = len(dataset) if max_videos is None else min(len(dataset), max_videos)
     sampler = ResumableSampler(total, shuffle=False, num_replicas=1, rank=0, drop_last=False)
     loader = build_loader_for(dataset, config.eval.batch_size, sampler, 0, False, seed=0, drop_last=False)
@@ -69,7 +72,7 @@ def tsne_figure(model: nn.Module, config: Config, out: Path, split: str = "val",
         raise DataError(f"visualize tsne: t-SNE needs at least 3 videos, the {split} split gave {len(features)}")
     perplexity = float(min(30.0, (len(features) - 1) / 3))
     embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.2, 4.6))
     present = sorted(set(int(label) for label in labels))
     cmap = plt.get_cmap("tab20" if len(present) > 10 else "tab10")
@@ -83,4 +86,4 @@ def tsne_figure(model: nn.Module, config: Config, out: Path, split: str = "val",
                  fontsize=9)
     if len(present) <= 24:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return [_save(fig, out / "tsne.png")]
+    return [save_figure(fig, out / "tsne.png")]
