@@ -1,8 +1,10 @@
 """``videoattn demo``: train and compare temporal modelling on the embedded temporal-reasoning dataset.
 
 The demo trains, through the same engine as ``videoattn train`` / ``videoattn test``, a set of small
-CPU-sized R2D-18 models that differ only in their temporal modelling (none, TSM, NL, DNL, TAPE, GTA),
-evaluates each on the validation split and writes a report with figures.
+CPU-sized R2D-18 models that differ only in their temporal modelling: three references (none, NL,
+TSM) and one model per paper (GTA, RNL, SA-GSM, RSA, 3D BAT), evaluates each on the validation split
+and writes a report grouped by paper, with each paper's ``videoattn visualize`` figure of its trained
+model.
 
 The data (``videoattn.data.synthetic``) has classes in time-reversed pairs whose appearance is
 independent of the class, so a model blind to frame order (R2D, NL and DNL with average consensus)
@@ -33,48 +35,117 @@ from .errors import ConfigError, DataError
 @dataclass(frozen=True)
 class DemoModel:
     """One contestant: a short ``key``, the registry name of its temporal block, the model preset and
-    its option overrides."""
+    its option overrides; ``paper``: the :data:`PAPERS` key it belongs to (``"reference"`` for the
+    baselines); ``order_aware``: whether its temporal modelling can tell a clip from the same clip
+    reversed (False for models that are invariant to permuting the frames)."""
 
     key: str
     block: str
     preset: str
     options: dict = field(default_factory=dict)
     description: str = ""
+    paper: str = "reference"
+    order_aware: bool = True
+    #: whether the run draws its paper's figure (:attr:`DemoPaper.figure_kind`) for this model
+    figure: bool = False
 
+
+@dataclass(frozen=True)
+class DemoPaper:
+    """One of the five papers: what it claims about temporal modelling (in our words), the kind of
+    ``videoattn visualize`` figure that shows its block, the file the demo writes, what to look at
+    in it, and whether the paper claims to cost less than the Non-local block it is compared with."""
+
+    title: str
+    claim: str
+    figure_kind: str
+    figure_name: str
+    look_at: str
+    cheaper_than_nl: bool = False
+
+
+PAPERS: dict[str, DemoPaper] = {
+    "gta": DemoPaper(
+        "GTA: Global Temporal Attention (He, Yang et al.)",
+        "dot-product attention over flattened space-time is blind to frame order; spatial attention followed "
+        "by a learned, input-independent T x T temporal matrix models time better, for fewer MACs than NL.",
+        "gta-matrices", "temporal_matrices",
+        "each learned T x T matrix (|M| averaged over groups and heads; row = output frame, column = input "
+        "frame): weight away from the diagonal and asymmetric rows mean the block mixes frames in an "
+        "order-dependent way; a matrix with equal rows would be order-blind.", cheaper_than_nl=True),
+    "rnl": DemoPaper(
+        "RNL: Region-based Non-local (Huang and Bors)",
+        "attending between neighbourhood regions rather than single positions captures long-range "
+        "dependencies better than the Non-local block, and more economically (two projections and a channel-wise "
+        "region aggregation instead of NL's four projections); the regions span neighbouring frames.",
+        "attention", "attention",
+        "for each reference point (+), the weight of every key region in every frame (red = more): attention "
+        "that changes from frame to frame, rather than the same map in every frame, is what the regions' "
+        "temporal extent adds to NL.", cheaper_than_nl=True),
+    "sa_gsm": DemoPaper(
+        "SA-GSM: Self-Attention Gate-Shift (Cappuccio and Paliotta)",
+        "a learned, spatially gated temporal shift (GSM) combined with self-attention within frames captures "
+        "spatio-temporal context across frames at little computational cost.",
+        "attention", "gates",
+        "the gates tanh(W*X) of the two channel halves in each frame: red where features are shifted to the "
+        "neighbouring frame, blue where they are shifted negated, pale where the block leaves them in place; "
+        "gates that follow the moving object show the shift is spatially selective, unlike TSM's."),
+    "rsa": DemoPaper(
+        "RSA: Relational Self-Attention (Kim et al.)",
+        "a convolution's fixed kernel and self-attention both miss motion; predicting each position's space-time "
+        "kernel from the query-key relations (and aggregating relational context) captures it.",
+        "rsa", "kernel",
+        "the kernel predicted for the query (+) over its space-time neighbourhood, averaged over heads (red adds "
+        "the neighbour's value, blue subtracts it): a kernel that differs between the frames before and after "
+        "the query is a motion-sensitive filter a plain convolution would have to learn once for all clips."),
+    "bat": DemoPaper(
+        "BAT: Bilinear Attentional Transforms (Chi et al.)",
+        "data-adaptive bilinear transforms (P X Q per group, and along time for 3D BAT) model long-range "
+        "dependencies with cheap matrix products, more efficiently than the Non-local block.",
+        "bat", "transform",
+        "the re-projected attention W = P^T A Q^T of each group in each frame (red = more weight): where each "
+        "group looks; groups that attend to different parts of the moving object share the work.",
+        cheaper_than_nl=True),
+}
 
 # R2D-18 presets (stem width ``base_channels``); the attention presets put one block after res3 block 1
 # and one after res4 block 1 (see videoattn.models.presets_attention).
 DEMO_MODELS: dict[str, DemoModel] = {
-    "r2d": DemoModel("r2d", "none", "r2d18", {}, "per-frame 2D CNN, average over time"),
+    "r2d": DemoModel("r2d", "none", "r2d18", {}, "per-frame 2D CNN, average over time", order_aware=False),
     "tsm": DemoModel("tsm", "tsm", "r2d18", {"variant": "tsm"}, "temporal shift in every residual block"),
-    "nl": DemoModel("nl", "nl", "r2d18_nl", {}, "space-time non-local"),
-    "dnl": DemoModel("dnl", "dnl", "r2d18_dnl", {}, "decoupled spatial + temporal self-attention"),
+    "nl": DemoModel("nl", "nl", "r2d18_nl", {}, "space-time non-local", order_aware=False),
+    "dnl": DemoModel("dnl", "dnl", "r2d18_dnl", {}, "decoupled spatial + temporal self-attention", paper="gta",
+                     order_aware=False),
     "tape": DemoModel("tape", "tape", "r2d18_tape", {}, "spatial attention + temporal attention with a learned "
-                      "positional embedding"),
+                      "positional embedding", paper="gta"),
     # 4 groups (not the paper's 8): the demo's narrow res3 has an inner width of 8 channels.
     "gta": DemoModel("gta", "gta", "r2d18_gta", {"block_options": {"num_groups": 4}},
-                     "spatial attention + global temporal attention"),
+                     "spatial attention + global temporal attention", paper="gta", figure=True),
     # RSA replaces conv2 of res3 block 1 and res4 block 1 (those blocks from scratch), default 5x7x7.
-    "rsa": DemoModel("rsa", "rsa", "r2d18_rsa", {}, "relational self-attention in place of two 3x3 convs"),
+    "rsa": DemoModel("rsa", "rsa", "r2d18_rsa", {}, "relational self-attention in place of two 3x3 convs",
+                     paper="rsa", figure=True),
 
     # RNL (3x3x3 regions: the demo's maps are small) and RNL's SE+RNL attention chain, same two sites.
     "rnl": DemoModel("rnl", "rnl", "r2d18", {"blocks": [{"name": "rnl", "plan": "res3: 1; res4: 1",
                                                           "options": {"kernel_size": [3, 3, 3]}}]},
-                     "region-based non-local: affinity between 3x3x3 regions"),
+                     "region-based non-local: affinity between 3x3x3 regions", paper="rnl", figure=True),
     "se_rnl": DemoModel("se_rnl", "chain", "r2d18", {"blocks": [{
         "name": "chain", "plan": "res3: 1; res4: 1",
         "options": {"blocks": ["se_add", {"name": "rnl", "options": {"kernel_size": [3, 3, 3]}}]}}]},
-                        "RNL's attention chain: additive SE, then region-based non-local"),
+                        "RNL's attention chain: additive SE, then region-based non-local", paper="rnl", figure=True),
 
     # 2D / 3D BAT at the same two sites. The demo's 32 px clips give 4x4 maps at res3 and 2x2 at res4,
     # and one option must divide both into s x s blocks: s = 2 (the paper's s = 7 needs 7 | H). 3D BAT
-    # keeps tk = 4 and ts = T = 8.
+    # keeps tk = 4 and ts = T = 8. 2D BAT works within each frame: with average consensus it cannot
+    # tell a clip from its reverse.
     "bat": DemoModel("bat", "bat", "r2d18", {"blocks": [{"name": "bat", "plan": "res3: 1; res4: 1",
                                                           "options": {"s": 2}}]},
-                     "2D bilinear attention transform: grouped P X Q per frame"),
+                     "2D bilinear attention transform: grouped P X Q per frame", paper="bat", order_aware=False,
+                     figure=True),
     "bat3d": DemoModel("bat3d", "bat3d", "r2d18", {"blocks": [{"name": "bat3d", "plan": "res3: 1; res4: 1",
                                                               "options": {"s": 2}}]},
-                       "3D bilinear attention transform: 2D BAT, then a predicted T x T along time"),
+                       "3D bilinear attention transform: 2D BAT, then a predicted T x T along time", paper="bat",
+                       figure=True),
 
     # GSM / SA-GSM where TSM shifts: before conv1 of every residual block. GSM is a learned, gated
     # replacement of TSM's fixed shift (Sudhakaran et al. compare it with TSM at this granularity), and
@@ -82,15 +153,16 @@ DEMO_MODELS: dict[str, DemoModel] = {
     # (gate_norm is for BN-Inception's pre-BN site). All 8 blocks, as TSM, so the two differ only in
     # the shift being gated and learned.
     "gsm": DemoModel("gsm", "gsm", "r2d18", {"blocks": [{"name": "gsm", "plan": "all", "position": "before_conv1"}]},
-                     "gate-shift module before conv1 of every residual block"),
+                     "gate-shift module before conv1 of every residual block", paper="sa_gsm", figure=True),
     "sa_gsm": DemoModel("sa_gsm", "sa_gsm", "r2d18",
                         {"blocks": [{"name": "sa_gsm", "plan": "all", "position": "before_conv1"}]},
-                        "gate-shift + SAGAN frame attention before conv1 of every residual block"),
+                        "gate-shift + SAGAN frame attention before conv1 of every residual block", paper="sa_gsm",
+                        figure=True),
 }
 
-# The default comparison (about 7 minutes on 2 cores): the baseline, TSM and the NL/GTA family. The other
-# families' blocks join with --models (e.g. --models r2d,tsm,gsm,rnl,rsa).
-DEFAULT_MODELS = ("r2d", "tsm", "nl", "dnl", "tape", "gta")
+# The default comparison: three references (no temporal modelling, order-blind attention, a fixed
+# shift) and one model per paper. The other models join with --models (e.g. --models r2d,dnl,tape,gsm).
+DEFAULT_MODELS = ("r2d", "nl", "tsm", "gta", "rnl", "sa_gsm", "rsa", "bat3d")
 
 
 @dataclass(frozen=True)
@@ -280,6 +352,47 @@ def warm_decoded_cache(config) -> None:
             dataset[index]  # a bad video is recorded by the dataset and skipped later, as in training
 
 
+def _figure_video(config) -> str | None:
+    """The validation video the per-paper figures are drawn on: the first readable one (the same for
+    every model of the run)."""
+    from .engine.builders import build_dataset_for
+
+    dataset = build_dataset_for(config, "val")
+    for record in dataset.records:
+        if not record.error and Path(record.path).exists():
+            return str(record.path)
+    return None
+
+
+def _paper_figure(spec: DemoModel, config, model, video: str | None, out_dir: Path,
+                  log: Callable[[str], None]) -> str | None:
+    """Draw ``spec``'s paper figure with ``videoattn visualize`` on the trained ``model``, as
+    ``<model>_<figure>.png`` in ``out_dir``; returns the file name (None, logged, when it cannot)."""
+    from .errors import VideoAttnError
+    from .visualize import visualize
+
+    paper = PAPERS[spec.paper]
+    name = f"{spec.key}_{paper.figure_name}.png"
+    if video is None and paper.figure_kind != "gta-matrices":
+        log(f"    (no {paper.figure_kind} figure: no readable validation video to draw it on)")
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix=".figure-", dir=out_dir))
+    try:
+        written = visualize(paper.figure_kind, config, model=model, video=video, out=scratch, progress=False)
+        wanted = "gsm_gates.png" if spec.block in ("gsm", "sa_gsm") else None
+        chosen = [p for p in written if wanted is None or p.name == wanted]
+        if not chosen:
+            raise VideoAttnError(f"visualize {paper.figure_kind} wrote {[p.name for p in written]}, not {wanted}")
+        os.replace(chosen[0], out_dir / name)
+    except VideoAttnError as error:
+        log(f"    (no {paper.figure_kind} figure for {spec.key}: {error})")
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        model.eval()
+    return name
+
+
 def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str] | None = None,
              out: str = "demo-output", seed: int = 0, settings: DemoSettings | None = None,
              log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -287,7 +400,10 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
 
     Returns the report (the content of ``report.json``).
     """
-    from .analysis.plots import gta_temporal_matrices, plot_accuracy, plot_curves, plot_temporal_matrices
+    import torch
+
+    from .analysis.complexity import count_macs
+    from .analysis.plots import plot_accuracy, plot_curves
     from .engine import evaluate, train
     from .engine.builders import build_model
     from .engine.checkpoint import load_checkpoint, load_model_weights
@@ -304,8 +420,9 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
     data_dir = Path(data) if data else ensure_synthetic_dataset(settings, seed, log=log)
     files = _dataset_files(data_dir)
 
-    rows, histories, matrices = [], {}, {}
+    rows, histories, paper_figures = [], {}, {}
     classes: list[str] = []
+    figure_video: str | None = None
     pairs: list[tuple[int, int]] | None = None
     pairs_source = ""
     num_val_videos, majority_share = 0, 0.0
@@ -339,10 +456,15 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
         state = load_checkpoint(result.last_checkpoint)
         model = build_model(config.model, len(classes), pretrained=False)
         load_model_weights(model, state, source=str(result.last_checkpoint))
-        if spec.block == "gta":
-            matrices[key] = gta_temporal_matrices(model)
+        macs = count_macs(model, torch.zeros(1, 3, settings.num_frames, settings.size, settings.size))
+        if spec.figure:
+            figure_video = figure_video or _figure_video(config)
+            name = _paper_figure(spec, config, model, figure_video, out_dir, log)
+            if name:
+                paper_figures[key] = name
         rows.append({
-            "model": key, "block": spec.block, "params": sum(p.numel() for p in model.parameters()),
+            "model": key, "block": spec.block, "paper": spec.paper, "order_aware": spec.order_aware,
+            "params": sum(p.numel() for p in model.parameters()), "macs": macs,
             "top1": metrics["top1"] / 100.0, "top5": metrics["top5"] / 100.0,
             "within_pair_top1": within_pair_accuracy(confusion, pairs) if pairs else None,
             "train_seconds": round(train_seconds, 1),
@@ -363,17 +485,13 @@ def run_demo(quick: bool = False, data: str | None = None, models: Sequence[str]
     figures = {"accuracy": plot_accuracy(rows, out_dir / "accuracy.png", chance=1 / num_classes,
                                          order_blind_ceiling=ceiling).name,
                "curves": plot_curves(histories, out_dir / "training_curves.png").name}
-    if matrices:
-        flat = {f"{key}: {module.removesuffix('.temporal').replace('.after_block', '')}": branches
-                for key, by_module in matrices.items()
-                for module, branches in by_module.items()}
-        figures["gta_matrices"] = plot_temporal_matrices(flat, out_dir / "gta_temporal_matrices.png").name
+    figures.update(paper_figures)
     report = {
         "dataset": str(data_dir), "synthetic": data is None, "num_classes": num_classes,
         "class_pairs": [[classes[a], classes[b]] for a, b in pairs], "pairs_source": pairs_source,
         "num_val_videos": num_val_videos, "majority_share": majority_share,
         "settings": dataclasses.asdict(settings), "seed": seed, "quick": quick,
-        "models": rows, "histories": histories, "figures": figures,
+        "models": rows, "histories": histories, "figures": figures, "figure_video": figure_video,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     if rows:  # how to use the best model on any video (its checkpoint is kept under runs/)
@@ -468,6 +586,112 @@ def _explain_numbers(report: dict) -> list[str]:
     return lines
 
 
+def _row_flag(row: dict, name: str):
+    """A row's ``paper`` / ``order_aware`` (reports written before they were recorded: from the model)."""
+    if name in row:
+        return row[name]
+    spec = DEMO_MODELS.get(row["model"])
+    return getattr(spec, name) if spec else ("reference" if name == "paper" else True)
+
+
+def _macs_text(macs: int | None) -> str:
+    return "-" if macs is None else f"{macs / 1e6:.1f} M"
+
+
+#: Within-pair points an order-aware model must gain over the best order-blind one for the run to
+#: count as bearing out a claim about temporal order (the gap the demo's data is built to show).
+ORDER_GAP = 0.20
+
+
+def paper_verdicts(report: dict, row: dict) -> list[str]:
+    """Sentences on whether this run bears out the claims of ``row``'s paper, from the run's numbers:
+    frame order (within-pair accuracy against the order-blind models), cost against NL (MACs per clip
+    at the demo size, and what the blocks add to the plain R2D trunk) and top-1 against NL."""
+    rows = {r["model"]: r for r in report["models"]}
+    paper = PAPERS.get(_row_flag(row, "paper"))
+    name = row["model"]
+    lines = []
+    blind = [r for r in report["models"] if not _row_flag(r, "order_aware") and r["model"] != name
+             and r.get("within_pair_top1") is not None]
+    mine = row.get("within_pair_top1")
+    if mine is None or not report.get("class_pairs"):
+        lines.append("Frame order: not measurable on this data (no twin classes that differ only in direction).")
+    elif not _row_flag(row, "order_aware"):
+        lines.append(f"Frame order: {name} is order-blind by construction; within-pair {_pct(mine)} "
+                     f"(50% is what ignoring order gives).")
+    elif not blind:
+        lines.append(f"Frame order: within-pair {_pct(mine)}; no order-blind model in this run to compare with "
+                     f"(add r2d or nl with --models).")
+    else:
+        best = max(blind, key=lambda r: r["within_pair_top1"])
+        gap = mine - best["within_pair_top1"]
+        if gap >= ORDER_GAP:
+            verdict = "borne out: it tells clips from their reverse"
+        elif gap > 0.05:
+            verdict = (f"partly borne out: above order-blind, but by less than the {100 * ORDER_GAP:.0f} points "
+                       f"this data allows")
+        else:
+            verdict = "not borne out in this run"
+        lines.append(f"Frame order: within-pair {_pct(mine)} against {_pct(best['within_pair_top1'])} for the best "
+                     f"order-blind model ({best['model']}), {100 * gap:+.1f} points: {verdict}.")
+    macs, nl, trunk = row.get("macs"), rows.get("nl"), rows.get("r2d")
+    if macs is not None and trunk is not None and trunk.get("macs") is not None and name != "r2d":
+        added = macs - trunk["macs"]
+        change = f"adds {_macs_text(added)}" if added >= 0 else f"saves {_macs_text(-added)}"
+        cost = (f"Cost: {_macs_text(macs)} MACs per clip; it {change} ({100 * added / trunk['macs']:+.1f}%) "
+                f"against the plain R2D trunk")
+        if nl is not None and name != "nl" and nl.get("macs") is not None:
+            nl_added = nl["macs"] - trunk["macs"]
+            ratio = added / nl_added if nl_added else float("nan")
+            cost += f", where NL's blocks add {_macs_text(nl_added)} ({ratio:.2f}x NL's)"
+            if paper is not None and paper.cheaper_than_nl and _row_flag(row, "paper") != "reference":
+                cost += ("; the paper's claim to cost less than NL is borne out" if added < nl_added
+                         else "; the paper's claim to cost less than NL is not borne out at this size")
+        lines.append(cost + f". Training took {row['train_seconds']:.0f} s"
+                     + (f" (NL: {nl['train_seconds']:.0f} s)." if nl is not None and name != "nl" else "."))
+    if nl is not None and name != "nl":
+        diff = 100 * (row["top1"] - nl["top1"])
+        lines.append(f"Top-1: {_pct(row['top1'])} against NL's {_pct(nl['top1'])} ({diff:+.1f} points).")
+    return lines
+
+
+def _paper_sections(report: dict) -> list[str]:
+    """The report's "By paper" part: the references, then each paper with models in the run."""
+    rows = report["models"]
+    figures = report.get("figures", {})
+    lines = ["## By paper", ""]
+    references = [r for r in rows if _row_flag(r, "paper") == "reference"]
+    if references:
+        lines += ["**References.** " + "; ".join(
+            f"{r['model']} ({DEMO_MODELS[r['model']].description if r['model'] in DEMO_MODELS else r['block']}, "
+            f"{'order-aware' if _row_flag(r, 'order_aware') else 'order-blind'}): top-1 {_pct(r['top1'])}"
+            + (f", within-pair {_pct(r['within_pair_top1'])}" if r.get("within_pair_top1") is not None else "")
+            + f", {_macs_text(r.get('macs'))} MACs" for r in references) + ".", ""]
+    for key, paper in PAPERS.items():
+        members = [r for r in rows if _row_flag(r, "paper") == key]
+        if not members:
+            continue
+        lines += [f"### {paper.title}", "", f"*Claim:* {paper.claim}", "",
+                  "| model | params | MACs per clip | top-1 | within-pair | train time (s) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in members:
+            pair = _pct(r["within_pair_top1"]) if r.get("within_pair_top1") is not None else "-"
+            lines.append(f"| {r['model']} | {r['params']:,} | {_macs_text(r.get('macs'))} | {_pct(r['top1'])} | "
+                         f"{pair} | {r['train_seconds']:.0f} |")
+        lines.append("")
+        for r in members:
+            lines += [f"- **{r['model']}**: " + " ".join(paper_verdicts(report, r))]
+        lines.append("")
+        for r in members:
+            if r["model"] in figures:
+                lines += [f"![{r['model']}]({figures[r['model']]})", "",
+                          f"*{r['model']}, `videoattn visualize {paper.figure_kind}`"
+                          + (f" on `{Path(report['figure_video']).name}`" if report.get("figure_video")
+                             and paper.figure_kind != "gta-matrices" else "")
+                          + f".* What to look at: {paper.look_at}", ""]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     rows = report["models"]
     lines = ["# videoattn demo: does the model see the order of frames?", ""]
@@ -480,33 +704,36 @@ def render_markdown(report: dict) -> str:
             "at most about 50%.", ""]
     else:
         lines += [f"Dataset: `{report['dataset']}` ({report['num_classes']} classes).", ""]
-    lines += ["| model | temporal block | params | top-1 | top-5 | within-pair | train time (s) |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["| model | paper | temporal block | params | MACs per clip | top-1 | top-5 | within-pair | "
+              "train time (s) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         pair = f"{100 * row['within_pair_top1']:.1f}%" if row.get("within_pair_top1") is not None else "-"
-        lines.append(f"| {row['model']} | {row['block']} | {row['params']:,} | {100 * row['top1']:.1f}% | "
+        paper = _row_flag(row, "paper")
+        lines.append(f"| {row['model']} | {paper if paper != 'reference' else '-'} | {row['block']} | "
+                     f"{row['params']:,} | {_macs_text(row.get('macs'))} | {100 * row['top1']:.1f}% | "
                      f"{100 * row['top5']:.1f}% | {pair} | {row['train_seconds']:.0f} |")
-    blind = [r for r in rows if r["block"] in ("none", "nl", "dnl")]
-    aware = [r for r in rows if r["block"] in ("tsm", "tape", "gta")]
+    blind = [r for r in rows if not _row_flag(r, "order_aware")]
+    aware = [r for r in rows if _row_flag(r, "order_aware")]
     lines += ["", "## What it means", "", *_explain_numbers(report)]
-    if blind and aware and report["synthetic"]:
-        lines.append("")
-        best_blind = max(blind, key=lambda r: r["top1"])
-        worst_aware = min(aware, key=lambda r: r["top1"])
-        lines.append(
-            f"Order-blind models ({', '.join(r['model'] for r in blind)}) reach at most "
-            f"{100 * best_blind['top1']:.1f}% top-1; order-aware ones ({', '.join(r['model'] for r in aware)}) "
-            f"at least {100 * worst_aware['top1']:.1f}%. R2D averages per-frame predictions; NL and DNL attend "
-            "over space and time but, with average consensus, are invariant to permuting the frames, so "
-            "they can find the pair but not the direction. TSM shifts features between neighbouring "
-            "frames, TAPE adds a learned position per frame, and GTA learns an input-independent T x T "
-            "temporal matrix: each breaks the symmetry and tells the twins apart.")
-    lines += ["", "## Figures", ""]
-    titles = {"accuracy": "Accuracy per model", "curves": "Training curves",
-              "gta_matrices": "GTA's learned temporal matrices (|M| averaged over groups and heads, darker = "
-                              "larger, as GTA Fig. 5)"}
-    for key, name in report["figures"].items():
-        lines += [f"### {titles.get(key, key)}", "", f"![{key}]({name})", ""]
+    if blind and aware and report.get("class_pairs"):
+        paired_blind = [r for r in blind if r.get("within_pair_top1") is not None]
+        paired_aware = [r for r in aware if r.get("within_pair_top1") is not None]
+        if paired_blind and paired_aware:
+            best_blind = max(paired_blind, key=lambda r: r["within_pair_top1"])
+            worst_aware = min(paired_aware, key=lambda r: r["within_pair_top1"])
+            gap = worst_aware["within_pair_top1"] - best_blind["within_pair_top1"]
+            lines += ["", f"Order-blind models ({', '.join(r['model'] for r in blind)}: frame-level or "
+                      f"permutation-invariant attention with average consensus) reach at most "
+                      f"{_pct(best_blind['within_pair_top1'])} within pairs; order-aware ones "
+                      f"({', '.join(r['model'] for r in aware)}) at least {_pct(worst_aware['within_pair_top1'])} "
+                      f"({worst_aware['model']}): the weakest order-aware model is {100 * gap:+.1f} points from the "
+                      f"best order-blind one."]
+    lines += ["", *_paper_sections(report)]
+    lines += ["## Figures", ""]
+    titles = {"accuracy": "Accuracy per model", "curves": "Training curves"}
+    for key in ("accuracy", "curves"):
+        if key in report["figures"]:
+            lines += [f"### {titles[key]}", "", f"![{key}]({report['figures'][key]})", ""]
     if report.get("predict"):
         lines += ["## Label your own videos with the best model", "",
                   f"The checkpoints are kept under `runs/<model>/`. To score any video, folder of videos or "
@@ -519,11 +746,12 @@ def render_markdown(report: dict) -> str:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="train and compare temporal attention on the embedded dataset, with a report",
-        description="Train small CPU-sized models that differ only in temporal modelling (none, TSM, NL, DNL, "
-        "TAPE, GTA) on the embedded synthetic temporal-reasoning dataset (generated once into a cache) or "
-        "on any Something-Something-v2-layout dataset, and write report.json, report.md and figures.")
+        description="Train small CPU-sized models that differ only in temporal modelling (references: none, NL, "
+        "TSM; one per paper: GTA, RNL, SA-GSM, RSA, 3D BAT) on the embedded synthetic temporal-reasoning dataset "
+        "(generated once into a cache) or on any Something-Something-v2-layout dataset, and write report.json, "
+        "report.md (grouped by paper) and figures. The README gives the measured run time.")
     parser.add_argument("--quick", action="store_true",
-                        help="a smaller run: fewer videos, epochs and frames (README.md says how long each run takes)")
+                        help="a smaller run: half the videos, fewer epochs (the README gives its run time)")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="a dataset in Something-Something-v2 layout (labels.json, train.json, "
                         "validation.json, videos/); default: the synthetic dataset")

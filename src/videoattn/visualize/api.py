@@ -19,11 +19,12 @@ KINDS = {
     "gta-regions": "Region GTA's strongest regions per frame as coloured masks (GTA Fig. 3, 6)",
     "attention": "attention of NL / DNL / TAPE / GTA's SA / RNL / SA-GSM for query positions, and GSM's gates",
     "bat": "BAT's re-projected attention W = P^T A Q^T per group and frame (BAT eq. 8, Fig. 4)",
+    "rsa": "RSA's predicted space-time kernel for query positions (the dynamic kernel that replaces the conv's)",
     "cam": "Grad-CAM over the frames, any model",
     "tsne": "t-SNE of clip features over a dataset split, coloured by class (SA-GSM Fig. 9)",
     "curves": "loss / top-1 / top-5 training and validation curves of one or several runs",
 }
-_CLIP_KINDS = ("gta-regions", "attention", "bat", "cam")
+_CLIP_KINDS = ("gta-regions", "attention", "bat", "rsa", "cam")
 
 
 def parse_query(text: str | Sequence[int], clip_shape: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
@@ -128,6 +129,10 @@ def _draw(kind: str, model: nn.Module, config: Config, video, num_frames: int, o
         kinds._require(model, (kinds.GlobalTemporalAttention,), kind, "GTA block", select)
     elif kind == "bat":
         kinds._require(model, (kinds.BATBase,), kind, "BAT block", select)
+    elif kind == "rsa":
+        from ..blocks.rsa import RelationalSelfAttention
+
+        kinds._require(model, (RelationalSelfAttention,), kind, "RSA layer", select)
     clip = load_clip(config, video, num_frames)
     clip.classes = class_names(config, checkpoint)
     shape = tuple(clip.frames.shape[:3])
@@ -144,6 +149,10 @@ def _draw(kind: str, model: nn.Module, config: Config, video, num_frames: int, o
         return kinds.gta_regions_figure(model, clip, out_dir, select)
     if kind == "bat":
         return kinds.bat_figure(model, clip, out_dir, select)
+    if kind == "rsa":
+        from .rsa import rsa_figure
+
+        return rsa_figure(model, clip, out_dir, parsed, select)
     from .cam import cam_figure
 
     return cam_figure(model, clip, out_dir, class_index)

@@ -14,6 +14,7 @@ _KIND_HELP = {
     "gta-regions": "Region GTA's strongest regions per frame (GTA Fig. 3, 6)",
     "attention": "NL vs DNL/GTA SA+TA, RNL, SA-GSM attention for --query, GSM gates",
     "bat": "BAT's W = P^T A Q^T per group (BAT eq. 8)",
+    "rsa": "RSA's predicted space-time kernel for --query",
     "cam": "Grad-CAM over the frames (any model)",
     "tsne": "t-SNE of clip features over --split (SA-GSM Fig. 9)",
     "curves": "loss/top-1/top-5 curves of --run work dirs",
