@@ -626,7 +626,7 @@ def paper_verdicts(report: dict, row: dict) -> list[str]:
         best = max(blind, key=lambda r: r["within_pair_top1"])
         gap = mine - best["within_pair_top1"]
         if gap >= ORDER_GAP:
-            verdict = "borne out: it tells clips from their reverse"
+            verdict = "borne out (it tells clips from their reverse)"
         elif gap > 0.05:
             verdict = (f"partly borne out: above order-blind, but by less than the {100 * ORDER_GAP:.0f} points "
                        f"this data allows")
@@ -708,8 +708,8 @@ def render_markdown(report: dict) -> str:
               "train time (s) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         pair = f"{100 * row['within_pair_top1']:.1f}%" if row.get("within_pair_top1") is not None else "-"
-        paper = _row_flag(row, "paper")
-        lines.append(f"| {row['model']} | {paper if paper != 'reference' else '-'} | {row['block']} | "
+        paper = PAPERS.get(_row_flag(row, "paper"))
+        lines.append(f"| {row['model']} | {paper.title.split(':')[0] if paper else '-'} | {row['block']} | "
                      f"{row['params']:,} | {_macs_text(row.get('macs'))} | {100 * row['top1']:.1f}% | "
                      f"{100 * row['top5']:.1f}% | {pair} | {row['train_seconds']:.0f} |")
     blind = [r for r in rows if not _row_flag(r, "order_aware")]

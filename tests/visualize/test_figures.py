@@ -154,3 +154,21 @@ def test_overrides_apply_to_a_config_object(tiny_setup, tmp_path, figures):
     with pytest.raises(ConfigError, match="overrides .*data.sise=64.*unknown config key 'data.sise'") as error:
         visualize("cam", config, checkpoint, video, out=tmp_path, overrides=["data.sise=64"])
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("num_rows", [1, 4, 16])
+def test_title_clears_the_frame_titles_in_short_and_tall_figures(num_rows):
+    from videoattn.visualize.figures import Row, layout_rows
+
+    frames = np.zeros((8, 16, 16, 3))
+    rows = [Row(f"row {i}", [np.random.rand(16, 16)] * 8) for i in range(num_rows)]
+    fig = layout_rows(frames, rows, "a title long enough to span the frames of the first row " * 2)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes[:8]:  # the first row's panels and their "frame t" titles
+        assert not title.overlaps(ax.title.get_window_extent(renderer)), ax.title.get_text()
+        assert not title.overlaps(ax.get_window_extent(renderer))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -123,9 +123,11 @@ def layout_rows(frames: np.ndarray, rows: Sequence[Row], title: str, panel: floa
             handles = [Patch(facecolor=colour, edgecolor="none", label=name) for name, colour in row.legend]
             axes[r, -1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.04, 0.5), fontsize=6,
                                frameon=False, handlelength=1.2, handletextpad=0.4, borderaxespad=0.0)
-    fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.16, right=0.98,
-                        top=1 - 0.45 / (panel * len(rows) + 0.7), bottom=0.02, wspace=0.06, hspace=0.3)
+    # The title and the column titles under it keep fixed distances in inches from the top edge, so
+    # they stay apart in tall figures too (a figure-fraction offset shrank with the number of rows).
+    height = panel * len(rows) + 0.7
+    fig.suptitle(title, fontsize=8, y=1 - 0.06 / height, va="top")
+    fig.subplots_adjust(left=0.16, right=0.98, top=1 - 0.5 / height, bottom=0.02, wspace=0.06, hspace=0.3)
     return fig
 
 
