@@ -17,6 +17,12 @@ Batch sizes: ``train.batch_size`` is the global batch of one optimizer step; eac
 loads ``batch_size / (W * accumulation_steps)`` clips per micro-step. DDP averages gradients, so W
 processes compute the same update as one process with the same global batch (exactly so when
 BatchNorm statistics do not depend on the split of the batch: SyncBatchNorm on CUDA, or frozen BN).
+The checkpointed sampler position is global (samples of the epoch's order consumed by all processes),
+so a run resumes on any number of processes the global batch divides among.
+
+Clusters (docs/cluster.md): ``train.resume: auto`` lets torchrun restarts and requeued jobs continue with
+the same command; SIGTERM/SIGUSR1 set a flag that rides on each step's all-reduce, so every rank stops
+at the same step boundary, where rank 0 writes ``last.pt`` and :class:`Preempted` is raised.
 """
 
 from __future__ import annotations
