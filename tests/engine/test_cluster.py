@@ -120,10 +120,11 @@ def test_preemption_agreed_across_ranks_then_resume_on_one_process(make_config, 
     assert_close_states(reference, work_dir / "last.pt", exact=False)
 
 
-def test_sigusr1_stops_at_a_step_boundary_and_resume_is_bit_identical(make_config, make_config_file, tmp_path,
-                                                                      reference):
-    """A real SIGUSR1 from outside to a real ``videoattn train``: it exits with 75 after a whole step,
-    last.pt holds that step, and ``--resume auto`` ends bit-identical to the uninterrupted run."""
+@pytest.mark.parametrize("sent", [signal.SIGUSR1, signal.SIGTERM], ids=lambda s: s.name)
+def test_signal_stops_at_a_step_boundary_and_resume_is_bit_identical(make_config, make_config_file, tmp_path,
+                                                                     reference, sent):
+    """A real SIGUSR1 / SIGTERM from outside to a real ``videoattn train``: it exits with 75 after a whole
+    step, last.pt holds that step, and the resume ends bit-identical to the uninterrupted run."""
     work_dir = tmp_path / "run"
     config_path = make_config_file(tmp_path / "run.yaml", work_dir, **EQUAL_SPLIT)
     # Step 2 hangs for 2 s, so the signal surely arrives before the run could finish.
@@ -132,12 +133,12 @@ def test_sigusr1_stops_at_a_step_boundary_and_resume_is_bit_identical(make_confi
     try:
         process = processes.start([sys.executable, *train_command(config_path)], env)
         wait_for(lambda: (work_dir / "last.pt").exists(), 60, "the first checkpoint", process)
-        process.send_signal(signal.SIGUSR1)
+        process.send_signal(sent)
         ((code, output),) = processes.wait_all(timeout=60)
     finally:
         processes.close()
     assert code == PREEMPTED_EXIT_CODE, output[-3000:]
-    assert "stopped by SIGUSR1" in output and "--resume auto" in output
+    assert f"stopped by {sent.name}" in output and "--resume auto" in output
     stopped_at = load_checkpoint(work_dir / "last.pt")["position"]["global_step"]
     assert 2 <= stopped_at < 8
     assert not list(work_dir.glob(".*.tmp"))
