@@ -158,6 +158,10 @@ class TrainConfig:
     #: Also write ``last.pt`` every this many optimizer steps (0: only at the end of each epoch).
     checkpoint_interval: int = 0
     log_interval: int = 10
+    #: ``false``: a fresh run (a work dir already holding ``last.pt`` is refused); ``auto`` (or ``true``):
+    #: continue from ``work_dir/last.pt`` when there is one, start fresh otherwise, so a restarted or
+    #: requeued job (``torchrun --max-restarts``, SLURM ``--requeue``) continues with the same command.
+    resume: bool | Literal["auto"] = False
     #: Stop after this many optimizer steps in total (``null``: run all epochs). For smoke tests.
     max_steps: int | None = None
     seed: int = 0

@@ -13,7 +13,9 @@ Sharding follows DistributedSampler: the epoch's permutation (truncated to a mul
 of processes, or padded for evaluation) is dealt round-robin, process ``r`` taking positions
 ``r, r + W, r + 2W, ...``. With a per-process batch ``b``, batch ``i`` of all processes together is
 positions ``[i*b*W, (i+1)*b*W)`` of the permutation: exactly batch ``i`` of a single process with
-batch ``b*W``. That is what makes a W-process run equal a 1-process run with the same global batch.
+batch ``b*W``. That is what makes a W-process run equal a 1-process run with the same global batch, and what
+lets a run checkpointed on W processes resume on W' (:meth:`ResumableSampler.set_global_start`): the
+state is a position in the global order, and ``k * W`` samples in is position ``k`` of every shard.
 """
 
 from __future__ import annotations
@@ -52,6 +54,20 @@ class ResumableSampler(Sampler[int]):
         if position < 0:
             raise ValueError(f"start position must be >= 0, got {position}")
         self.start = int(position)
+
+    def set_global_start(self, samples: int) -> None:
+        """Start after the first ``samples`` indices of the epoch's *global* order (all processes
+        together), which is what a checkpoint records: the same state resumes on any number of processes
+        that ``samples`` divides among (a global position ``k * W`` is position ``k`` of every shard)."""
+        if samples < 0 or samples % self.num_replicas:
+            raise ValueError(f"global start position {samples} does not divide among {self.num_replicas} "
+                             f"process(es)")
+        self.set_start(samples // self.num_replicas)
+
+    def state_dict(self) -> dict[str, int]:
+        """The global sampler state: seed, epoch and samples of the epoch's order consumed by all
+        processes together (independent of the number of processes)."""
+        return {"seed": self.seed, "epoch": self.epoch, "samples_into_epoch": self.start * self.num_replicas}
 
     def epoch_indices(self) -> list[int]:
         """All of this process's indices for the current epoch, from position 0."""

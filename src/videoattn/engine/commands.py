@@ -1,10 +1,12 @@
 """``videoattn train`` and ``videoattn test``.
 
-    videoattn train --config configs/tiny.yaml [--set train.lr=0.02 data.root=/x] [--resume]
+    videoattn train --config configs/tiny.yaml [--set train.lr=0.02 data.root=/x] [--resume [auto]]
     videoattn test  --config CFG --checkpoint A.pt [--checkpoint B.pt] [--views 10x3] [--json]
     videoattn test  --config CFG --set model.weights=W.pth model.weights_layout=LAYOUT   (released weights)
 
 Both run under ``torchrun`` unchanged (``torchrun --nproc_per_node 2 -m videoattn train ...``).
+``train`` exits with 75 (:data:`~videoattn.engine.preemption.PREEMPTED_EXIT_CODE`) when SIGTERM or
+SIGUSR1 stopped it at a step boundary with a checkpoint (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def register(subparsers: Any) -> None:
         description="Train the model of a config. Writes config.yaml, metadata.json, metrics.jsonl, "
         "TensorBoard events, last.pt, best.pt and summary.json into train.work_dir.")
     _add_config_arguments(train_parser)
-    train_parser.add_argument("--resume", action="store_true",
-                              help="continue from <work_dir>/last.pt (starts fresh if there is none)")
+    train_parser.add_argument("--resume", nargs="?", const="auto", default=None, choices=["auto"],
+                              help="continue from <work_dir>/last.pt if there is one, else start fresh "
+                              "(--resume and --resume auto are the same; overrides train.resume)")
     train_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     train_parser.set_defaults(func=run_train)
 
@@ -53,13 +56,18 @@ def register(subparsers: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..config import load_config
+    from .preemption import Preempted
     from .trainer import train
 
     overrides = list(args.overrides)
     if args.no_progress:
         overrides.append("train.progress=false")
     config = load_config(args.config, overrides)
-    result = train(config, resume=args.resume)
+    try:
+        result = train(config, resume=args.resume)
+    except Preempted as stop:  # SIGTERM/SIGUSR1: last.pt holds a step boundary; a job script requeues
+        print(f"videoattn train: {stop}", file=sys.stderr)
+        return stop.exit_code
     if result.summary.get("world_size", 1) == 1 or _is_main():
         summary = result.summary
         best = (f", best val top-1 {summary['best_val_top1']:.2f}% (epoch {summary['best_epoch']})"

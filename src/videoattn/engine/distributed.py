@@ -7,8 +7,11 @@ Without them everything runs as a single process and every helper is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -25,6 +28,7 @@ class DistContext:
     device: torch.device = torch.device("cpu")
     backend: str | None = None
     initialized_here: bool = False
+    store: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -38,6 +42,13 @@ class DistContext:
         if self.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
             self.initialized_here = False
+            if self.store is not None:  # the store's host waits (bounded) until every client is done
+                with contextlib.suppress(Exception):
+                    left = self.store.add("videoattn/closed", 1)
+                    deadline = time.monotonic() + 30
+                    while self.rank == 0 and left < self.world_size and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        left = self.store.add("videoattn/closed", 0)
 
 
 def _check_gpus_per_node(device: str, local_rank: int) -> None:
@@ -87,11 +98,23 @@ def init_distributed(device: str = "auto") -> DistContext:
         return DistContext(device=chosen)
     backend = "nccl" if chosen.type == "cuda" else "gloo"
     initialized_here = False
+    store = None
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        store = _rendezvous_store(rank, world_size)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, store=store)
         initialized_here = True
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen,
-                       backend=backend, initialized_here=initialized_here)
+                       backend=backend, initialized_here=initialized_here, store=store)
+
+
+def _rendezvous_store(rank: int, world_size: int) -> dist.Store:
+    """The c10d store of torchrun's ``MASTER_ADDR:MASTER_PORT``, kept by the context so :meth:`DistContext.close`
+    can make the process that hosts it (rank 0, when torchrun runs with
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``) leave last: a client whose store server vanished while it
+    was still tearing its process group down aborts (exit -6) and fails an otherwise finished run."""
+    agent_hosts_it = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    return dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                         is_master=rank == 0 and not agent_hosts_it, timeout=timedelta(minutes=30))
 
 
 def all_reduce_sum(values: list[float] | torch.Tensor, ctx: DistContext) -> torch.Tensor:

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..version import __version__
 from .checkpoint import capture_rng_state
 
-__all__ = ["RunPosition", "best_state", "last_state", "read_position"]
+__all__ = ["RunPosition", "best_state", "check_world_size", "last_state", "read_position"]
 
 
 @dataclass
@@ -43,9 +43,11 @@ def last_state(*, model_state: dict, optimizer: Any, scaler: Any, schedule: Any,
         "position": {"epoch": position.epoch, "step_in_epoch": position.step_in_epoch,
                      "global_step": position.global_step, "global_batch": t.batch_size,
                      "samples_into_epoch": position.step_in_epoch * t.batch_size},
+        # Global, not per rank: a position in the epoch's order of all processes together, so the
+        # run resumes on any number of processes the global batch divides among.
         "sampler": {"seed": sampler_seed, "epoch": position.epoch,
-                    "position": position.step_in_epoch * micro_batch * t.accumulation_steps,
-                    "num_replicas": world_size},
+                    "samples_into_epoch": position.step_in_epoch * t.batch_size,
+                    "num_replicas": world_size, "micro_batch": micro_batch},
         "rng": capture_rng_state(),
         "meters": meters,
         "totals": totals,
@@ -77,3 +79,20 @@ def read_position(state: dict[str, Any], batch_size: int) -> RunPosition:
                           f"used {saved_global_batch}; exact resume needs the same batch")
     return RunPosition(epoch=int(position["epoch"]), step_in_epoch=int(position["step_in_epoch"]),
                        global_step=int(position["global_step"]))
+
+
+def check_world_size(batch_size: int, accumulation_steps: int, world_size: int,
+                     state: dict[str, Any] | None = None) -> int:
+    """The per-process micro-batch; a ConfigError in one line when the global batch does not divide
+    among ``world_size`` processes x ``accumulation_steps`` (naming the resumed run's process count)."""
+    per_step = world_size * accumulation_steps
+    if batch_size % per_step == 0:
+        return batch_size // per_step
+    resumed = ""
+    if state is not None:
+        saved = (state.get("sampler") or {}).get("num_replicas")
+        resumed = (f" (the run being resumed was checkpointed on {saved} process(es); it resumes on any "
+                   f"number of processes that {batch_size} // {accumulation_steps} accumulation step(s) "
+                   f"divides by)" if saved else "")
+    raise ConfigError(f"config key 'train.batch_size': got {batch_size}; it must divide evenly into "
+                      f"{world_size} process(es) x {accumulation_steps} accumulation step(s){resumed}")

@@ -17,6 +17,12 @@ Batch sizes: ``train.batch_size`` is the global batch of one optimizer step; eac
 loads ``batch_size / (W * accumulation_steps)`` clips per micro-step. DDP averages gradients, so W
 processes compute the same update as one process with the same global batch (exactly so when
 BatchNorm statistics do not depend on the split of the batch: SyncBatchNorm on CUDA, or frozen BN).
+The checkpointed sampler position is global (samples of the epoch's order consumed by all processes),
+so a run resumes on any number of processes the global batch divides among.
+
+Clusters (docs/cluster.md): ``train.resume: auto`` lets torchrun restarts and requeued jobs continue with
+the same command; SIGTERM/SIGUSR1 set a flag that rides on each step's all-reduce, so every rank stops
+at the same step boundary, where rank 0 writes ``last.pt`` and :class:`Preempted` is raised.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from torch import nn
 
 from ..config import Config, require
 from ..data.sampler import ResumableSampler
-from ..errors import ConfigError, VideoAttnError
+from ..errors import CheckpointError, ConfigError, VideoAttnError
 from ..utils.faults import fault_point
 from ..utils.io import atomic_write_json
 from .builders import (
@@ -66,6 +72,7 @@ from .guard import (
 from .lock import work_dir_lock
 from .metrics import summarize_scores
 from .precision import Precision, apply_gradients, bf16_warning, forward_backward
+from .preemption import Preempted, PreemptionFlag, preemption_handlers
 from .preflight import check_media_present
 from .process import (
     check_work_dir,
@@ -80,7 +87,7 @@ from .progress import EpochMeters, ProgressBar
 from .run_files import write_run_files
 from .runlog import RunLogger
 from .schedules import LRSchedule
-from .train_state import RunPosition, best_state, last_state, read_position
+from .train_state import RunPosition, best_state, check_world_size, last_state, read_position
 
 __all__ = ["TrainResult", "TrainingDivergedError", "build_optimizer", "train"]
 
@@ -131,9 +138,18 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = (),
+def train(config: Config, resume: bool | str | None = None, callbacks: Sequence[Callback] = (),
           ctx: DistContext | None = None) -> TrainResult:
-    """Train ``config``'s model on its data; resume from ``<work_dir>/last.pt`` if ``resume``.
+    """Train ``config``'s model on its data; continue from ``<work_dir>/last.pt`` if ``resume``.
+
+    ``resume`` (default: the config's ``train.resume``): ``False`` starts a fresh run and refuses a
+    work dir that already holds one; ``True`` or ``"auto"`` continue from ``last.pt`` when there is
+    one and start fresh otherwise, so the same command serves the first start and every restart
+    (``torchrun --max-restarts``, a requeued job).
+
+    SIGTERM or SIGUSR1 (when called from the main thread) stop the run at the next optimizer-step
+    boundary, on every rank at the same step, with ``last.pt`` written there: :class:`Preempted` is
+    raised (the CLI exits with :data:`~videoattn.engine.preemption.PREEMPTED_EXIT_CODE`).
 
     ``callbacks`` are called on the main process as ``callback(event, record)`` with event ``"step"``
     (every ``train.log_interval`` steps: epoch, step, loss, lr, clips_per_second), ``"epoch"`` (the
@@ -145,13 +161,17 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
     check_model_name(config.model.name)
     t = config.train
     work_dir = Path(t.work_dir)
+    mode = t.resume if resume is None else resume
+    if mode not in (False, True, "auto"):
+        raise ConfigError(f"train(resume=...): got {mode!r}; expected False, True or 'auto'")
     own_ctx = ctx is None
     if t.deterministic:
         deterministic_cublas_workspace()  # before init_distributed's first CUDA call
     ctx = ctx or init_distributed(t.device)
     try:
-        with restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main):
-            return _Trainer(config, ctx, work_dir, resume, list(callbacks)).run()
+        with (restored_process_settings(), work_dir_lock(work_dir, enabled=ctx.is_main),
+              preemption_handlers() as preempt):
+            return _Trainer(config, ctx, work_dir, mode is not False, list(callbacks), preempt).run()
     except RuntimeError as error:
         explained = nondeterministic_op_error(error) if t.deterministic else None
         if explained is None:
@@ -164,26 +184,32 @@ def train(config: Config, resume: bool = False, callbacks: Sequence[Callback] = 
 
 class _Trainer:
     def __init__(self, config: Config, ctx: DistContext, work_dir: Path, resume: bool,
-                 callbacks: list[Callback]):
+                 callbacks: list[Callback], preempt: PreemptionFlag | None = None):
         self.config, self.ctx, self.work_dir, self.callbacks = config, ctx, work_dir, callbacks
+        self.preempt = preempt or PreemptionFlag()
+        self.stop_requested = False  # the preemption flag as all ranks agreed on it at the last step
         t = config.train
         if config.model.sync_bn and ctx.enabled and ctx.device.type != "cuda":
             raise ConfigError("config key 'model.sync_bn': SyncBatchNorm needs CUDA devices; on CPU use "
                               "train.freeze_bn=all or partial, or per-process BatchNorm (sync_bn: false)")
-        per_step = ctx.world_size * t.accumulation_steps
-        if t.batch_size % per_step:
-            raise ConfigError(f"config key 'train.batch_size': got {t.batch_size}; it must divide evenly "
-                              f"into {ctx.world_size} process(es) x {t.accumulation_steps} accumulation "
-                              f"step(s)")
-        self.micro_batch = t.batch_size // per_step
         self.precision = Precision.resolve(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
         if ctx.is_main and (slow := bf16_warning(self.precision.name, ctx.device)):
             warnings.warn(slow, stacklevel=2)
         # Every process checks (the work dir must be on storage all processes share to resume).
         resume_path = check_work_dir(work_dir, resume)
+        if ctx.enabled:
+            sees = all_gather_objects(resume_path is not None, ctx)
+            if len(set(sees)) > 1:
+                raise CheckpointError(
+                    f"{work_dir / 'last.pt'} is visible to rank(s) {[r for r, s in enumerate(sees) if s]} but "
+                    f"not to rank(s) {[r for r, s in enumerate(sees) if not s]}: train.work_dir must be on "
+                    "storage every node shares")
         self.resume_state = None
         if resume_path:  # a corrupt last.pt is reported and the previous good one (last.prev.pt) used
             resume_path, self.resume_state = load_resume_checkpoint(resume_path, warn=ctx.is_main)
+        # The global batch fixes the run; the number of processes may change between resumes.
+        self.micro_batch = check_world_size(t.batch_size, t.accumulation_steps, ctx.world_size,
+                                            self.resume_state)
         setup_determinism(config)
 
         # Data first: a bad path or annotation fails before a model is built.
@@ -262,8 +288,6 @@ class _Trainer:
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except (KeyError, ValueError) as error:
-            from ..errors import CheckpointError
-
             raise CheckpointError(f"last.pt: the optimizer state does not fit this run ({error})") from None
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -329,11 +353,10 @@ class _Trainer:
     def _run_epoch(self) -> bool:
         """Train the rest of the current epoch; return True if max_steps stopped the run."""
         t, ctx = self.config.train, self.ctx
-        accumulation = t.accumulation_steps
         meters = EpochMeters(self.meter_state)
         self.meter_state = None
         self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.step_in_epoch * self.micro_batch * accumulation)
+        self.sampler.set_global_start(self.step_in_epoch * t.batch_size)
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(self.epoch)
         self.model.train()
@@ -371,9 +394,15 @@ class _Trainer:
                     self._log_window(window)
                 progress.update(loss=f"{loss_value:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
                                 clips_s=f"{clips * ctx.world_size / max(elapsed, 1e-9):.1f}")
+                saved = False
                 if (t.checkpoint_interval and self.global_step % t.checkpoint_interval == 0
                         and self.step_in_epoch < self.steps_per_epoch):
                     self._save_last(meters, self.step_in_epoch)
+                    saved = True
+                if self.stop_requested:  # every rank saw the same all-reduced flag at this step
+                    if not saved:
+                        self._save_last(meters, self.step_in_epoch)
+                    self._preempted()
         finally:
             progress.close()
             batches.close()
@@ -424,9 +453,11 @@ class _Trainer:
             clips += labels.shape[0]
         local_loss = loss_sum / max(clips, 1)
         finite = math.isfinite(local_loss)
-        if ctx.enabled:
-            flags = all_reduce_sum([0.0 if finite else 1.0], ctx)
+        self.stop_requested = self.preempt.requested
+        if ctx.enabled:  # one all-reduce: did any rank see a bad loss / a preemption signal?
+            flags = all_reduce_sum([0.0 if finite else 1.0, 1.0 if self.stop_requested else 0.0], ctx)
             finite = float(flags[0]) == 0.0
+            self.stop_requested = float(flags[1]) > 0.0
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             if self.nonfinite.may_skip():  # no update: the scaler, momentum and weights stay as they were
@@ -446,6 +477,17 @@ class _Trainer:
         apply_gradients(self.optimizer, self.model.parameters(), self.scaler, t.clip_grad_norm)
         meters.add(loss_sum=loss_sum, correct1=correct, clips=clips)
         return local_loss, clips, wait
+
+    def _preempted(self) -> None:
+        """After the checkpoint of a signalled stop: close the logs and raise :class:`Preempted`."""
+        self.logger.flush()
+        if self.ctx.is_main:
+            self.logger.close()
+        raise Preempted(
+            f"stopped by {self.preempt.name() if self.preempt.requested else 'a signal on another rank'} at "
+            f"epoch {self.epoch + 1}, optimizer step {self.global_step} "
+            f"({self.step_in_epoch}/{self.steps_per_epoch} of the epoch); {self.work_dir / 'last.pt'} holds "
+            "this step: run the same command with --resume auto to continue")
 
     def _log_window(self, window: dict[str, float]) -> None:
         now = time.perf_counter()
