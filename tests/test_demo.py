@@ -41,7 +41,7 @@ def test_quick_demo_writes_report_files_and_schema(tmp_path, monkeypatch):
     for name in ("accuracy.png", "training_curves.png", "gta_temporal_matrices.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "report.md").read_text()
-    assert "| gta | gta |" in markdown and "![accuracy](accuracy.png)" in markdown
+    assert "| gta | GTA | gta |" in markdown and "![accuracy](accuracy.png)" in markdown
     assert any("generating the synthetic dataset" in m for m in messages)
 
     # The second run reuses the cached dataset instead of generating it again.

@@ -72,6 +72,10 @@ def _simulate_gpus(monkeypatch, count: int, local_world_size: int | None, local_
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.append(("set_device", index)))
     monkeypatch.setattr(dist, "init_process_group", lambda *a, **k: calls.append(("init_process_group",)))
+    import videoattn.engine.distributed as distributed
+
+    # no rendezvous store either (torchrun's MASTER_ADDR/PORT are not set here)
+    monkeypatch.setattr(distributed, "_rendezvous_store", lambda rank, world_size: None)
     world = local_world_size or 1
     monkeypatch.setenv("WORLD_SIZE", str(world))
     monkeypatch.setenv("RANK", str(local_rank))
