@@ -49,6 +49,10 @@ def test_quick_demo_writes_report_files_and_schema(tmp_path, monkeypatch):
     run_demo(quick=True, models=["r2d"], out=str(tmp_path / "out2"), settings=TINY, log=messages.append)
     assert any("using the cached synthetic dataset" in m for m in messages)
     assert not [p for p in os.listdir(tmp_path / "cache") if p.startswith(".")]  # no staging left behind
+    from videoattn.utils.io import current_umask
+
+    (dataset,) = os.listdir(tmp_path / "cache")  # a folder with the usual permissions, not mkdtemp's 0700
+    assert os.stat(tmp_path / "cache" / dataset).st_mode & 0o777 == 0o777 & ~current_umask()
 
 
 def test_demo_errors_are_clear(tmp_path, capsys):
@@ -62,14 +66,14 @@ def test_demo_errors_are_clear(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_quick_demo_shows_the_order_gap(tmp_path, monkeypatch):
-    """The claim of the demo, measured: order-aware models beat order-blind ones within pairs."""
+    """The claim of the demo, measured on the default models: every order-aware model is at least 20
+    points above every order-blind one within pairs (the README's conclusion, at the --quick size)."""
     monkeypatch.setenv("VIDEOATTN_CACHE", str(tmp_path / "cache"))
-    report = run_demo(quick=True, models=["r2d", "nl", "tape", "gta"], out=str(tmp_path / "out"))
-    by_model = {m["model"]: m for m in report["models"]}
-    for blind in ("r2d", "nl"):
-        assert by_model[blind]["within_pair_top1"] < 0.65
-    for aware in ("tape", "gta"):
-        assert by_model[aware]["top1"] >= 0.75
+    report = run_demo(quick=True, out=str(tmp_path / "out"))
+    rows = report["models"]
+    blind = max(r["within_pair_top1"] for r in rows if not r["order_aware"])
+    aware = min(r["within_pair_top1"] for r in rows if r["order_aware"])
+    assert blind < 0.6 and aware - blind >= 0.20, rows
 
 
 # --------------------------------------------------------------------------------------------------
