@@ -78,6 +78,8 @@ def checkpoint_files(draw, saved):
     return draw(st.binary(max_size=64))
 
 
+# Plain pickles of other protocols are among the fuzzed files on purpose; torch warns about them.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 @given(data=st.data())
 def test_checkpoint_files(data, saved, tmp_path_factory):
     path = tmp_path_factory.mktemp("fuzz") / "last.pt"
