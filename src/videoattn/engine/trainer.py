@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..config import Config, require
+from ..data.device_transforms import resolve_transforms_on, transform_batch_on_device
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, VideoAttnError
 from ..utils.faults import fault_point
@@ -224,6 +225,10 @@ class _Trainer:
             check_media_present(self.val_set, config.data.root,
                                 f"data.val_annotations ({config.data.val_annotations!r})", tolerance=tolerance,
                                 warn=show)
+        self.transforms_on = resolve_transforms_on(config.data.transforms_on, ctx.device, self.train_set)
+        if hasattr(self.train_set, "set_transforms_on"):
+            self.train_set.set_transforms_on(self.transforms_on)
+        self.loader_stats: dict[int, list[float]] = {}  # worker id (-1: main process) -> [clips, seconds]
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
         num_classes = config.model.num_classes or len(self.classes)
         if not num_classes:
@@ -440,8 +445,15 @@ class _Trainer:
                     "worker, then --resume") from None
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
+            if "load" in batch:
+                worker, seconds, count = batch["load"]
+                stats = self.loader_stats.setdefault(int(worker), [0.0, 0.0])
+                stats[0] += count
+                stats[1] += seconds
             reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
             video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
+            if "crop_box" in batch:  # data.transforms_on: device
+                video = transform_batch_on_device(video, batch["crop_box"], batch["flip"], self.train_set.transform)
             labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
                     else self.model.no_sync())
@@ -546,6 +558,38 @@ class _Trainer:
                             self.work_dir / "best.pt")
         self._emit("epoch", dict(record))
 
+    def _loader_report(self, per_rank: list[dict[int, list[float]]]) -> dict[str, Any]:
+        """This session's loader throughput against the model's, and a hint when the data wait passes 10%.
+
+        A worker's rate is the clips it produced over the seconds it spent producing them (decode +
+        CPU transforms, substitutions included); the loader's rate is the sum over workers (of all
+        processes). The model's rate is the clips trained over the step time not spent waiting for data.
+        """
+        totals, config = self.totals, self.config
+        per_worker = {}
+        for rank, stats in enumerate(per_rank):
+            for worker, (clips, seconds) in sorted(stats.items()):
+                name = f"{'main' if worker < 0 else f'worker{worker}'}" + (f"@rank{rank}" if len(per_rank) > 1 else "")
+                per_worker[name] = clips / max(seconds, 1e-9)
+        loader_rate = sum(per_worker.values())
+        compute = max(totals["seconds"] - totals["data_wait"], 1e-9)
+        model_rate = totals["clips"] / compute
+        wait_fraction = totals["data_wait"] / max(totals["seconds"], 1e-9)
+        hint = None
+        if wait_fraction > 0.10 and per_worker:
+            decoder = str(getattr(self.train_set, "decoder_backend", config.data.decoder))
+            other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
+            tries = [f"data.decoder={other}" if other else "data.options.cache_decoded=true",
+                     f"more workers (data.num_workers={config.data.num_workers} now)",
+                     f"fewer frames (model.num_frames={config.model.num_frames} now)"]
+            if self.transforms_on == "cpu" and self.ctx.device.type == "cuda":
+                tries.insert(1, "data.transforms_on=device")
+            hint = (f"data wait is {100 * wait_fraction:.0f}% of training: the loader delivers {loader_rate:.1f} "
+                    f"clips/s, the model consumes {model_rate:.1f}; try " + " / ".join(tries))
+        return {"transforms_on": self.transforms_on, "clips_per_second": loader_rate,
+                "clips_per_second_per_worker": per_worker, "model_clips_per_second": model_rate,
+                "data_wait_fraction": wait_fraction, "hint": hint}
+
     def _finish(self) -> dict[str, Any]:
         ctx = self.ctx
         gathered = all_gather_objects(self.skipped, ctx)
@@ -562,7 +606,10 @@ class _Trainer:
             "nonfinite_steps_skipped": self.nonfinite.skipped,
             "world_size": ctx.world_size,
         }
+        summary["loader"] = self._loader_report(all_gather_objects(self.loader_stats, ctx))
         if ctx.is_main:
+            if summary["loader"]["hint"] and self.config.train.progress:
+                print(summary["loader"]["hint"], file=sys.stderr)
             atomic_write_json(self.work_dir / "summary.json", summary)
             self.logger.close()
         self._emit("end", dict(summary))

@@ -1,0 +1,72 @@
+"""The engine's loader report (clips/s per worker and in total, the hint) and ``data.transforms_on``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from videoattn.data.dataset import VideoDataset
+from videoattn.engine import train
+from videoattn.errors import ConfigError
+
+SHORT = {"val_interval": 0, "max_steps": 3, "epochs": 1}
+
+
+def test_transforms_on_device_trains_like_cpu(make_config, tmp_path):
+    """On a CPU device the device path's clips are bit-identical, so the losses are too."""
+    cpu = train(make_config(tmp_path / "cpu", train=SHORT, data={"transforms_on": "cpu"}))
+    device = train(make_config(tmp_path / "device", train=SHORT, data={"transforms_on": "device"}))
+    assert cpu.summary["loader"]["transforms_on"] == "cpu"
+    assert device.summary["loader"]["transforms_on"] == "device"
+    assert device.global_step == cpu.global_step == 3
+    losses = [[json.loads(line)["loss"] for line in (r.work_dir / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line)["kind"] == "step"] for r in (cpu, device)]
+    assert len(losses[0]) == 3 and losses[0] == losses[1]
+
+
+def test_transforms_on_auto_is_cpu_without_cuda_and_device_refuses_colour_jitter(make_config, tmp_path):
+    result = train(make_config(tmp_path / "auto", train=SHORT))
+    assert result.summary["loader"]["transforms_on"] == "cpu"
+    config = make_config(tmp_path / "jitter", train=SHORT,
+                         data={"transforms_on": "device", "options": {"color_jitter": [0.4, 0.4, 0.4, 0.0]}})
+    with pytest.raises(ConfigError, match="data.transforms_on.*colour jitter"):
+        train(config)
+
+
+def test_loader_throughput_reported_without_hint_when_fast(make_config, tmp_path):
+    result = train(make_config(tmp_path / "fast", train=SHORT))
+    loader = json.loads((tmp_path / "fast" / "summary.json").read_text())["loader"]
+    assert loader == result.summary["loader"]
+    assert set(loader["clips_per_second_per_worker"]) == {"main"}  # num_workers 0: the main process loads
+    assert loader["clips_per_second"] == pytest.approx(loader["clips_per_second_per_worker"]["main"])
+    assert loader["clips_per_second"] > 0 and loader["model_clips_per_second"] > 0
+    # num_workers 0 loads in the training loop, so its wait is well over 10% here: the hint says so
+    assert (loader["hint"] is None) == (loader["data_wait_fraction"] <= 0.10)
+
+
+def test_slow_loader_gets_a_hint(make_config, tmp_path, monkeypatch, capsys):
+    load = VideoDataset.load
+
+    def slow_load(self, index, epoch=0, attempt=0):
+        if self.split == "train":
+            time.sleep(0.25)  # 4 clips per step: ~1 s of decoding per step against a tiny model
+        return load(self, index, epoch, attempt)
+
+    monkeypatch.setattr(VideoDataset, "load", slow_load)
+    result = train(make_config(tmp_path / "slow", train={**SHORT, "progress": True}, data={"num_workers": 1}))
+    loader = result.summary["loader"]
+    assert loader["data_wait_fraction"] > 0.10
+    assert set(loader["clips_per_second_per_worker"]) == {"worker0"}
+    assert loader["clips_per_second"] < 4.1  # one worker sleeping 0.25 s a clip
+    assert loader["model_clips_per_second"] > loader["clips_per_second"]
+    hint = loader["hint"]
+    assert hint.startswith("data wait is ") and "\n" not in hint
+    assert f"the loader delivers {loader['clips_per_second']:.1f} clips/s" in hint
+    assert f"the model consumes {loader['model_clips_per_second']:.1f}" in hint
+    assert "data.decoder=torchcodec" in hint or "data.decoder=pyav" in hint
+    assert "data.num_workers=1 now" in hint and "model.num_frames=4 now" in hint
+    assert hint in capsys.readouterr().err.splitlines()  # printed with the progress output
+    quiet = train(make_config(tmp_path / "quiet", train=SHORT, data={"num_workers": 1}))
+    assert quiet.summary["loader"]["hint"] and quiet.summary["loader"]["hint"] not in capsys.readouterr().err
