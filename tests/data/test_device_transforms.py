@@ -117,6 +117,7 @@ def test_loader_with_workers_gives_the_same_batches(tmp_path):
         assert torch.equal(a["flip"], b["flip"]) and torch.equal(a["label"], b["label"])
     assert {b["load"][0] for b in batches[1]} == {0, 1}  # items carry the worker that produced them
     assert all(b["load"][0] == -1 and b["load"][2] == 4 and b["load"][1] > 0 for b in batches[0])
+    assert all(b["load"][3] > 1024 for b in batches[0] + batches[1])  # peak resident KiB of the producer
 
 
 def test_resolve_transforms_on(tmp_path):

@@ -44,6 +44,8 @@ def test_loader_throughput_reported_without_hint_when_fast(make_config, tmp_path
     assert loader["clips_per_second"] > 0 and loader["model_clips_per_second"] > 0
     # num_workers 0 loads in the training loop, so its wait is well over 10% here: the hint says so
     assert (loader["hint"] is None) == (loader["data_wait_fraction"] <= 0.10)
+    assert set(loader["peak_host_memory_mib_per_worker"]) == {"main"}
+    assert 10 < loader["peak_host_memory_mib_per_worker"]["main"] < 64 * 1024
 
 
 def test_slow_loader_gets_a_hint(make_config, tmp_path, monkeypatch, capsys):
@@ -63,6 +65,10 @@ def test_slow_loader_gets_a_hint(make_config, tmp_path, monkeypatch, capsys):
     assert loader["model_clips_per_second"] > loader["clips_per_second"]
     hint = loader["hint"]
     assert hint.startswith("data wait is ") and "\n" not in hint
+    assert 10 < loader["peak_host_memory_mib_per_worker"]["worker0"] < 64 * 1024
+    steps = [json.loads(line) for line in (tmp_path / "slow" / "metrics.jsonl").read_text().splitlines()]
+    waits = [line["data_wait_fraction"] for line in steps if line["kind"] == "step"]
+    assert len(waits) == 3 and all(0.10 < w <= 1.0 for w in waits[1:])  # every step waits on the worker
     assert f"the loader delivers {loader['clips_per_second']:.1f} clips/s" in hint
     assert f"the model consumes {loader['model_clips_per_second']:.1f}" in hint
     assert "data.decoder=torchcodec" in hint or "data.decoder=pyav" in hint

@@ -26,6 +26,7 @@ returned as ``{"error": error}`` and raised again, unchanged, by the loader in t
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -354,10 +355,21 @@ class VideoDataset(torch.utils.data.Dataset):
                 continue
             sample["skipped"] = skipped
             worker = torch.utils.data.get_worker_info()
-            sample["load"] = (-1 if worker is None else int(worker.id), time.perf_counter() - started)
+            sample["load"] = (-1 if worker is None else int(worker.id), time.perf_counter() - started,
+                              _peak_rss_kib())
             return sample
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak // 1024 if sys.platform == "darwin" else peak)  # macOS reports bytes
 
 
 def dropped_sample(index: int, label: int, skipped: list[dict]) -> dict:

@@ -24,7 +24,8 @@ def collate_samples(samples: list[dict]) -> dict:
 
     Items of ``data.transforms_on: device`` (uint8 frames with ``crop_box`` and ``flip``) are stacked
     zero-padded to the batch's largest frames, with ``crop_box`` ``(N, 4)`` and ``flip`` ``(N,)``.
-    ``batch["load"]`` is ``(worker id or -1, seconds spent producing the items, number of items)``.
+    ``batch["load"]`` is ``(worker id or -1 for the main process, seconds spent producing the items, number
+    of items, the producing process's peak resident memory in KiB)``.
 
     Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
     out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
@@ -52,8 +53,8 @@ def collate_samples(samples: list[dict]) -> dict:
     batch["dropped"] = [{"index": int(s["index"]), "path": str(s["skipped"][-1]["path"]),
                          "reason": str(s["skipped"][-1]["reason"])} for s in samples if s.get("dropped")]
     loads = [s["load"] for s in samples if "load" in s]
-    if loads:  # (worker id or -1, seconds producing the batch's clips): the engine's loader throughput
-        batch["load"] = (loads[0][0], float(sum(seconds for _, seconds in loads)), len(loads))
+    if loads:  # the engine's loader throughput and memory report
+        batch["load"] = (loads[0][0], float(sum(load[1] for load in loads)), len(loads), max(load[2] for load in loads))
     return batch
 
 
