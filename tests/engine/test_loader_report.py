@@ -21,6 +21,8 @@ def test_transforms_on_device_trains_like_cpu(make_config, tmp_path):
     assert cpu.summary["loader"]["transforms_on"] == "cpu"
     assert device.summary["loader"]["transforms_on"] == "device"
     assert device.global_step == cpu.global_step == 3
+    metadata = json.loads((device.work_dir / "metadata.json").read_text())
+    assert metadata["train_data"]["transforms_on"] == "device"
     losses = [[json.loads(line)["loss"] for line in (r.work_dir / "metrics.jsonl").read_text().splitlines()
                if json.loads(line)["kind"] == "step"] for r in (cpu, device)]
     assert len(losses[0]) == 3 and losses[0] == losses[1]

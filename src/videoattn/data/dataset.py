@@ -231,6 +231,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 "flip_setting": self.flip_setting, "seed": self.seed}
         if self.split == "test" and self.transform.num_crops == 10:
             info["mirrored_test_views"] = self.mirror_test_views
+        if self.split == "train":
+            info["transforms_on"] = self.transforms_on
         try:
             if self.decoder_backend == "pyav":
                 import av
