@@ -78,3 +78,21 @@ def test_slow_loader_gets_a_hint(make_config, tmp_path, monkeypatch, capsys):
     assert hint in capsys.readouterr().err.splitlines()  # printed with the progress output
     quiet = train(make_config(tmp_path / "quiet", train=SHORT, data={"num_workers": 1}))
     assert quiet.summary["loader"]["hint"] and quiet.summary["loader"]["hint"] not in capsys.readouterr().err
+
+
+def test_transforms_on_device_resumes_at_the_same_sample(make_config, tmp_path):
+    """Stopped mid-epoch and resumed (with a loader worker), the device path ends with the same weights
+    as an uninterrupted run."""
+    import torch
+
+    from videoattn.engine.checkpoint import load_checkpoint
+
+    data = {"num_workers": 1, "transforms_on": "device"}
+    common = {"val_interval": 0, "epochs": 2}
+    full = train(make_config(tmp_path / "full", train=common, data=data))
+    train(make_config(tmp_path / "split", train={**common, "max_steps": 3}, data=data))
+    resumed = train(make_config(tmp_path / "split", train=common, data=data), resume=True)
+    assert resumed.global_step == full.global_step > 3
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
