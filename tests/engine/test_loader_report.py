@@ -96,3 +96,34 @@ def test_transforms_on_device_resumes_at_the_same_sample(make_config, tmp_path):
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_two_processes_with_device_transforms_equal_one_cpu_process(make_config, make_config_file, tmp_path):
+    """DDP sharding is unchanged by the device path: 2 ranks (gloo, CPU, frozen BN, no dropout; see
+    test_ddp.py) transforming on the device give one CPU-path process's weights, and the loader report
+    lists every rank's producer."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    from videoattn.engine.checkpoint import load_checkpoint
+
+    sections = {"train": {"epochs": 1, "batch_size": 4, "lr": 0.05, "freeze_bn": "all", "val_interval": 0,
+                          "device": "cpu"}, "model": {"dropout": 0.0}}
+    single = train(make_config(tmp_path / "single", data={"transforms_on": "cpu"}, **sections))
+    path = make_config_file(tmp_path / "ddp.yaml", tmp_path / "ddp", data={"transforms_on": "device"}, **sections)
+    completed = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "videoattn", "train", "--config", str(path)],
+        capture_output=True, text=True, timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
+    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert ddp["position"]["global_step"] == single.global_step > 0
+    mine = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    for key, value in mine.items():
+        torch.testing.assert_close(ddp["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    loader = json.loads((tmp_path / "ddp" / "summary.json").read_text())["loader"]
+    assert loader["transforms_on"] == "device"
+    assert set(loader["clips_per_second_per_worker"]) == {"main@rank0", "main@rank1"}
