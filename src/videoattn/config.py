@@ -104,6 +104,10 @@ class DataConfig:
     missing_tolerance: float = 0.05
     num_workers: int = 2
     pin_memory: bool | None = None
+    #: Where the training crop/resize/flip/normalise run (docs/data.md): ``cpu`` in the loader workers;
+    #: ``device``: workers return decoded uint8 frames and the training step transforms the batch on
+    #: the model's device; ``auto``: ``device`` when training on CUDA, else ``cpu``.
+    transforms_on: Literal["auto", "cpu", "device"] = "auto"
     #: Mini-Kinetics-style subset files (lists of video ids) restricting each split's annotations.
     train_subset: str | None = None
     val_subset: str | None = None

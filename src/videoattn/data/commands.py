@@ -58,6 +58,8 @@ def register(subparsers) -> None:
     synth.add_argument("--num-videos", type=int, default=400, help="videos in total (default 400)")
     synth.add_argument("--frames", type=int, default=32, help="frames per video (default 32)")
     synth.add_argument("--size", type=int, default=64, help="frame height and width, even (default 64)")
+    synth.add_argument("--width", type=int, help="frame width, even, when it differs from --size (the height): "
+                       "--size 240 --width 320 --frames 48 is SSv2's resolution and typical length")
     synth.add_argument("--seed", type=int, default=0,
                        help="random seed: the same seed and sizes give the same videos (default 0)")
     synth.add_argument("--format", default="webm", choices=("webm", "mp4", "frames"),
@@ -131,10 +133,11 @@ def run_synth(args) -> int:
     start = time.perf_counter()
     out = generate_synthetic(args.out, num_videos=args.num_videos, frames=args.frames, size=args.size,
                              seed=args.seed, format=args.format, num_pairs=args.num_pairs, workers=args.workers,
-                             progress=sys.stderr.isatty())
+                             progress=sys.stderr.isatty(), width=args.width)
     with open(out / "synthetic.json", encoding="utf-8") as handle:
         load = json.load(handle)["load"]
-    print(f"wrote {args.num_videos} videos ({args.format}, {args.frames} frames, {args.size}px) to {out} "
+    shape = f"{args.size}px" if args.width is None else f"{args.size}x{args.width} px"
+    print(f"wrote {args.num_videos} videos ({args.format}, {args.frames} frames, {shape}) to {out} "
           f"in {time.perf_counter() - start:.1f} s")
     print(f"load with format={load['format']!r}, root={str(out / load['root'])!r}, "
           f"annotations={str(out / load['annotations']['train'])!r}, labels={str(out / load['labels'])!r}")

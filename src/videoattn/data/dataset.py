@@ -26,6 +26,8 @@ returned as ``{"error": error}`` and raised again, unchanged, by the loader in t
 from __future__ import annotations
 
 import re
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ from .annotations import FORMATS, VideoRecord, load_annotations
 from .cache import CachingDecoder
 from .decoders import Decoder, build_decoder, decode_errors_as_data_error
 from .sampling import SAMPLING_MODES, sample_views
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, build_clip_transform
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, ClipTransform, build_clip_transform, pixel_box
 
 __all__ = [
     "VideoDataset",
@@ -187,6 +189,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.max_substitutions = max_substitutions
         self.format_name = format_name
         self.epoch = 0
+        #: "cpu": items are finished float clips; "device": training items are the decoded uint8 frames
+        #: with their crop box and flip (:mod:`videoattn.data.device_transforms`).
+        self.transforms_on = "cpu"
         if strict:
             for record in records:
                 if record.error:
@@ -226,6 +231,8 @@ class VideoDataset(torch.utils.data.Dataset):
                 "flip_setting": self.flip_setting, "seed": self.seed}
         if self.split == "test" and self.transform.num_crops == 10:
             info["mirrored_test_views"] = self.mirror_test_views
+        if self.split == "train":
+            info["transforms_on"] = self.transforms_on
         try:
             if self.decoder_backend == "pyav":
                 import av
@@ -242,6 +249,23 @@ class VideoDataset(torch.utils.data.Dataset):
         except Exception:  # version strings are informative only
             pass
         return info
+
+    def device_transforms_unsupported(self) -> str | None:
+        """Why this dataset cannot leave its training transforms to the device, or None if it can."""
+        if self.split != "train":
+            return f"the {self.split} split uses the evaluation transforms"
+        if self.transform.color is not None:
+            return "colour jitter (data.options.color_jitter) is applied on the CPU only"
+        return None
+
+    def set_transforms_on(self, where: str) -> None:
+        """``"cpu"`` (finished clips) or ``"device"`` (uint8 frames + crop box + flip; see
+        :mod:`videoattn.data.device_transforms`)."""
+        if where not in ("cpu", "device"):
+            raise ConfigError(f"transforms_on must be 'cpu' or 'device', got {where!r}")
+        if where == "device" and (why_not := self.device_transforms_unsupported()) is not None:
+            raise ConfigError(f"config key 'data.transforms_on': 'device' is not available here: {why_not}")
+        self.transforms_on = where
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws items use (see the module docstring)."""
@@ -293,6 +317,10 @@ class VideoDataset(torch.utils.data.Dataset):
             flip = True
             label = int(self.flip_map[label])
         clips = frames.reshape(self.num_clips, self.num_frames, *frames.shape[1:])
+        if self.split == "train" and self.transforms_on == "device":
+            box = pixel_box(self.transform.train_box(*frames.shape[1:3], rng), *frames.shape[1:3])
+            return {"video": torch.from_numpy(np.ascontiguousarray(clips[0])), "crop_box": torch.tensor(box),
+                    "flip": flip, "label": int(label), "index": int(index), "skipped": []}
         if self.split == "train":
             video = self.transform(clips[0], rng, flip)
         else:
@@ -313,6 +341,7 @@ class VideoDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} entries")
         skipped: list[dict] = []
         current = index
+        started = time.perf_counter()
         for attempt in range(self.max_substitutions + 1):
             try:
                 sample = self.load(current, epoch, attempt)
@@ -327,9 +356,22 @@ class VideoDataset(torch.utils.data.Dataset):
                     if len(self.records) > 1 else current
                 continue
             sample["skipped"] = skipped
+            worker = torch.utils.data.get_worker_info()
+            sample["load"] = (-1 if worker is None else int(worker.id), time.perf_counter() - started,
+                              _peak_rss_kib())
             return sample
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak // 1024 if sys.platform == "darwin" else peak)  # macOS reports bytes
 
 
 def dropped_sample(index: int, label: int, skipped: list[dict]) -> dict:
@@ -495,6 +537,9 @@ class ImageFolderDataset(VideoDataset):
             info.pop(key, None)
         info["as_video"] = self.as_video
         return info
+
+    def device_transforms_unsupported(self) -> str | None:
+        return "image folders (data.format: image_folder) are transformed on the CPU only"
 
     def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
         sample = super().load(index, epoch, attempt)

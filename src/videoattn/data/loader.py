@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import ConfigError
+from .device_transforms import stack_frames
 from .sampler import ResumableSampler
 
 __all__ = ["build_loader", "collate_samples", "EpochTaggedSampler", "VideoLoader"]
@@ -20,6 +21,11 @@ __all__ = ["build_loader", "collate_samples", "EpochTaggedSampler", "VideoLoader
 
 def collate_samples(samples: list[dict]) -> dict:
     """Stack ``video`` (and ``image``), make ``label``/``index`` LongTensors, flatten ``skipped``.
+
+    Items of ``data.transforms_on: device`` (uint8 frames with ``crop_box`` and ``flip``) are stacked
+    zero-padded to the batch's largest frames, with ``crop_box`` ``(N, 4)`` and ``flip`` ``(N,)``.
+    ``batch["load"]`` is ``(worker id or -1 for the main process, seconds spent producing the items, number
+    of items, the producing process's peak resident memory in KiB)``.
 
     Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
     out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
@@ -35,12 +41,20 @@ def collate_samples(samples: list[dict]) -> dict:
     batch: dict = {}
     for key in ("video", "image"):
         if kept and key in kept[0]:
-            batch[key] = torch.stack([s[key] for s in kept])
+            if "crop_box" in kept[0]:  # transforms_on: device (uint8 frames, possibly of several sizes)
+                batch[key] = stack_frames([s[key] for s in kept])
+                batch["crop_box"] = torch.stack([s["crop_box"] for s in kept])
+                batch["flip"] = torch.tensor([bool(s["flip"]) for s in kept], dtype=torch.bool)
+            else:
+                batch[key] = torch.stack([s[key] for s in kept])
     batch["label"] = torch.tensor([int(s["label"]) for s in kept], dtype=torch.long)
     batch["index"] = torch.tensor([int(s["index"]) for s in kept], dtype=torch.long)
     batch["skipped"] = [item for s in samples for item in s.get("skipped", [])]
     batch["dropped"] = [{"index": int(s["index"]), "path": str(s["skipped"][-1]["path"]),
                          "reason": str(s["skipped"][-1]["reason"])} for s in samples if s.get("dropped")]
+    loads = [s["load"] for s in samples if "load" in s]
+    if loads:  # the engine's loader throughput and memory report
+        batch["load"] = (loads[0][0], float(sum(load[1] for load in loads)), len(loads), max(load[2] for load in loads))
     return batch
 
 

@@ -125,18 +125,24 @@ def _pick_colour(rng: np.random.Generator, *avoid: np.ndarray) -> tuple[str, np.
     return name, colour
 
 
-def render_video(kind: str, rng: np.random.Generator, num_frames: int = 32, size: int = 64):
-    """Render one *forward* video of event ``kind``: uint8 ``(T, size, size, 3)`` and a description.
+def render_video(kind: str, rng: np.random.Generator, num_frames: int = 32, size: int = 64,
+                 width: int | None = None):
+    """Render one *forward* video of event ``kind``: uint8 ``(T, size, width, 3)`` and a description.
 
-    All appearance and timing parameters are drawn from ``rng`` independently of anything else.
+    ``width`` None: square frames (``size`` x ``size``). In non-square frames positions and travel
+    scale with their own axis and object sizes with the shorter side; square frames are rendered as
+    before (the same seed gives the same pixels). All appearance and timing parameters are drawn from
+    ``rng`` independently of anything else.
     """
     if kind not in {p.kind for p in PAIRS}:
         raise ConfigError(f"unknown synthetic event {kind!r}")
-    T, S = num_frames, size
-    ys, xs = np.mgrid[0:S, 0:S].astype(np.float32) + 0.5
+    T, H, W = num_frames, size, size if width is None else width
+    S, R = max(H, W), min(H, W)  # texture/gradient extent; object scale
+    axes = np.array([W, H], dtype=np.float64)  # (x, y) extents
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32) + 0.5
     # Background: base colour, a gentle gradient and a smooth texture, static over time.
     base = rng.uniform(10, 90, size=3).astype(np.float32)
-    texture = _smooth_noise(rng, S, int(rng.integers(2, 6)))[..., None] * rng.uniform(-30, 30, size=3)
+    texture = _smooth_noise(rng, S, int(rng.integers(2, 6)))[:H, :W, None] * rng.uniform(-30, 30, size=3)
     angle = rng.uniform(0, 2 * np.pi)
     gradient = ((xs * np.cos(angle) + ys * np.sin(angle)) / S)[..., None] * rng.uniform(-25, 25, size=3)
     background = np.clip(base + texture + gradient, 0, 255).astype(np.float32)
@@ -146,8 +152,8 @@ def render_video(kind: str, rng: np.random.Generator, num_frames: int = 32, size
     for _ in range(int(rng.integers(0, 3))):
         _, other = _pick_colour(rng, mean_bg, colour)
         shape = _SHAPES[int(rng.integers(len(_SHAPES)))]
-        cx, cy = rng.uniform(0.1, 0.9, size=2) * S
-        radius = rng.uniform(0.04, 0.07) * S
+        cx, cy = rng.uniform(0.1, 0.9, size=2) * axes
+        radius = rng.uniform(0.04, 0.07) * R
         alpha = np.clip(_shape_sdf(shape, xs - cx, ys - cy, radius) + 0.5, 0, 1)[..., None]
         background = background * (1 - alpha) + other * alpha
     shape = "bar" if kind == "rotate" else _SHAPES[int(rng.integers(len(_SHAPES)))]
@@ -157,31 +163,32 @@ def render_video(kind: str, rng: np.random.Generator, num_frames: int = 32, size
     progress = np.clip((times - t_start) / (t_end - t_start), 0, 1)
     if rng.random() < 0.5:  # ease in/out for half of the videos
         progress = progress * progress * (3 - 2 * progress)
-    radius = np.full(T, rng.uniform(0.10, 0.16) * S)
+    radius = np.full(T, rng.uniform(0.10, 0.16) * R)
     opacity = np.ones(T)
     rotation = np.full(T, rng.uniform(0, np.pi))
-    cx = np.full(T, rng.uniform(0.3, 0.7) * S)
-    cy = np.full(T, rng.uniform(0.3, 0.7) * S)
-    drift = rng.uniform(-0.05, 0.05, size=2) * S * progress[:, None]
+    cx = np.full(T, rng.uniform(0.3, 0.7) * W)
+    cy = np.full(T, rng.uniform(0.3, 0.7) * H)
+    drift = rng.uniform(-0.05, 0.05, size=2) * axes * progress[:, None]
     if kind in ("horizontal", "vertical"):
-        travel = rng.uniform(0.45, 0.75) * S
+        length, breadth = (W, H) if kind == "horizontal" else (H, W)
+        travel = rng.uniform(0.45, 0.75) * length
         margin = radius[0] * 0.6
-        start = rng.uniform(margin, S - margin - travel)
+        start = rng.uniform(margin, length - margin - travel)
         along = start + travel * progress
-        across = rng.uniform(0.25, 0.75) * S + drift[:, 0]
+        across = rng.uniform(0.25, 0.75) * breadth + drift[:, 0]
         cx, cy = (along, across) if kind == "horizontal" else (across, along)
     elif kind == "scale":
-        r0, growth = rng.uniform(0.06, 0.09) * S, rng.uniform(2.5, 4.0)
+        r0, growth = rng.uniform(0.06, 0.09) * R, rng.uniform(2.5, 4.0)
         radius = r0 * (1 + (growth - 1) * progress)
         cx, cy = cx + drift[:, 0], cy + drift[:, 1]
     elif kind == "fade":
         opacity = progress.copy()
         cx, cy = cx + drift[:, 0], cy + drift[:, 1]
     elif kind == "rotate":
-        radius = np.full(T, rng.uniform(0.22, 0.3) * S)
+        radius = np.full(T, rng.uniform(0.22, 0.3) * R)
         rotation = rotation + rng.uniform(0.5, 0.85) * np.pi * progress  # clockwise on screen (y down)
     noise_level = rng.uniform(0, 6)
-    frames = np.empty((T, S, S, 3), dtype=np.uint8)
+    frames = np.empty((T, H, W, 3), dtype=np.uint8)
     for t in range(T):
         du, dv = xs - cx[t], ys - cy[t]
         cos, sin = np.cos(rotation[t]), np.sin(rotation[t])
@@ -246,9 +253,9 @@ def _write_frames(frames: np.ndarray, folder: Path, template: str = "{:05d}.jpg"
 
 
 def _make_one(job):
-    index, seed, kind, reverse, num_frames, size, fmt, target = job
+    index, seed, kind, reverse, num_frames, size, width, fmt, target = job
     rng = np.random.default_rng([seed, index])
-    frames, description = render_video(kind, rng, num_frames, size)
+    frames, description = render_video(kind, rng, num_frames, size, width)
     if reverse:
         frames = np.ascontiguousarray(frames[::-1])
     if fmt == "frames":
@@ -260,7 +267,7 @@ def _make_one(job):
 
 def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: int = 64, seed: int = 0,
                        format: str = "webm", num_pairs: int = 4, val_fraction: float = 0.25,
-                       workers: int = 1, progress: bool = False) -> Path:
+                       workers: int = 1, progress: bool = False, width: int | None = None) -> Path:
     """Write the synthetic dataset under ``out_dir`` and return ``out_dir``.
 
     Layout (Something-Something v2, ``build_dataset(format="ssv2", root=out_dir / "videos",
@@ -270,12 +277,15 @@ def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: i
     described in SSv1 files ``something-something-v1-{labels,train,validation}.csv`` for
     ``format="ssv1"``), plus ``synthetic.json`` recording the settings and how to load the data.
     Labels are balanced (video ``i`` has label ``i mod num_classes``); the last ``val_fraction`` of
-    each class goes to validation.
+    each class goes to validation. Frames are ``size`` x ``size``, or ``size`` (height) x ``width``
+    when ``width`` is given (``size=240, width=320, frames=48``: SSv2's resolution and typical length).
     """
     if format not in SYNTH_FORMATS:
         raise ConfigError(f"format must be one of {SYNTH_FORMATS}, got {format!r}")
     if frames < 2 or size < 8 or size % 2:
         raise ConfigError(f"frames must be >= 2 and size an even number >= 8, got frames={frames}, size={size}")
+    if width is not None and (width < 8 or width % 2):
+        raise ConfigError(f"width must be an even number >= 8 (or None for square frames), got width={width}")
     classes = synthetic_classes(num_pairs)
     num_classes = len(classes)
     if num_videos < 2 * num_classes:
@@ -290,7 +300,7 @@ def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: i
     for index in range(num_videos):
         label = index % num_classes
         pair = PAIRS[label // 2]
-        jobs.append((index, seed, pair.kind, label % 2 == 1, frames, size, format,
+        jobs.append((index, seed, pair.kind, label % 2 == 1, frames, size, width, format,
                      str(videos / f"{index + 1}{extension}")))
     descriptions: dict[int, dict] = {}
     with map_with_progress(_make_one, jobs, workers=workers, processes=True, total=len(jobs), progress=progress,
@@ -327,7 +337,7 @@ def generate_synthetic(out_dir, num_videos: int = 400, frames: int = 32, size: i
         loading["video_extension"] = ".mp4"
     atomic_write_json(out / "synthetic.json", {
         "generator": "videoattn.data.synthetic", "generator_version": GENERATOR_VERSION,
-        "num_videos": num_videos, "frames": frames, "size": size,
+        "num_videos": num_videos, "frames": frames, "size": size, "width": size if width is None else width,
         "seed": seed, "format": format, "num_pairs": num_pairs, "fps": 12,
         "pairs": [[classes[2 * p][0], classes[2 * p + 1][0]] for p in range(num_pairs)], "load": loading,
     })

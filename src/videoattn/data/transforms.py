@@ -47,6 +47,8 @@ __all__ = [
     "three_crop_boxes",
     "five_crop_boxes",
     "crop_and_resize",
+    "pixel_box",
+    "resize_patch",
     "hflip",
     "color_jitter",
     "normalize",
@@ -167,13 +169,25 @@ def crop_and_resize(frames: np.ndarray, box: Box, out_size: tuple[int, int]) -> 
     """Crop ``box`` (decoded-frame coordinates) from uint8 ``(T, H, W, C)``; float ``(T, C, h, w)`` 0..255."""
     if frames.ndim != 4:
         raise ConfigError(f"frames must be (T, H, W, C), got shape {tuple(frames.shape)}")
-    height, width = frames.shape[1:3]
+    top, bottom, left, right = pixel_box(box, *frames.shape[1:3])
+    patch = torch.from_numpy(np.ascontiguousarray(frames[:, top:bottom, left:right]))
+    return resize_patch(patch.permute(0, 3, 1, 2).float(), out_size)
+
+
+def pixel_box(box: Box, height: int, width: int) -> tuple[int, int, int, int]:
+    """The integer rows and columns ``(top, bottom, left, right)`` a crop of ``box`` reads (at least one
+    pixel, inside a ``height`` x ``width`` frame)."""
     top = min(max(int(round(box.top)), 0), height - 1)
     left = min(max(int(round(box.left)), 0), width - 1)
     bottom = min(max(int(round(box.top + box.height)), top + 1), height)
     right = min(max(int(round(box.left + box.width)), left + 1), width)
-    patch = torch.from_numpy(np.ascontiguousarray(frames[:, top:bottom, left:right]))
-    patch = patch.permute(0, 3, 1, 2).float()
+    return top, bottom, left, right
+
+
+def resize_patch(patch: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    """Float ``(T, C, h, w)`` 0..255 -> ``(T, C, *out_size)``: antialiased bilinear, clamped to 0..255.
+
+    The one resize of both transform paths (worker CPU and ``data.transforms_on: device``)."""
     if tuple(patch.shape[-2:]) != tuple(out_size):
         patch = F.interpolate(patch, size=tuple(out_size), mode="bilinear", align_corners=False,
                               antialias=True)
@@ -270,6 +284,24 @@ class ClipTransform:
             clip = hflip(clip)
         return normalize(clip, self.mean, self.std)
 
+    def train_box(self, height: int, width: int, rng: np.random.Generator | None) -> Box:
+        """The random crop of a training clip, in the coordinates of its ``height`` x ``width`` decoded
+        frames: the draws ``__call__`` makes before cropping (``data.transforms_on: device`` makes
+        them in the worker and crops on the device)."""
+        if rng is None:
+            raise ConfigError("a training transform needs a random generator")
+        if self.crop == "jitter":
+            low = self.jitter_range or (round(self.size * 256 / 224), round(self.size * 320 / 224))
+            shape, box = jitter_crop_box(height, width, self.size, rng, low)
+        else:
+            shape = resized_shape(height, width, self.scale_size)
+            if self.crop == "multiscale":
+                box = multiscale_crop_box(shape[0], shape[1], self.size, rng, self.scales,
+                                          self.max_distort, self.fix_crop, self.more_fix_crop)
+            else:
+                box = random_resized_crop_box(shape[0], shape[1], rng, self.area_range)
+        return box.scaled(height / shape[0], width / shape[1])
+
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None, flip: bool = False,
                  mirror_views: bool = True):
         """Training: one clip (mirrored if ``flip``). Evaluation: the list of crops; with ten crops
@@ -278,19 +310,7 @@ class ClipTransform:
         height, width = frames.shape[1:3]
         out = (self.size, self.size)
         if self.train:
-            if rng is None:
-                raise ConfigError("a training transform needs a random generator")
-            if self.crop == "jitter":
-                low = self.jitter_range or (round(self.size * 256 / 224), round(self.size * 320 / 224))
-                shape, box = jitter_crop_box(height, width, self.size, rng, low)
-            else:
-                shape = resized_shape(height, width, self.scale_size)
-                if self.crop == "multiscale":
-                    box = multiscale_crop_box(shape[0], shape[1], self.size, rng, self.scales,
-                                              self.max_distort, self.fix_crop, self.more_fix_crop)
-                else:
-                    box = random_resized_crop_box(shape[0], shape[1], rng, self.area_range)
-            box = box.scaled(height / shape[0], width / shape[1])
+            box = self.train_box(height, width, rng)
             return self._finish(crop_and_resize(frames, box, out), flip, rng)
         shape = resized_shape(height, width, self.scale_size)
         if self.num_crops == 1:

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from ..config import Config, require
+from ..data.device_transforms import resolve_transforms_on, transform_batch_on_device
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, VideoAttnError
 from ..utils.faults import fault_point
@@ -152,7 +153,8 @@ def train(config: Config, resume: bool | str | None = None, callbacks: Sequence[
     raised (the CLI exits with :data:`~videoattn.engine.preemption.PREEMPTED_EXIT_CODE`).
 
     ``callbacks`` are called on the main process as ``callback(event, record)`` with event ``"step"``
-    (every ``train.log_interval`` steps: epoch, step, loss, lr, clips_per_second), ``"epoch"`` (the
+    (every ``train.log_interval`` steps: epoch, step, loss, lr, clips_per_second, data_wait_fraction of
+    those steps), ``"epoch"`` (the
     epoch's history record) and ``"end"`` (the run summary). Raises :class:`TrainingDivergedError`
     if the loss becomes NaN/inf (``last.pt`` stays the last good checkpoint) and ConfigError/DataError
     for bad settings or data, before training starts.
@@ -224,6 +226,11 @@ class _Trainer:
             check_media_present(self.val_set, config.data.root,
                                 f"data.val_annotations ({config.data.val_annotations!r})", tolerance=tolerance,
                                 warn=show)
+        self.transforms_on = resolve_transforms_on(config.data.transforms_on, ctx.device, self.train_set)
+        if hasattr(self.train_set, "set_transforms_on"):
+            self.train_set.set_transforms_on(self.transforms_on)
+        # worker id (-1: main process) -> [clips, seconds producing them, peak resident KiB]
+        self.loader_stats: dict[int, list[float]] = {}
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
         num_classes = config.model.num_classes or len(self.classes)
         if not num_classes:
@@ -364,7 +371,7 @@ class _Trainer:
         progress = ProgressBar(ctx.is_main and t.progress, self.steps_per_epoch, self.step_in_epoch,
                              self.epoch + 1, t.epochs)
         batches = StepBoundaryBatches(iter(self.loader), self.config.data.num_workers > 0)
-        window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "start": time.perf_counter()}
+        window = {"loss": 0.0, "clips": 0.0, "steps": 0.0, "data_wait": 0.0, "start": time.perf_counter()}
         epoch_start = time.perf_counter()
         stopped = False
         try:
@@ -389,6 +396,7 @@ class _Trainer:
                 self.step_in_epoch += 1
                 window["loss"] += loss_value if math.isfinite(loss_value) else 0.0
                 window["clips"] += clips * ctx.world_size
+                window["data_wait"] += wait
                 window["steps"] += 1
                 if self.global_step % t.log_interval == 0 or self.step_in_epoch == self.steps_per_epoch:
                     self._log_window(window)
@@ -440,8 +448,16 @@ class _Trainer:
                     "worker, then --resume") from None
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
+            if "load" in batch:
+                worker, seconds, count, peak_kib = batch["load"]
+                stats = self.loader_stats.setdefault(int(worker), [0.0, 0.0, 0.0])
+                stats[0] += count
+                stats[1] += seconds
+                stats[2] = max(stats[2], peak_kib)
             reseed(step_seed(t.seed, self.global_step, micro, ctx.rank), ctx.device)
             video = (batch["video"] if "video" in batch else batch["image"]).to(ctx.device, non_blocking=True)
+            if "crop_box" in batch:  # data.transforms_on: device
+                video = transform_batch_on_device(video, batch["crop_box"], batch["flip"], self.train_set.transform)
             labels = torch.as_tensor(batch["label"]).long().to(ctx.device, non_blocking=True)
             sync = (contextlib.nullcontext() if micro == accumulation - 1 or not ctx.enabled
                     else self.model.no_sync())
@@ -493,10 +509,11 @@ class _Trainer:
         now = time.perf_counter()
         record = {"epoch": self.epoch + 1, "loss": window["loss"] / max(window["steps"], 1.0),
                   "lr": self.optimizer.param_groups[0]["lr"],
-                  "clips_per_second": window["clips"] / max(now - window["start"], 1e-9)}
+                  "clips_per_second": window["clips"] / max(now - window["start"], 1e-9),
+                  "data_wait_fraction": min(window["data_wait"] / max(now - window["start"], 1e-9), 1.0)}
         self.logger.log("step", self.global_step, record)
         self._emit("step", {"step": self.global_step, **record})
-        window.update(loss=0.0, clips=0.0, steps=0.0, start=now)
+        window.update(loss=0.0, clips=0.0, steps=0.0, data_wait=0.0, start=now)
 
     def _validate(self) -> tuple[torch.Tensor, torch.Tensor, list]:
         """Scores of the validation split (a dead loader worker makes ``predict_scores`` score again
@@ -546,6 +563,42 @@ class _Trainer:
                             self.work_dir / "best.pt")
         self._emit("epoch", dict(record))
 
+    def _loader_report(self, per_rank: list[dict[int, list[float]]]) -> dict[str, Any]:
+        """This session's loader throughput against the model's, and a hint when the data wait passes 10%.
+
+        A worker's rate is the clips it produced over the seconds it spent producing them (decode +
+        CPU transforms, substitutions included); the loader's rate is the sum over workers (of all
+        processes). The model's rate is the clips trained over the step time not spent waiting for data.
+        Peak host memory is each producing process's peak resident set (a worker's includes pages it
+        shares with the main process; "main", with ``num_workers: 0``, is the whole training process).
+        """
+        totals, config = self.totals, self.config
+        per_worker, peak_mib = {}, {}
+        for rank, stats in enumerate(per_rank):
+            for worker, (clips, seconds, peak_kib) in sorted(stats.items()):
+                name = f"{'main' if worker < 0 else f'worker{worker}'}" + (f"@rank{rank}" if len(per_rank) > 1 else "")
+                per_worker[name] = clips / max(seconds, 1e-9)
+                peak_mib[name] = peak_kib / 1024
+        loader_rate = sum(per_worker.values())
+        compute = max(totals["seconds"] - totals["data_wait"], 1e-9)
+        model_rate = totals["clips"] / compute
+        wait_fraction = totals["data_wait"] / max(totals["seconds"], 1e-9)
+        hint = None
+        if wait_fraction > 0.10 and per_worker:
+            decoder = str(getattr(self.train_set, "decoder_backend", config.data.decoder))
+            other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
+            tries = [f"data.decoder={other}" if other else "data.options.cache_decoded=true",
+                     f"more workers (data.num_workers={config.data.num_workers} now)",
+                     f"fewer frames (model.num_frames={config.model.num_frames} now)"]
+            if self.transforms_on == "cpu" and self.ctx.device.type == "cuda":
+                tries.insert(1, "data.transforms_on=device")
+            hint = (f"data wait is {100 * wait_fraction:.0f}% of training: the loader delivers {loader_rate:.1f} "
+                    f"clips/s, the model consumes {model_rate:.1f}; try " + " / ".join(tries))
+        return {"transforms_on": self.transforms_on, "clips_per_second": loader_rate,
+                "clips_per_second_per_worker": per_worker, "peak_host_memory_mib_per_worker": peak_mib,
+                "model_clips_per_second": model_rate,
+                "data_wait_fraction": wait_fraction, "hint": hint}
+
     def _finish(self) -> dict[str, Any]:
         ctx = self.ctx
         gathered = all_gather_objects(self.skipped, ctx)
@@ -562,7 +615,10 @@ class _Trainer:
             "nonfinite_steps_skipped": self.nonfinite.skipped,
             "world_size": ctx.world_size,
         }
+        summary["loader"] = self._loader_report(all_gather_objects(self.loader_stats, ctx))
         if ctx.is_main:
+            if summary["loader"]["hint"] and self.config.train.progress:
+                print(summary["loader"]["hint"], file=sys.stderr)
             atomic_write_json(self.work_dir / "summary.json", summary)
             self.logger.close()
         self._emit("end", dict(summary))
