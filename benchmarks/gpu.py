@@ -114,7 +114,10 @@ OFFICIAL: dict[str, OfficialSpec] = {
                        "mit-han-lab/temporal-shift-module (the NL block TSM, GTA and RNL compare with)"),
     "gsm": OfficialSpec("gsm.py", "gsmModule", "nt_chw", lambda cls, c, t: cls(c, num_segments=t),
                         "swathikirans/GSM"),
-    "rsa": OfficialSpec("ops/rsa.py", "RSA", "ncthw", lambda cls, c, t: cls(c, c, kernel_size=(3, 7, 7)),
+    # at our block's defaults: 8 heads, 5x7x7 kernel, relational kernel and context (V + R)
+    "rsa": OfficialSpec("ops/rsa.py", "RSA", "ncthw",
+                        lambda cls, c, t: cls(c, c, nh=8, kernel_size=(5, 7, 7), kernel_type="VplusR",
+                                              feat_type="VplusR"),
                         "KimManjin/RSA"),
 }
 
