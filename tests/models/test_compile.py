@@ -126,6 +126,24 @@ def test_build_model_channels_last_auto_follows_the_device(monkeypatch, caplog):
     assert not weight(model).is_contiguous(memory_format=torch.channels_last)
 
 
+def test_run_start_message_names_the_resolved_layout(synthetic_root, tmp_path, monkeypatch, capsys):
+    """A CPU run with ``auto`` on a machine that has CUDA stays NCHW (the run's device decides) and
+    says so, with its precision, in the start message."""
+    from videoattn.engine import train
+    from videoattn.engine.builders import run_layout
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model = tiny_config_dict(synthetic_root, tmp_path)["model"]
+    config = config_from_dict(tiny_config_dict(synthetic_root, tmp_path / "run",
+                                               model={**model, "channels_last": "auto"},
+                                               train={"epochs": 1, "val_interval": 0, "progress": True},
+                                               data={"pin_memory": False}))
+    train(config)
+    assert "on 1 x cpu (fp32, NCHW (auto)); starting" in capsys.readouterr().err
+    compiled = config_from_dict({"model": {"name": "r2d18", "channels_last": True, "compile": True}}).model
+    assert run_layout(compiled, "bf16", "cuda") == "bf16, channels-last, compiled (inductor)"
+
+
 def test_default_cpu_run_is_bit_identical_to_channels_last_false(synthetic_root, tmp_path):
     """The default (whatever it is) on a CPU trains exactly as the explicit NCHW setting did before."""
     from videoattn.engine import train

@@ -12,7 +12,7 @@ from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
 
 __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "check_compile_backend",
-           "frozen_bn_layers", "resolve_channels_last", "uncompiled"]
+           "frozen_bn_layers", "resolve_channels_last", "run_layout", "uncompiled"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,16 @@ def resolve_channels_last(value: Any, device: Any = None) -> bool:
     if isinstance(value, bool):
         return value
     raise ConfigError(f"config key 'model.channels_last': got {value!r}; expected true, false or 'auto'")
+
+
+def run_layout(model_config: Any, precision: str, device: Any) -> str:
+    """How a run computes, for its start message: ``"bf16, channels-last (auto), compiled (inductor)"``."""
+    setting = getattr(model_config, "channels_last", False)
+    parts = [precision, ("channels-last" if resolve_channels_last(setting, device) else "NCHW")
+             + (" (auto)" if setting == "auto" else "")]
+    if getattr(model_config, "compile", False):
+        parts.append(f"compiled ({getattr(model_config, 'compile_backend', 'inductor')})")
+    return ", ".join(parts)
 
 
 def check_compile_backend(backend: Any) -> str:
