@@ -215,3 +215,18 @@ def test_no_graph_break_in_other_preset_families(name):
     model = videoattn.create_model(name, num_classes=5, num_frames=8, base_channels=8, pretrained=None)
     breaks = _breaks(model, torch.randn(1, 3, 8, 64, 64))
     assert not breaks, f"{name}: {len(breaks)} graph break(s): " + "; ".join(breaks)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", videoattn.list_models())
+def test_no_graph_break_in_any_preset(name):
+    """Every preset (stem width 16, 64 px; BAT with s = 2): no graph break anywhere in the model.
+    About 2.5 minutes in all on one thread (measured 0.4-7.3 s per preset), hence ``slow``."""
+    from videoattn.models import get_preset
+
+    options = {"base_channels": 16, **({"block_options": {"s": 2}} if "bat" in name else {})}
+    image = get_preset(name).input_kind == "image"
+    model = videoattn.create_model(name, num_classes=5, num_frames=None if image else 8, pretrained=None, **options)
+    clips = torch.randn(1, 3, 64, 64) if image else torch.randn(1, 3, 8, 64, 64)
+    breaks = _breaks(model, clips)
+    assert not breaks, f"{name}: {len(breaks)} graph break(s): " + "; ".join(breaks)
