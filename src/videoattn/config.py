@@ -69,7 +69,14 @@ class ModelConfig:
     #: Keep the trunk's 2-D convolution weights (and so their activations) channels-last (NHWC):
     #: the same function, faster on CPU for the R2D/TSM ResNets (``to_channels_last``;
     #: docs/training.md, Performance). Applies to training and to test/predict/export loading.
-    channels_last: bool = False
+    #: ``auto``: channels-last when the run is on a CUDA device, as given (NCHW) on CPU, where it
+    #: changes float32 rounding (``videoattn.engine.builders.resolve_channels_last``).
+    channels_last: bool | Literal["auto"] = False
+    #: ``torch.compile`` the model (in place: ``state_dict`` keys unchanged) for training, test and
+    #: predict; ``compile_backend`` is its ``backend`` (``inductor``; ``eager``/``aot_eager`` compile
+    #: fast and only check tracing).
+    compile: bool = False
+    compile_backend: str = "inductor"
 
 
 @dataclass
@@ -337,6 +344,10 @@ def validate(config: Config) -> None:
         raise _fail("model.num_frames", m.num_frames, "expected a positive integer")
     if not 0.0 <= m.dropout < 1.0:
         raise _fail("model.dropout", m.dropout, "expected 0 <= dropout < 1")
+    if m.compile:
+        from .engine.builders import check_compile_backend
+
+        check_compile_backend(m.compile_backend)
     for key in ("num_classes", "num_frames", "pretrained", "dropout", "weights", "weights_layout"):
         if key in m.options:
             raise _fail(f"model.options.{key}", m.options[key], f"set it as model.{key} instead")

@@ -293,6 +293,7 @@ def export_model(config: Config, checkpoint: str | os.PathLike | None, fmt: str,
     ``frames``/``size``: the input's T and crop (default ``model.num_frames``, ``data.size``);
     ``scale_size``: the recorded resize (default: the config's, scaled with ``size``, see
     :func:`export_scale_size`). Class names: :func:`~videoattn.engine.evaluation.class_names_for`."""
+    from ..engine.builders import uncompiled
     from ..engine.evaluation import class_names_for, load_model_for
 
     if fmt not in EXPORT_FORMATS:
@@ -302,6 +303,7 @@ def export_model(config: Config, checkpoint: str | os.PathLike | None, fmt: str,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{flag} must be a positive whole number, got {value!r}")
     model, model_config, state = load_model_for(config, None if checkpoint is None else str(checkpoint))
+    model = uncompiled(model)  # model.compile: true is for training/test/predict; tracing refuses it
     frames = int(frames if frames is not None else model_config.num_frames)
     size = int(size if size is not None else config.data.size)
     num_classes = int(getattr(model, "num_classes", 0) or model_config.num_classes or 0)

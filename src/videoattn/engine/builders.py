@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
@@ -10,7 +11,10 @@ from ..config import Config, parse_views
 from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
 
-__all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "frozen_bn_layers"]
+__all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "check_compile_backend",
+           "frozen_bn_layers", "resolve_channels_last", "run_layout", "uncompiled"]
+
+log = logging.getLogger(__name__)
 
 
 def build_dataset_for(config: Config, split: str, num_frames: int | None = None, views: str = "1x1",
@@ -84,8 +88,55 @@ def check_model_name(name: str) -> None:
         raise unknown_name("model", name, known)
 
 
-def build_model(model_config: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
-    """``videoattn.models.create_model`` with the model section's settings."""
+def resolve_channels_last(value: Any, device: Any = None) -> bool:
+    """What ``model.channels_last`` means on ``device`` (``None``: CUDA if available, as ``train.device: auto``).
+
+    ``true``/``false`` are taken as given. ``auto`` is channels-last on a CUDA device (the issue-25
+    H200 run measured bf16 training twice as fast in NHWC) and NCHW on CPU: on the AVX2 development
+    CPU channels-last steps take 0.88-0.91x the time but round float32 sums differently, so ``auto``
+    keeps CPU results bit-identical to ``false``; set ``true`` to take that CPU gain.
+    """
+    import torch
+
+    if value == "auto":
+        device_type = torch.device(device).type if device is not None else (
+            "cuda" if torch.cuda.is_available() else "cpu")
+        return device_type == "cuda"
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"config key 'model.channels_last': got {value!r}; expected true, false or 'auto'")
+
+
+def run_layout(model_config: Any, precision: str, device: Any) -> str:
+    """How a run computes, for its start message: ``"bf16, channels-last (auto), compiled (inductor)"``."""
+    setting = getattr(model_config, "channels_last", False)
+    parts = [precision, ("channels-last" if resolve_channels_last(setting, device) else "NCHW")
+             + (" (auto)" if setting == "auto" else "")]
+    if getattr(model_config, "compile", False):
+        parts.append(f"compiled ({getattr(model_config, 'compile_backend', 'inductor')})")
+    return ", ".join(parts)
+
+
+def check_compile_backend(backend: Any) -> str:
+    """``backend`` if ``torch.compile`` knows it, else a ConfigError naming ``model.compile_backend``."""
+    import torch._dynamo
+
+    known = sorted(torch._dynamo.list_backends(exclude_tags=()))
+    if not isinstance(backend, str) or backend not in known:
+        raise ConfigError(f"config key 'model.compile_backend': got {backend!r}; expected one of "
+                          f"{', '.join(known)}")
+    return backend
+
+
+def build_model(model_config: Any, num_classes: int, pretrained: bool = True, device: Any = None,
+                compile: bool | None = None) -> nn.Module:
+    """``videoattn.models.create_model`` with the model section's settings.
+
+    ``model.channels_last`` is resolved for ``device`` (:func:`resolve_channels_last`) and logged.
+    ``model.compile`` compiles the model in place (``nn.Module.compile``): the module, its parameters
+    and its ``state_dict`` keys stay those of the uncompiled model, so checkpoints load either way.
+    ``compile=False`` overrides the config for callers that trace or hook the model.
+    """
     from ..models import create_model
 
     m = model_config
@@ -97,10 +148,26 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True) ->
         from ..models.recognizer import set_block_checkpointing
 
         set_block_checkpointing(model, True)
-    if getattr(m, "channels_last", False):
+    setting = getattr(m, "channels_last", False)
+    channels_last = resolve_channels_last(setting, device)
+    if setting == "auto":
+        log.info("model.channels_last: auto -> %s", "true (CUDA)" if channels_last else "false (not on CUDA)")
+    if channels_last:
         from ..models.recognizer import to_channels_last
 
         to_channels_last(model)
+    if getattr(m, "compile", False) if compile is None else compile:
+        backend = check_compile_backend(getattr(m, "compile_backend", "inductor"))
+        log.info("model.compile: torch.compile(backend=%r)", backend)
+        model.compile(backend=backend)
+    return model
+
+
+def uncompiled(model: nn.Module) -> nn.Module:
+    """``model`` with an in-place ``torch.compile`` (``model.compile: true``) undone, for callers that
+    trace it (export: TorchScript/ONNX tracing refuses a dynamo-compiled forward) or hook into it."""
+    if getattr(model, "_compiled_call_impl", None) is not None:
+        model._compiled_call_impl = None
     return model
 
 

@@ -53,6 +53,7 @@ from .builders import (
     build_model,
     check_model_name,
     frozen_bn_layers,
+    run_layout,
 )
 from .checkpoint import (
     load_model_weights,
@@ -246,7 +247,7 @@ class _Trainer:
                                        config.data.pin_memory, seed=t.seed, drop_last=True)
 
         # Model, optimizer, schedule.
-        model = build_model(config.model, num_classes, pretrained=self.resume_state is None)
+        model = build_model(config.model, num_classes, pretrained=self.resume_state is None, device=ctx.device)
         self.frozen_bn = frozen_bn_layers(model, t.freeze_bn)
         apply_bn_mode(model, self.frozen_bn)
         if config.model.sync_bn and ctx.enabled:
@@ -287,7 +288,8 @@ class _Trainer:
                          else "starting")
                 print(f"{config.model.name}: {len(self.train_set)} training videos, {num_classes} classes, "
                       f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs on {ctx.world_size} x "
-                      f"{ctx.device.type}; {where}; work dir {work_dir}", file=sys.stderr)
+                      f"{ctx.device.type} ({run_layout(config.model, self.precision.name, ctx.device)}); {where}; "
+                      f"work dir {work_dir}", file=sys.stderr)
 
     # ---------------------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:

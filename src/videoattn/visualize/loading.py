@@ -50,12 +50,12 @@ def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module
         check_model_name(model_config.name)
         if not model_config.num_classes:
             raise ConfigError("config key 'model.num_classes' must be set to build the model of model.weights")
-        model = build_model(model_config, model_config.num_classes, pretrained=True)
+        model = build_model(model_config, model_config.num_classes, pretrained=True, compile=False)
     else:
         state = load_checkpoint(checkpoint)
         model_config = _member_model_config(config, state, str(checkpoint))
         check_model_name(model_config.name)
-        model = build_model(model_config, model_config.num_classes, pretrained=False)
+        model = build_model(model_config, model_config.num_classes, pretrained=False, compile=False)
         load_model_weights(model, state, source=f"checkpoint {str(checkpoint)!r}")
     return model.eval(), model_config
 

@@ -1,0 +1,437 @@
+"""GPU speed of every block and of whole models (issue 25): one command, one JSON, one markdown table.
+
+Usage::
+
+    python benchmarks/gpu.py                                   # on a CUDA GPU: every row, ~minutes
+    python benchmarks/gpu.py --official nl=/src/temporal-shift-module --official gsm=/src/GSM
+    python benchmarks/gpu.py --device cpu --tiny               # the whole script at toy sizes (tests)
+
+Blocks (the rows of issue 25's table): forward + backward of one block in train mode, batch
+``--clips`` clips x ``--frames`` frames (8 x 8), loss = sum(output * fixed random tensor), input
+requiring grad; median of ``--repeats`` timed runs after ``--warmup`` untimed ones, the device
+synchronised around each. Every row runs in three precisions: ``fp32`` (TF32 off), ``fp32_tf32``
+(``torch.backends.cuda.matmul.allow_tf32`` and cuDNN's TF32 on) and ``bf16`` (autocast). On CUDA
+the peak memory of each timed run is recorded too (``torch.cuda.max_memory_allocated``).
+
+Official modules: ``--official NAME=DIR`` (or a bare ``DIR``: every spec whose file is in it) points
+at a fetched copy of a paper's released repository. Their code is imported from that path at run
+time and timed at the same shapes in its own layout; nothing of it is copied here. Known specs:
+:data:`OFFICIAL`. A module that fails to build or run (e.g. CUDA-only code on a CPU) gets its error
+in the JSON instead of a time.
+
+Whole models: one engine training step (``videoattn.analysis.speed.TrainingStep``: autocast, float
+logits, cross-entropy, backward, fused SGD) in bf16 with a channels-last trunk at batch ``--model-batch``
+x 8 frames x 224 (SlowFast: 32 frames, :data:`MODEL_FRAMES`), frames/s = clips x frames / median
+step; fvcore GMACs per clip beside it, and for each preset its step time and MACs over its trunk's;
+the torchvision ResNet-50 row (images/s, same precision, layout and optimizer) when torchvision imports.
+
+Writes ``--out`` (default ``benchmarks/results/gpu.json``; ``--device cpu`` has no default output:
+CPU numbers never land in gpu.json) and prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from videoattn.errors import ConfigError  # noqa: E402
+
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "gpu.json"
+PRECISIONS = ("fp32", "fp32_tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """One row of the table: ``block`` (a registry name, or ``conv3d``) at channels ``c`` and ``h x w``."""
+
+    label: str
+    block: str
+    c: int
+    h: int
+    w: int
+    options: dict = field(default_factory=dict)
+    official: str | None = None  # the OFFICIAL spec it is compared with
+
+
+def block_rows(tiny: bool) -> list[BlockRow]:
+    """Issue 25's rows; ``tiny``: the same rows at toy widths and sizes (a CPU test runs all of them)."""
+    if tiny:
+        res3, res4, gsm_a, gsm_b, rsa_a, rsa_b = (32, 8), (64, 4), (16, 8), (32, 4), (16, 8), (32, 4)
+        bat = {"s": 4}
+        rnl3, rnl4 = {"kernel_size": (3, 3, 3)}, {"kernel_size": (3, 3, 3)}
+    else:
+        res3, res4, gsm_a, gsm_b, rsa_a, rsa_b = (512, 28), (1024, 14), (192, 28), (352, 7), (128, 28), (256, 14)
+        bat = {}
+        rnl3, rnl4 = {"kernel_size": (3, 7, 7)}, {"kernel_size": (3, 3, 3)}
+    rows = []
+    for site, (c, s) in (("res3", res3), ("res4", res4)):
+        rows += [BlockRow(f"NL {site}", "nl", c, s, s, official="nl"),
+                 BlockRow(f"GTA {site}", "gta", c, s, s, official="nl"),
+                 BlockRow(f"DNL {site}", "dnl", c, s, s, official="nl")]
+    rows += [BlockRow("RNL res3 3x7x7" if not tiny else "RNL res3", "rnl", res3[0], res3[1], res3[1], rnl3),
+             BlockRow("RNL res4 3x3x3", "rnl", res4[0], res4[1], res4[1], rnl4)]
+    for site, (c, s) in (("res3", res3), ("res4", res4)):
+        rows += [BlockRow(f"BAT 2D {site}", "bat", c, s, s, bat), BlockRow(f"BAT 3D {site}", "bat3d", c, s, s, bat)]
+    for c, s in (gsm_a, gsm_b):
+        rows += [BlockRow(f"GSM C{c} {s}x{s}", "gsm", c, s, s, official="gsm"),
+                 BlockRow(f"SA-GSM C{c} {s}x{s}", "sa_gsm", c, s, s)]
+    for c, s in (rsa_a, rsa_b):
+        rows += [BlockRow(f"RSA C{c} {s}x{s}", "rsa", c, s, s, official="rsa"),
+                 BlockRow(f"conv3d 3x3x3 C{c} {s}x{s}", "conv3d", c, s, s)]
+    return rows
+
+
+@dataclass(frozen=True)
+class OfficialSpec:
+    """Where a released module lives in its repository and how it is built and fed.
+
+    ``layout``: ``ncthw`` (a video tensor) or ``nt_chw`` (frames folded into the batch, as TSN-style
+    code runs, e.g. GSM). ``build(cls, channels, frames)`` makes the module."""
+
+    path: str
+    cls: str
+    layout: str
+    build: Callable[[type, int, int], nn.Module]
+    source: str
+
+
+#: The released modules this script knows (their repositories are not part of this project).
+OFFICIAL: dict[str, OfficialSpec] = {
+    "nl": OfficialSpec("ops/non_local.py", "NONLocalBlock3D", "ncthw", lambda cls, c, t: cls(c),
+                       "mit-han-lab/temporal-shift-module (the NL block TSM, GTA and RNL compare with)"),
+    "gsm": OfficialSpec("gsm.py", "gsmModule", "nt_chw", lambda cls, c, t: cls(c, num_segments=t),
+                        "swathikirans/GSM"),
+    # at our block's defaults: 8 heads, 5x7x7 kernel, relational kernel and context (V + R)
+    "rsa": OfficialSpec("ops/rsa.py", "RSA", "ncthw",
+                        lambda cls, c, t: cls(c, c, nh=8, kernel_size=(5, 7, 7), kernel_type="VplusR",
+                                              feat_type="VplusR"),
+                        "KimManjin/RSA"),
+}
+
+
+def parse_official(values: list[str]) -> dict[str, Path]:
+    """``NAME=DIR`` or ``DIR`` arguments -> {spec name: repository root}; a clear error for a bad one."""
+    found: dict[str, Path] = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep:
+            name, folder = "", value
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"--official {value!r}: {root} is not a directory (expected a fetched repository)")
+        if name:
+            if name not in OFFICIAL:
+                raise ConfigError(f"--official {value!r}: unknown module {name!r}; expected one of "
+                                  f"{', '.join(OFFICIAL)}")
+            if not (root / OFFICIAL[name].path).is_file():
+                raise ConfigError(f"--official {value!r}: {root / OFFICIAL[name].path} not found "
+                                  f"(expected {OFFICIAL[name].source})")
+            found[name] = root
+            continue
+        matches = [key for key, spec in OFFICIAL.items() if (root / spec.path).is_file()]
+        if not matches:
+            raise ConfigError(f"--official {value!r}: none of {', '.join(s.path for s in OFFICIAL.values())} "
+                              f"is in {root}; name the module as NAME=DIR")
+        found.update({key: root for key in matches})
+    return found
+
+
+def load_official(name: str, root: Path) -> type:
+    """The released class, imported from ``root`` (its own folder and the repository on sys.path)."""
+    spec = OFFICIAL[name]
+    file = root / spec.path
+    added = [str(root), str(file.parent)]
+    sys.path[:0] = added
+    try:
+        module_spec = importlib.util.spec_from_file_location(f"_official_{name}", file)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    finally:
+        for entry in added:
+            sys.path.remove(entry)
+    if not hasattr(module, spec.cls):
+        raise ConfigError(f"--official {name}={root}: {file} has no class {spec.cls!r}")
+    return getattr(module, spec.cls)
+
+
+# ----------------------------------------------------------------------------------------------------
+# timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device) -> Iterator[None]:
+    """TF32 switched on only for ``fp32_tf32`` (and restored); bf16 autocast for ``bf16``."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "fp32_tf32"
+    try:
+        if precision == "bf16":
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def time_fwd_bwd(module: nn.Module, x: torch.Tensor, precision: str, warmup: int, repeats: int) -> dict[str, Any]:
+    """Median forward + backward milliseconds of ``module`` on ``x`` and, on CUDA, the peak MiB."""
+    device = x.device
+    x = x.detach().requires_grad_(True)
+    weight: torch.Tensor | None = None
+    times = []
+    peak = None
+    for index in range(warmup + repeats):
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        synchronize(device)
+        start = time.perf_counter()
+        with precision_context(precision, device):
+            out = module(x)
+        if weight is None:
+            weight = torch.randn(out.shape, device=device, generator=torch.Generator(device).manual_seed(1))
+        (out.float() * weight).sum().backward()
+        synchronize(device)
+        if index >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+            if device.type == "cuda":
+                peak = max(peak or 0.0, torch.cuda.max_memory_allocated(device) / 2**20)
+    return {"ms": statistics.median(times), "peak_mib": peak}
+
+
+def build_ours(row: BlockRow, frames: int) -> nn.Module:
+    if row.block == "conv3d":
+        return nn.Conv3d(row.c, row.c, 3, padding=1, bias=False)
+    from videoattn.blocks import create
+
+    return create(row.block, row.c, num_frames=frames, **row.options)
+
+
+def run_blocks(rows: list[BlockRow], official: dict[str, Path], device: torch.device, clips: int, frames: int,
+               warmup: int, repeats: int) -> list[dict[str, Any]]:
+    results = []
+    for row in rows:
+        torch.manual_seed(0)
+        video = torch.randn(clips, row.c, frames, row.h, row.w, device=device)
+        entry: dict[str, Any] = {"label": row.label, "block": row.block, "channels": row.c, "frames": frames,
+                                 "size": [row.h, row.w], "clips": clips, "ours": {}, "official": None}
+        module = build_ours(row, frames).to(device).train()
+        for precision in PRECISIONS:
+            entry["ours"][precision] = time_fwd_bwd(module, video, precision, warmup, repeats)
+        if row.official and row.official in official:
+            spec = OFFICIAL[row.official]
+            entry["official"] = {"name": row.official, "source": spec.source, "layout": spec.layout}
+            try:
+                torch.manual_seed(0)
+                theirs = spec.build(load_official(row.official, official[row.official]), row.c, frames)
+                theirs = theirs.to(device).train()
+                feed = (video if spec.layout == "ncthw"
+                        else video.transpose(1, 2).reshape(clips * frames, row.c, row.h, row.w).contiguous())
+                for precision in PRECISIONS:
+                    entry["official"][precision] = time_fwd_bwd(theirs, feed, precision, warmup, repeats)
+            except Exception as error:  # recorded, not fatal: released code may need CUDA or other packages
+                entry["official"]["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        results.append(entry)
+        print(f"  {row.label}: " + ", ".join(f"{p} {entry['ours'][p]['ms']:.2f} ms" for p in PRECISIONS),
+              file=sys.stderr)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------
+# whole models
+
+#: (preset, its trunk: the same preset with no blocks); trunks are rows too.
+MODELS = [("r2d50", None), ("r2d50_nl", "r2d50"), ("r2d50_gta", "r2d50"), ("tsm50", None),
+          ("tsm50_rnl", "tsm50"), ("tsn50_rsa", "tsm50"), ("bninception", None),
+          ("bninception_sagsm", "bninception"), ("c2d50", None), ("c2d50_bat3d", "c2d50"),
+          ("slowfast50", None), ("slowfast50_gta", "slowfast50")]
+
+
+#: Frames per clip where a model's own input differs from ``--frames`` (SlowFast: 32-frame clips, the
+#: slow pathway's 4 after its stride of 8, as issue 25's SlowFast figure was taken).
+MODEL_FRAMES = {"slowfast50": 32, "slowfast50_gta": 32}
+
+
+def tiny_options(name: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"base_channels": 8}
+    if "bat" in name:
+        options["block_options"] = {"s": 2}
+    return options
+
+
+def run_models(device: torch.device, batch: int, frames: int, size: int, warmup: int, repeats: int,
+               tiny: bool) -> list[dict[str, Any]]:
+    from videoattn.analysis.complexity import count_macs
+    from videoattn.analysis.speed import TrainingStep
+
+    precision = "bf16"
+    results = []
+    for name, trunk in MODELS:
+        options = tiny_options(name) if tiny else {}
+        case = TrainingStep(name, precision=precision, batch=batch, frames=frames if tiny else MODEL_FRAMES.get(
+            name, frames), size=size, channels_last=True, device=device, **options)
+        for _ in range(warmup):
+            case.step()
+        step = statistics.median(case.step() for _ in range(repeats))
+        clip = case.inputs[:1]
+        case.model.eval()
+        macs = count_macs(case.model, clip, convention="fvcore")
+        clip_frames = clip.shape[2]
+        results.append({"model": name, "trunk": trunk, "precision": precision, "channels_last": True,
+                        "batch": batch, "frames": clip_frames, "size": size, "step_s": step,
+                        "frames_per_s": batch * clip_frames / step, "gmacs_per_clip": macs / 1e9})
+        print(f"  {name}: {batch * clip_frames / step:,.0f} frames/s", file=sys.stderr)
+        del case
+    by_name = {r["model"]: r for r in results}
+    for r in results:  # the issue's target: step ratio over the trunk's <= 1.2 x the MAC ratio
+        if r["trunk"]:
+            base = by_name[r["trunk"]]
+            r["step_over_trunk"] = r["step_s"] / base["step_s"]
+            r["macs_over_trunk"] = r["gmacs_per_clip"] / base["gmacs_per_clip"]
+    if importlib.util.find_spec("torchvision") is not None:
+        results.append(torchvision_row(device, batch * frames, size, warmup, repeats))
+    return results
+
+
+def torchvision_row(device: torch.device, images: int, size: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """torchvision ResNet-50 trained the same way (bf16 autocast, channels-last, fused SGD): images/s."""
+    import torchvision
+
+    from videoattn.config import TrainConfig
+    from videoattn.engine.precision import Precision, training_step
+    from videoattn.engine.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=174).to(device, memory_format=torch.channels_last).train()
+    inputs = torch.randn(images, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(images, device=device) % 174
+    optimizer = build_optimizer(list(model.parameters()), TrainConfig(lr=0.01, momentum=0.9, weight_decay=1e-4))
+    precision = Precision.resolve("bf16", device)
+    criterion = nn.CrossEntropyLoss()
+
+    def step() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        float(training_step(model, inputs, labels, criterion, optimizer, precision, None))
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        step()
+    seconds = statistics.median(step() for _ in range(repeats))
+    return {"model": "torchvision_resnet50", "trunk": None, "precision": "bf16", "channels_last": True,
+            "batch": images, "frames": 1, "size": size, "step_s": seconds, "frames_per_s": images / seconds,
+            "gmacs_per_clip": None}
+
+
+# ----------------------------------------------------------------------------------------------------
+# report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    def ms(value: dict | None, precision: str) -> str:
+        if not value:
+            return "—"
+        if "error" in value and precision not in value:
+            return "error"
+        return f"{value[precision]['ms']:.2f}" if precision in value else "—"
+
+    device = report["device"]
+    lines = [f"Blocks, fwd+bwd, {report['clips']} clips x {report['frames']} frames, median of "
+             f"{report['repeats']} ({device}; ms)", "",
+             "| block, site | official fp32 | ours fp32 | official fp32+TF32 | ours fp32+TF32 | official bf16 "
+             "| ours bf16 |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["blocks"]:
+        cells = []
+        for precision in PRECISIONS:
+            cells += [ms(row["official"], precision), ms(row["ours"], precision)]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    if report.get("models"):
+        lines += ["", f"Whole models, training, bf16 autocast, channels-last, fused SGD ({device})", "",
+                  "| model | frames/s | GMACs / clip | step / trunk's | MACs / trunk's |", "|---|---|---|---|---|"]
+        for row in report["models"]:
+            gmacs = f"{row['gmacs_per_clip']:.3g}" if row.get("gmacs_per_clip") is not None else "—"
+            ratio = (f"{row['step_over_trunk']:.2f}x", f"{row['macs_over_trunk']:.2f}x") if "step_over_trunk" in row \
+                else ("—", "—")
+            lines.append(f"| {row['model']} | {row['frames_per_s']:,.0f} | {gmacs} | {ratio[0]} | {ratio[1]} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--tiny", action="store_true", help="toy shapes and 1 repetition (a smoke test, any device)")
+    parser.add_argument("--official", action="append", default=[], metavar="NAME=DIR",
+                        help=f"a fetched official repository (NAME: {', '.join(OFFICIAL)}; repeatable)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (10; --tiny: 1)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (3; --tiny: 0)")
+    parser.add_argument("--clips", type=int, default=None, help="clips per block batch (8; --tiny: 1)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--model-batch", type=int, default=None, help="clips per model step (32; --tiny: 1)")
+    parser.add_argument("--size", type=int, default=None, help="model input size (224; --tiny: 64)")
+    parser.add_argument("--skip-models", action="store_true", help="blocks only")
+    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/gpu.json on CUDA)")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu.py: --device cuda but no CUDA device is available (use --device cpu --tiny to try it)")
+    official = parse_official(args.official)
+    tiny = args.tiny
+    repeats = args.repeats or (1 if tiny else 10)
+    warmup = args.warmup if args.warmup is not None else (0 if tiny else 3)
+    clips = args.clips or (1 if tiny else 8)
+    model_batch = args.model_batch or (1 if tiny else 32)
+    size = args.size or (64 if tiny else 224)
+    out = Path(args.out) if args.out else (DEFAULT_OUTPUT if device.type == "cuda" else None)
+    if out is not None and out.resolve() == DEFAULT_OUTPUT.resolve() and device.type != "cuda":
+        raise SystemExit(f"gpu.py: {DEFAULT_OUTPUT} holds GPU numbers; write CPU runs elsewhere with --out")
+
+    report: dict[str, Any] = {
+        "device": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"),
+        "torch": torch.__version__, "cuda": torch.version.cuda, "tiny": tiny, "repeats": repeats, "warmup": warmup,
+        "clips": clips, "frames": args.frames, "precisions": list(PRECISIONS),
+        "official": {name: str(path) for name, path in official.items()},
+    }
+    print("blocks:", file=sys.stderr)
+    report["blocks"] = run_blocks(block_rows(tiny), official, device, clips, args.frames, warmup, repeats)
+    if not args.skip_models:
+        print("models:", file=sys.stderr)
+        report["models"] = run_models(device, model_batch, args.frames, size, warmup, repeats, tiny)
+        if not any(r["model"] == "torchvision_resnet50" for r in report["models"]):
+            report["torchvision"] = "not importable: row skipped"
+    table = markdown(report)
+    report["markdown"] = table
+    print(table)
+    if out is not None:
+        from videoattn.utils.io import atomic_write_json
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, report)
+        print(f"wrote {out}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()
