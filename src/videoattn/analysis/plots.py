@@ -105,17 +105,10 @@ def gta_temporal_matrices(model: nn.Module) -> dict[str, dict[str, np.ndarray]]:
     ``"pixel"``/``"region"``; entry ``[t_out, t_in]`` is how much input frame ``t_in`` weighs in output
     frame ``t_out``."""
     from ..blocks.gta import GlobalTemporalAttention
+    from ..visualize.maps import gta_matrices
 
-    found = {}
-    for name, module in model.named_modules():
-        if isinstance(module, GlobalTemporalAttention):
-            branches = {}
-            for branch in ("pixel", "region"):
-                matrix = getattr(module, f"{branch}_matrix", None)
-                if isinstance(matrix, torch.Tensor):
-                    branches[branch] = temporal_matrix_magnitude(matrix)
-            found[name.removeprefix("backbone.")] = branches
-    return found
+    return {name.removeprefix("backbone."): gta_matrices(module) for name, module in model.named_modules()
+            if isinstance(module, GlobalTemporalAttention)}
 
 
 def plot_temporal_matrices(matrices: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike,
