@@ -412,6 +412,7 @@ def _expected_frames(container, stream) -> int | None:
     except (AttributeError, TypeError, ValueError, ZeroDivisionError):
         return None
 
+
 def _group_by_keyframe(targets: list[int], index: _PacketIndex):
     groups: list[tuple[int, list[int]]] = []
     for target in targets:
