@@ -392,7 +392,6 @@ def _paper_figure(spec: DemoModel, config, model, video: str | None, out_dir: Pa
         return None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        model.eval()
     return name
 
 
