@@ -69,9 +69,10 @@ class ModelConfig:
     #: Keep the trunk's 2-D convolution weights (and so their activations) channels-last (NHWC):
     #: the same function, faster on CPU for the R2D/TSM ResNets (``to_channels_last``;
     #: docs/training.md, Performance). Applies to training and to test/predict/export loading.
-    #: ``auto``: channels-last when the run is on a CUDA device, as given (NCHW) on CPU, where it
-    #: changes float32 rounding (``videoattn.engine.builders.resolve_channels_last``).
-    channels_last: bool | Literal["auto"] = False
+    #: ``auto`` (default): channels-last on a CUDA device and on AVX-512 CPUs (measured faster there),
+    #: NCHW on other CPUs (``videoattn.engine.builders.explain_channels_last``). The same function, but
+    #: float32 sums round differently: pin ``false`` for results that do not depend on the machine.
+    channels_last: bool | Literal["auto"] = "auto"
     #: ``torch.compile`` the model (in place: ``state_dict`` keys unchanged) for training, test and
     #: predict; ``compile_backend`` is its ``backend`` (``inductor``; ``eager``/``aot_eager`` compile
     #: fast and only check tracing).
@@ -155,9 +156,11 @@ class TrainConfig:
     #: Clip the global gradient norm to this value (``null``: no clipping; TSN-style recipes use 20).
     clip_grad_norm: float | None = None
     accumulation_steps: int = 1
-    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only; ``auto``:
-    #: bf16 on a CUDA device with bf16, else fp32 (``videoattn.engine.precision`` has the rule).
-    precision: str = "fp32"
+    #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only; ``auto``
+    #: (default): bf16 on a CUDA device with bf16; on a CPU bf16 only where it was measured to pay (AVX-512
+    #: BF16, no AMX, >= 1 GMAC per clip), else fp32 (``videoattn.engine.precision`` has the rule). Pin
+    #: ``fp32`` for float32 results that do not depend on the machine.
+    precision: str = "auto"
     #: ``partial``: every backbone BatchNorm but the first keeps its ImageNet statistics and affine
     #: (TSN's partial BN); ``all``: every backbone BatchNorm is frozen; ``none``: all train normally.
     #: BatchNorms inside inserted blocks (NL, DNL, TAPE, GTA, ...) always train: their output norms

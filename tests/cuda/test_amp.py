@@ -65,7 +65,7 @@ def test_fp16_scaler_logic_on_cpu(make_config, recording_model, tmp_path, monkey
     # fp16 autocast is refused on the CPU; run the engine's fp16 step in float32 with the CPU gradient scaler.
     resolve = precision_module.resolve_precision
     monkeypatch.setattr(precision_module, "resolve_precision",
-                        lambda value, device, key="train.precision": "fp16" if value == "fp16"
+                        lambda value, device, key="train.precision", gmacs_per_clip=None: "fp16" if value == "fp16"
                         else resolve(value, device, key))
     monkeypatch.setattr(precision_module, "autocast_context",
                         lambda precision, device, key="train.precision": contextlib.nullcontext())

@@ -112,3 +112,54 @@ def test_test_scores_with_eval_precision_not_the_training_one(make_config, tmp_p
     inherit = make_config(tmp_path / "run", train={"precision": "fp16"})
     with pytest.raises(ConfigError, match="'eval.precision': got 'fp16'"):
         evaluate(inherit, [checkpoint], views="1x1", output_dir=tmp_path / "out2")
+
+
+def _cpu(monkeypatch, native_bf16: bool, amx: bool) -> None:
+    monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(P, "cpu_has_amx", lambda: amx)
+
+
+@pytest.mark.parametrize("native, amx, gmacs, expected", [
+    (True, False, None, "fp32"),    # work not known: fp32
+    (True, False, 0.022, "fp32"),   # the demo's R2D-18 at 32 px: under the bound
+    (True, False, 1.0, "bf16"),     # the bound itself
+    (True, False, 32.7, "bf16"),    # R2D-50 at 8 x 224 (3.2x faster measured)
+    (False, False, 32.7, "fp32"),   # no native bf16: ~30x slower, never
+    (True, True, 32.7, "fp32"),     # AMX: not measured here, stays fp32
+])
+def test_auto_on_cpu_decides_from_the_cpu_and_the_work_per_clip(monkeypatch, native, amx, gmacs, expected):
+    _cpu(monkeypatch, native, amx)
+    assert P.resolve_precision("auto", "cpu", gmacs_per_clip=gmacs) == expected
+    assert P.Precision.resolve("auto", "cpu", gmacs_per_clip=gmacs).name == expected
+    assert P.resolve_precision("fp32", "cpu", gmacs_per_clip=gmacs) == "fp32"  # explicit values stay
+    precision, reason = P.explain_auto_precision("cpu", gmacs)
+    assert precision == expected and reason and "\n" not in reason
+
+
+def test_clip_gmacs_counts_the_configured_model_at_the_data_size():
+    from videoattn.engine.builders import auto_precision_work, clip_gmacs
+
+    model = config_from_dict({"model": {"name": "r2d18", "num_frames": 8}}).model
+    gmacs = clip_gmacs(model, 112)
+    assert 3.0 < gmacs < 5.0  # R2D-18, 8 x 112 x 112: 3.88 GMACs (benchmarks/results/cpu_auto.json: 7.76 per 2 clips)
+    small = config_from_dict({"model": {"name": "r2d18", "num_frames": 8, "options": {"base_channels": 16}}}).model
+    assert clip_gmacs(small, 32) < 0.05
+    assert clip_gmacs(model, 16) is None  # under 32 px it cannot be counted: auto then stays fp32
+    assert auto_precision_work(model, "fp32", 112, "cpu") is None  # only auto on a CPU needs the count
+    assert auto_precision_work(model, "auto", 112, "cuda") is None
+    assert auto_precision_work(model, "auto", 112, "cpu") == pytest.approx(gmacs)
+
+
+def test_test_and_predict_resolve_auto_alike(monkeypatch):
+    """``eval.precision`` unset and ``train.precision: auto``: test and predict score a model with the same
+    precision (decided from the model's work per clip, not from their different batch sizes)."""
+    from videoattn.engine.evaluation import scoring_precision
+
+    _cpu(monkeypatch, True, False)
+    big = config_from_dict({"model": {"name": "r2d18", "num_frames": 8}, "data": {"size": 112}})
+    small = config_from_dict({"model": {"name": "r2d18", "num_frames": 8, "options": {"base_channels": 16}},
+                              "data": {"size": 32}})
+    assert scoring_precision(big, big.model, torch.device("cpu")) == "bf16"
+    assert scoring_precision(small, small.model, torch.device("cpu")) == "fp32"
+    pinned = config_from_dict({"model": {"name": "r2d18"}, "data": {"size": 112}, "eval": {"precision": "fp32"}})
+    assert scoring_precision(pinned, pinned.model, torch.device("cpu")) == "fp32"

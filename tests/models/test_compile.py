@@ -100,61 +100,94 @@ def test_build_model_compiles_in_place_with_the_same_keys_and_outputs():
 # --- model.channels_last: auto ----------------------------------------------------------------------
 
 
+def _cpu_capability(monkeypatch, capability: str) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+
+
 def test_channels_last_auto_rule(monkeypatch):
+    _cpu_capability(monkeypatch, "AVX2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_channels_last("auto") is True
     assert resolve_channels_last("auto", "cpu") is False  # the device, when known, decides
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_channels_last("auto") is False
     assert resolve_channels_last("auto", "cuda:0") is True
+    _cpu_capability(monkeypatch, "AVX512")  # measured faster there (benchmarks/results/cpu_auto.json)
+    assert resolve_channels_last("auto") is True and resolve_channels_last("auto", "cpu") is True
+    assert resolve_channels_last("auto", "mps") is False  # no rule: as given
     assert resolve_channels_last(True) is True and resolve_channels_last(False, "cuda") is False
+    assert resolve_channels_last(False, "cpu") is False
     with pytest.raises(ConfigError, match="model.channels_last"):
         resolve_channels_last("yes")
+
+
+def test_channels_last_defaults_to_auto():
+    assert config_from_dict({}).model.channels_last == "auto"
+    assert config_from_dict({}).train.precision == "auto"
 
 
 def test_build_model_channels_last_auto_follows_the_device(monkeypatch, caplog):
     config = config_from_dict({"model": {"name": "r2d18", "num_frames": 4, "channels_last": "auto",
                                          "options": {"base_channels": 8}}})
     weight = lambda model: model.backbone.layer1[0].conv1.weight  # noqa: E731
+    _cpu_capability(monkeypatch, "AVX2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with caplog.at_level("INFO", logger="videoattn.engine.builders"):
         model = build_model(config.model, num_classes=3, pretrained=False)
     assert weight(model).is_contiguous(memory_format=torch.channels_last)
-    assert "model.channels_last: auto -> true" in caplog.text
+    assert "model.channels_last: auto -> true (CUDA)" in caplog.text
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = build_model(config.model, num_classes=3, pretrained=False)
     assert not weight(model).is_contiguous(memory_format=torch.channels_last)
+    _cpu_capability(monkeypatch, "AVX512")
+    model = build_model(config.model, num_classes=3, pretrained=False)
+    assert weight(model).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_run_start_message_names_the_resolved_layout(synthetic_root, tmp_path, monkeypatch, capsys):
-    """A CPU run with ``auto`` on a machine that has CUDA stays NCHW (the run's device decides) and
-    says so, with its precision, in the start message."""
+    """A CPU run with ``auto`` on a machine that has CUDA follows the CPU's rule (the run's device
+    decides) and says so, with its precision and the reasons, in the start message and metadata.json."""
+    import json
+
     from videoattn.engine import train
     from videoattn.engine.builders import run_layout
 
+    _cpu_capability(monkeypatch, "AVX2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     model = tiny_config_dict(synthetic_root, tmp_path)["model"]
     config = config_from_dict(tiny_config_dict(synthetic_root, tmp_path / "run",
                                                model={**model, "channels_last": "auto"},
-                                               train={"epochs": 1, "val_interval": 0, "progress": True},
+                                               train={"epochs": 1, "val_interval": 0, "progress": True,
+                                                      "precision": "auto"},
                                                data={"pin_memory": False}))
     train(config)
-    assert "on 1 x cpu (fp32, NCHW (auto)); starting" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "on 1 x cpu (fp32 (auto), NCHW (auto)); starting" in err
+    assert "auto settings: train.precision -> fp32: " in err
+    assert "model.channels_last -> false: AVX2 CPU, not measured faster" in err
+    run = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert run["precision"] == "fp32" and run["channels_last"] is False
+    assert set(run["auto_choices"]) == {"train.precision", "model.channels_last"}
     compiled = config_from_dict({"model": {"name": "r2d18", "channels_last": True, "compile": True}}).model
     assert run_layout(compiled, "bf16", "cuda") == "bf16, channels-last, compiled (inductor)"
+    assert run_layout(compiled, "bf16", "cuda", "auto") == "bf16 (auto), channels-last, compiled (inductor)"
 
 
-def test_default_cpu_run_is_bit_identical_to_channels_last_false(synthetic_root, tmp_path):
-    """The default (whatever it is) on a CPU trains exactly as the explicit NCHW setting did before."""
+@pytest.mark.parametrize("capability, same_as", [("AVX2", False), ("AVX512", True)])
+def test_default_cpu_run_is_bit_identical_to_its_rule(synthetic_root, tmp_path, monkeypatch, capability, same_as):
+    """The default on a CPU trains exactly as the setting its rule names: NCHW on AVX2, channels-last on
+    AVX-512 (and the tiny model stays fp32 under ``train.precision: auto``)."""
     from videoattn.engine import train
     from videoattn.engine.checkpoint import load_checkpoint
 
+    _cpu_capability(monkeypatch, capability)
     model = tiny_config_dict(synthetic_root, tmp_path)["model"]
+    model.pop("channels_last", None)
     default = train(_config(synthetic_root, tmp_path / "default", **model))
-    explicit = train(_config(synthetic_root, tmp_path / "nchw", **model, channels_last=False))
+    explicit = train(_config(synthetic_root, tmp_path / "explicit", **model, channels_last=same_as))
     assert default.global_step == explicit.global_step >= 1
     a = load_checkpoint(tmp_path / "default" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "nchw" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "explicit" / "last.pt")["model"]
     assert list(a) == list(b)
     for key in a:
         assert torch.equal(a[key], b[key]), key

@@ -71,7 +71,12 @@ class TrainingStep:
         if batch < 1 or frames < 1 or size < 32:
             raise ConfigError(f"need batch >= 1, frames >= 1 and size >= 32, got {batch}, {frames}, {size}")
         self.device = torch.device(device)
-        self.precision = Precision.resolve(precision, self.device, "--precision")  # before any work
+        gmacs = None  # ``auto`` on a CPU decides from the work per clip, as the engine's does
+        if precision == "auto" and self.device.type == "cpu" and size >= 32:
+            from .complexity import profile_model
+
+            gmacs = profile_model(name, num_frames=frames, size=size, **options).macs / 1e9
+        self.precision = Precision.resolve(precision, self.device, "--precision", gmacs)  # before any work
         torch.manual_seed(seed)
         is_image = get_preset(name).input_kind == "image"
         self.model = create_model(name, num_classes=num_classes, num_frames=None if is_image else frames,

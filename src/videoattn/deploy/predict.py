@@ -99,15 +99,15 @@ class Predictor:
 
     def _scores(self, entries: list[_Entry], frames: bool) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
         """``({entry index: probabilities (K,)}, {entry index: reason it could not be scored})``."""
-        from ..engine.evaluation import predict_scores
-        from ..engine.precision import evaluation_precision
+        from ..engine.evaluation import predict_scores, scoring_precision
 
         dataset = self._dataset(entries, frames)
         workers = self.config.eval.num_workers if self.config.eval.num_workers is not None else 0
         try:
             indices, scores, _, skipped = predict_scores(
                 self.model, dataset, self.ctx, views=self.views, clips_per_batch=self.config.eval.batch_size,
-                num_workers=workers, precision=evaluation_precision(self.config), average=self.config.eval.average,
+                num_workers=workers, precision=scoring_precision(self.config, self.model_config, self.ctx.device),
+                average=self.config.eval.average,
                 pin_memory=False)
         except DataError as error:
             if len(entries) == 1:

@@ -12,6 +12,7 @@ from ..data.sampler import ResumableSampler
 from ..errors import ConfigError
 
 __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "check_compile_backend",
+           "CHANNELS_LAST_CPUS", "auto_precision_work", "clip_gmacs", "explain_channels_last",
            "frozen_bn_layers", "resolve_channels_last", "run_layout", "uncompiled"]
 
 log = logging.getLogger(__name__)
@@ -88,29 +89,80 @@ def check_model_name(name: str) -> None:
         raise unknown_name("model", name, known)
 
 
-def resolve_channels_last(value: Any, device: Any = None) -> bool:
-    """What ``model.channels_last`` means on ``device`` (``None``: CUDA if available, as ``train.device: auto``).
+#: CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) where ``model.channels_last: auto`` is
+#: channels-last: measured faster there for every model and size tried (benchmarks/results/cpu_auto.json).
+CHANNELS_LAST_CPUS = ("AVX512",)
 
-    ``true``/``false`` are taken as given. ``auto`` is channels-last on a CUDA device (the issue-25
-    H200 run measured bf16 training twice as fast in NHWC) and NCHW on CPU: on the AVX2 development
-    CPU channels-last steps take 0.88-0.91x the time but round float32 sums differently, so ``auto``
-    keeps CPU results bit-identical to ``false``; set ``true`` to take that CPU gain.
+
+def explain_channels_last(value: Any, device: Any = None) -> tuple[bool, str]:
+    """``(channels_last, reason)`` for ``model.channels_last`` = ``value`` on ``device`` (``None``: CUDA if
+    available, as ``train.device: auto``). ``true``/``false`` are taken as given. ``auto``:
+
+    * CUDA: channels-last (issue 25's H200 run: bf16 R2D-50 training twice as fast in NHWC).
+    * CPU with AVX-512 (:data:`CHANNELS_LAST_CPUS`): channels-last; on the AVX-512 development CPU every
+      case measured was faster (``benchmarks/cpu_auto.py``, fp32 steps: 1.04x for configs/tiny.yaml's
+      TSM-R18-8, 1.21-1.28x for the demo's R2D-18s at 32 px, 1.22x R2D-18 at 112, 1.06x R2D-50 at 112,
+      1.79x R2D-50 at 224).
+    * other CPUs (AVX2, ARM): NCHW. An earlier AVX2 machine measured 0.88-0.91x the step time at 224 px,
+      but small models were not measured there; set ``true`` to take it.
+
+    Channels-last is the same function but rounds float32 sums differently from NCHW.
     """
     import torch
 
-    if value == "auto":
-        device_type = torch.device(device).type if device is not None else (
-            "cuda" if torch.cuda.is_available() else "cpu")
-        return device_type == "cuda"
     if isinstance(value, bool):
-        return value
-    raise ConfigError(f"config key 'model.channels_last': got {value!r}; expected true, false or 'auto'")
+        return value, "as configured"
+    if value != "auto":
+        raise ConfigError(f"config key 'model.channels_last': got {value!r}; expected true, false or 'auto'")
+    device_type = torch.device(device).type if device is not None else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    if device_type == "cuda":
+        return True, "CUDA"
+    if device_type == "cpu":
+        capability = torch.backends.cpu.get_cpu_capability()
+        if capability in CHANNELS_LAST_CPUS:
+            return True, f"{capability} CPU, where it measured faster"
+        return False, f"{capability} CPU, not measured faster"
+    return False, f"no rule for {device_type} devices"
 
 
-def run_layout(model_config: Any, precision: str, device: Any) -> str:
-    """How a run computes, for its start message: ``"bf16, channels-last (auto), compiled (inductor)"``."""
+def resolve_channels_last(value: Any, device: Any = None) -> bool:
+    """What ``model.channels_last`` means on ``device`` (:func:`explain_channels_last` has the rule)."""
+    return explain_channels_last(value, device)[0]
+
+
+def clip_gmacs(model_config: Any, size: int, num_classes: int | None = None) -> float | None:
+    """Forward GMACs per clip of ``model_config``'s model at ``size`` px (counted on the meta device, fvcore
+    convention), which ``train.precision: auto`` decides from on a CPU; None when it cannot be counted
+    (e.g. a size under 32 px)."""
+    from ..analysis.complexity import profile_model
+
+    try:
+        options = dict(model_config.options)
+        return profile_model(model_config.name, num_classes=num_classes or 2, num_frames=model_config.num_frames,
+                             size=size, **options).macs / 1e9
+    except Exception as error:  # the count only informs a default; the real build reports real problems
+        log.debug("no MAC count for %s at %d px (%s): train.precision auto stays fp32 on CPU",
+                  model_config.name, size, error)
+        return None
+
+
+def auto_precision_work(model_config: Any, precision: Any, size: int, device: Any) -> float | None:
+    """:func:`clip_gmacs` where ``precision`` is ``auto`` and the run is on a CPU (the only case that needs
+    it), else None (no model is built)."""
+    import torch
+
+    if precision != "auto" or torch.device(device).type != "cpu":
+        return None
+    return clip_gmacs(model_config, size)
+
+
+def run_layout(model_config: Any, precision: str, device: Any, precision_setting: str | None = None) -> str:
+    """How a run computes, for its start message: ``"bf16 (auto), channels-last (auto), compiled (inductor)"``
+    (``precision`` is the resolved one, ``precision_setting`` what the config said)."""
     setting = getattr(model_config, "channels_last", False)
-    parts = [precision, ("channels-last" if resolve_channels_last(setting, device) else "NCHW")
+    parts = [precision + (" (auto)" if precision_setting == "auto" else ""),
+             ("channels-last" if resolve_channels_last(setting, device) else "NCHW")
              + (" (auto)" if setting == "auto" else "")]
     if getattr(model_config, "compile", False):
         parts.append(f"compiled ({getattr(model_config, 'compile_backend', 'inductor')})")
@@ -149,9 +201,9 @@ def build_model(model_config: Any, num_classes: int, pretrained: bool = True, de
 
         set_block_checkpointing(model, True)
     setting = getattr(m, "channels_last", False)
-    channels_last = resolve_channels_last(setting, device)
+    channels_last, reason = explain_channels_last(setting, device)
     if setting == "auto":
-        log.info("model.channels_last: auto -> %s", "true (CUDA)" if channels_last else "false (not on CUDA)")
+        log.info("model.channels_last: auto -> %s (%s)", str(channels_last).lower(), reason)
     if channels_last:
         from ..models.recognizer import to_channels_last
 

@@ -30,12 +30,12 @@ from ..config import Config, ModelConfig, parse_views, section_from_dict
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
-from .builders import build_dataset_for, build_loader_for, build_model, check_model_name
+from .builders import auto_precision_work, build_dataset_for, build_loader_for, build_model, check_model_name
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .guard import worker_death as _worker_death
 from .metrics import confusion_matrix, summarize_scores
-from .precision import autocast_context, evaluation_precision
+from .precision import autocast_context, evaluation_precision, resolve_precision
 from .preflight import check_media_present
 
 __all__ = ["class_names_for", "evaluate", "load_model_for", "predict_scores"]
@@ -183,6 +183,15 @@ def _model_config_for(config: Config, checkpoint: str | None) -> tuple[ModelConf
         model_config = _member_model_config(config, state, checkpoint)
     check_model_name(model_config.name)
     return model_config, state
+
+
+def scoring_precision(config: Config, model_config: ModelConfig, device: Any) -> str:
+    """The concrete precision ``test``/``predict`` score ``model_config``'s model with on ``device``
+    (:func:`~videoattn.engine.precision.evaluation_precision`, ``auto`` decided as training decides it:
+    on a CPU from the model's GMACs per clip at ``data.size``, so test and predict agree)."""
+    value = evaluation_precision(config)  # an inherited train.precision is refused as eval.precision's value
+    return resolve_precision(value, device, "eval.precision",
+                             auto_precision_work(model_config, value, config.data.size, device))
 
 
 def _build_member(model_config: ModelConfig, state: dict[str, Any] | None, path: str,
@@ -336,7 +345,8 @@ def evaluate(config: Config, checkpoints: list[str] | str, views: str | None = N
             workers = config.eval.num_workers if config.eval.num_workers is not None else config.data.num_workers
             indices, scores, labels, member_skipped = predict_scores(
                 model, dataset, ctx, views=views, clips_per_batch=config.eval.batch_size,
-                num_workers=workers, precision=evaluation_precision(config), average=config.eval.average,
+                num_workers=workers, precision=scoring_precision(config, model_config, ctx.device),
+                average=config.eval.average,
                 pin_memory=config.data.pin_memory)
             for item in member_skipped:
                 skipped.setdefault(item["index"], item)

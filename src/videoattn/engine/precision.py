@@ -10,8 +10,12 @@ Precision (``train.precision``, ``eval.precision``, ``profile --precision``, ``d
   On a CPU without native bf16 (no AVX-512 BF16 / AMX) it runs ~30x slower than fp32:
   :func:`bf16_warning` says so at the start of a run.
 * ``fp16``: autocast to float16 with a ``GradScaler``; CUDA only (a :class:`ConfigError` elsewhere).
-* ``auto``: ``bf16`` on a CUDA device with bf16 support, ``fp32`` everywhere else (on a CPU the gain
-  depends on the model and the CPU, and none was measured here with a gain; see ``docs/training.md``).
+* ``auto`` (the default): ``bf16`` on a CUDA device with bf16 support. On a CPU it depends on the CPU and
+  on the work per clip (:func:`cpu_auto_precision`, measured in ``benchmarks/cpu_auto.py``): ``bf16`` on a
+  CPU with AVX-512 BF16 but no AMX when a clip costs at least :data:`CPU_BF16_MIN_GMACS_PER_CLIP` forward
+  GMACs (an R2D-18 at 112 px and up: 1.6-3.2x faster steps there), ``fp32`` for smaller models (the
+  gain shrinks to nothing: 0.84x for the 8-wide TSM-R18 of ``configs/tiny.yaml``), on CPUs without native
+  bf16 (~30x slower) and on AMX CPUs (not measured here). ``fp32`` everywhere else.
 
 The training step (:func:`forward_backward` then :func:`apply_gradients`; :func:`training_step` is both):
 autocast forward, cross-entropy on float32 logits, backward through the scaler when there is one, then
@@ -30,7 +34,8 @@ from typing import Any
 from ..errors import ConfigError
 
 __all__ = ["PRECISIONS", "Precision", "apply_gradients", "autocast_context", "bf16_warning", "check_precision",
-           "cpu_has_native_bf16", "evaluation_precision", "forward_backward", "grad_scaler", "precision_dtype",
+           "CPU_BF16_MIN_GMACS_PER_CLIP", "cpu_auto_precision", "cpu_has_amx", "cpu_has_native_bf16",
+           "explain_auto_precision", "evaluation_precision", "forward_backward", "grad_scaler", "precision_dtype",
            "resolve_precision", "training_step"]
 
 #: Every precision a key or flag may name.
@@ -60,15 +65,64 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def resolve_precision(value: Any, device: Any, key: str = "train.precision") -> str:
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Sapphire Rapids and later), which oneDNN uses for bf16 GEMMs."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
+
+
+#: ``auto`` on a CPU with AVX-512 BF16 (and no AMX) picks bf16 from this many forward GMACs per clip on.
+#: Measured (benchmarks/results/cpu_auto.json, 2 threads, fp32 NCHW step over bf16 NCHW step): 0.84x at
+#: 0.007 GMACs/clip (configs/tiny.yaml's model), 1.10-1.12x at 0.022 (the demo's R2D-18s at 32 px, within
+#: the noise of 20-30 ms steps), 1.77x at 3.9 (R2D-18, 8 x 112), 1.63x at 8.6 (R2D-50, 8 x 112), 3.15x
+#: at 32.7 (R2D-50, 8 x 224). The bound sits where every measured case is clearly faster.
+CPU_BF16_MIN_GMACS_PER_CLIP = 1.0
+
+
+def cpu_auto_precision(gmacs_per_clip: float | None) -> tuple[str, str]:
+    """What ``auto`` means on this CPU for a model of ``gmacs_per_clip`` forward GMACs per clip (None:
+    not known, which stays fp32): ``(precision, reason)``, the reason for the run's log."""
+    if not cpu_has_native_bf16():
+        return "fp32", "this CPU has no native bf16 (bf16 autocast would be ~30x slower)"
+    if cpu_has_amx():
+        return "fp32", "bf16 on AMX CPUs was not measured here; set 'bf16' to try it (R2D-50-size models)"
+    if gmacs_per_clip is None:
+        return "fp32", "the model's work per clip is not known"
+    if gmacs_per_clip < CPU_BF16_MIN_GMACS_PER_CLIP:
+        return "fp32", (f"{gmacs_per_clip:.3g} GMACs per clip, under the {CPU_BF16_MIN_GMACS_PER_CLIP:g} "
+                        "where bf16 pays on this CPU")
+    return "bf16", (f"AVX-512 BF16 CPU, {gmacs_per_clip:.3g} GMACs per clip (>= "
+                    f"{CPU_BF16_MIN_GMACS_PER_CLIP:g})")
+
+
+def explain_auto_precision(device: Any, gmacs_per_clip: float | None = None) -> tuple[str, str]:
+    """``(precision, reason)``: what ``auto`` means on ``device`` and why (for the run's start log)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "CUDA device with bf16 tensor cores"
+        return "fp32", "this GPU has no bf16"
+    if device.type == "cpu":
+        return cpu_auto_precision(gmacs_per_clip)
+    return "fp32", f"no rule for {device.type} devices"
+
+
+def resolve_precision(value: Any, device: Any, key: str = "train.precision",
+                      gmacs_per_clip: float | None = None) -> str:
     """The concrete precision (``fp32``, ``bf16`` or ``fp16``) ``value`` means on ``device``; refuses fp16
-    without CUDA and bf16 on a GPU without it (a ConfigError naming ``key``) before any work is done."""
+    without CUDA and bf16 on a GPU without it (a ConfigError naming ``key``) before any work is done.
+    ``gmacs_per_clip`` (the model's forward GMACs per clip) lets ``auto`` decide on a CPU
+    (:func:`cpu_auto_precision`); without it ``auto`` is fp32 there."""
     import torch
 
     value = check_precision(value, key)
     device = torch.device(device)
     if value == "auto":
-        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        return explain_auto_precision(device, gmacs_per_clip)[0]
     if value == "fp16" and device.type != "cuda":
         raise ConfigError(f"config key {key!r}: got 'fp16' but fp16 autocast needs a CUDA device "
                           f"(this run is on {device.type}); use 'bf16' on CPU")
@@ -124,11 +178,12 @@ class Precision:
     device: Any
 
     @classmethod
-    def resolve(cls, value: Any, device: Any, key: str = "train.precision") -> Precision:
+    def resolve(cls, value: Any, device: Any, key: str = "train.precision",
+                gmacs_per_clip: float | None = None) -> Precision:
         import torch
 
         device = torch.device(device)
-        return cls(resolve_precision(value, device, key), device)
+        return cls(resolve_precision(value, device, key, gmacs_per_clip), device)
 
     @property
     def dtype(self) -> Any:

@@ -52,7 +52,10 @@ from .builders import (
     build_loader_for,
     build_model,
     check_model_name,
+    auto_precision_work,
+    explain_channels_last,
     frozen_bn_layers,
+    resolve_channels_last,
     run_layout,
 )
 from .checkpoint import (
@@ -73,7 +76,7 @@ from .guard import (
 )
 from .lock import work_dir_lock
 from .metrics import summarize_scores
-from .precision import Precision, apply_gradients, bf16_warning, forward_backward
+from .precision import Precision, apply_gradients, bf16_warning, explain_auto_precision, forward_backward
 from .preemption import Preempted, PreemptionFlag, preemption_handlers
 from .preflight import check_media_present
 from .process import (
@@ -195,7 +198,17 @@ class _Trainer:
         if config.model.sync_bn and ctx.enabled and ctx.device.type != "cuda":
             raise ConfigError("config key 'model.sync_bn': SyncBatchNorm needs CUDA devices; on CPU use "
                               "train.freeze_bn=all or partial, or per-process BatchNorm (sync_bn: false)")
-        self.precision = Precision.resolve(t.precision, ctx.device)  # fp16 without CUDA fails here, before any work
+        # fp16 without CUDA fails here, before any work. ``auto`` on a CPU decides from the work per clip.
+        gmacs = auto_precision_work(config.model, t.precision, config.data.size, ctx.device)
+        self.precision = Precision.resolve(t.precision, ctx.device, gmacs_per_clip=gmacs)
+        # What each ``auto`` became and why, for the start message and metadata.json.
+        self.auto_choices: dict[str, str] = {}
+        if t.precision == "auto":
+            self.auto_choices["train.precision"] = (f"{self.precision.name}: "
+                                                    f"{explain_auto_precision(ctx.device, gmacs)[1]}")
+        if config.model.channels_last == "auto":
+            channels_last, reason = explain_channels_last("auto", ctx.device)
+            self.auto_choices["model.channels_last"] = f"{str(channels_last).lower()}: {reason}"
         if ctx.is_main and (slow := bf16_warning(self.precision.name, ctx.device)):
             warnings.warn(slow, stacklevel=2)
         # Every process checks (the work dir must be on storage all processes share to resume).
@@ -288,8 +301,11 @@ class _Trainer:
                          else "starting")
                 print(f"{config.model.name}: {len(self.train_set)} training videos, {num_classes} classes, "
                       f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs on {ctx.world_size} x "
-                      f"{ctx.device.type} ({run_layout(config.model, self.precision.name, ctx.device)}); {where}; "
+                      f"{ctx.device.type} ({run_layout(config.model, self.precision.name, ctx.device, t.precision)}); {where}; "
                       f"work dir {work_dir}", file=sys.stderr)
+                if self.auto_choices:
+                    print("auto settings: " + "; ".join(f"{key} -> {choice}" for key, choice
+                                                         in self.auto_choices.items()), file=sys.stderr)
 
     # ---------------------------------------------------------------------------------------------
     def _restore(self, state: dict[str, Any]) -> None:
@@ -318,7 +334,9 @@ class _Trainer:
             "train_data": self.train_set.metadata() if hasattr(self.train_set, "metadata") else None,
             "train_videos": len(self.train_set), "val_videos": len(self.val_set) if self.val_set else 0,
             "num_classes": self.num_classes, "steps_per_epoch": self.steps_per_epoch,
-            "micro_batch_per_process": self.micro_batch}, resumed_from)
+            "micro_batch_per_process": self.micro_batch, "precision": self.precision.name,
+            "channels_last": resolve_channels_last(self.config.model.channels_last, self.ctx.device),
+            "auto_choices": self.auto_choices}, resumed_from)
 
     def _checkpoint_state(self, meters: EpochMeters, step_in_epoch: int) -> dict[str, Any]:
         return last_state(
