@@ -48,11 +48,11 @@ from ..utils.faults import fault_point
 from ..utils.io import atomic_write_json
 from .builders import (
     apply_bn_mode,
+    auto_precision_work,
     build_dataset_for,
     build_loader_for,
     build_model,
     check_model_name,
-    auto_precision_work,
     explain_channels_last,
     frozen_bn_layers,
     resolve_channels_last,
@@ -299,9 +299,10 @@ class _Trainer:
             if t.progress:
                 where = (f"resuming at epoch {self.epoch + 1}, step {self.global_step}" if resume_path
                          else "starting")
+                layout = run_layout(config.model, self.precision.name, ctx.device, t.precision)
                 print(f"{config.model.name}: {len(self.train_set)} training videos, {num_classes} classes, "
                       f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs on {ctx.world_size} x "
-                      f"{ctx.device.type} ({run_layout(config.model, self.precision.name, ctx.device, t.precision)}); {where}; "
+                      f"{ctx.device.type} ({layout}); {where}; "
                       f"work dir {work_dir}", file=sys.stderr)
                 if self.auto_choices:
                     print("auto settings: " + "; ".join(f"{key} -> {choice}" for key, choice
