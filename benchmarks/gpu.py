@@ -13,8 +13,13 @@ synchronised around each. Every row runs in three precisions: ``fp32`` (TF32 off
 (``torch.backends.cuda.matmul.allow_tf32`` and cuDNN's TF32 on) and ``bf16`` (autocast). On CUDA
 the peak memory of each timed run is recorded too (``torch.cuda.max_memory_allocated``).
 
-Official modules: ``--official NAME=DIR`` (or a bare ``DIR``: every spec whose file is in it) points
-at a fetched copy of a paper's released repository. Their code is imported from that path at run
+Attention paths: NL at res3 and res4 again with ``attention_impl`` forced to ``explicit`` and to
+``sdpa``, beside the default rows (``auto``, whose chosen path is recorded as ``auto_attention``), in
+each precision with peak memory: one run checks ``choose_attention_impl``'s per-device table
+(``docs/blocks.md``, "Choosing the attention path per device").
+
+Official modules: ``--official NAME=DIR`` (or a bare ``DIR``: every spec whose file is in it and defines
+its class) points at a fetched copy of a paper's released repository. Their code is imported from that path at run
 time and timed at the same shapes in its own layout; nothing of it is copied here. Known specs:
 :data:`OFFICIAL`. A module that fails to build or run (e.g. CUDA-only code on a CPU) gets its error
 in the JSON instead of a time.
@@ -35,9 +40,11 @@ import argparse
 import contextlib
 import importlib.util
 import platform
+import re
 import statistics
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,17 +89,32 @@ def block_rows(tiny: bool) -> list[BlockRow]:
         rows += [BlockRow(f"NL {site}", "nl", c, s, s, official="nl"),
                  BlockRow(f"GTA {site}", "gta", c, s, s, official="nl"),
                  BlockRow(f"DNL {site}", "dnl", c, s, s, official="nl")]
-    rows += [BlockRow("RNL res3 3x7x7" if not tiny else "RNL res3", "rnl", res3[0], res3[1], res3[1], rnl3),
-             BlockRow("RNL res4 3x3x3", "rnl", res4[0], res4[1], res4[1], rnl4)]
+    rows += [BlockRow("RNL res3 3x7x7" if not tiny else "RNL res3", "rnl", res3[0], res3[1], res3[1], rnl3,
+                      official="rnl"),
+             BlockRow("RNL res4 3x3x3", "rnl", res4[0], res4[1], res4[1], rnl4, official="rnl")]
     for site, (c, s) in (("res3", res3), ("res4", res4)):
-        rows += [BlockRow(f"BAT 2D {site}", "bat", c, s, s, bat), BlockRow(f"BAT 3D {site}", "bat3d", c, s, s, bat)]
+        rows += [BlockRow(f"BAT 2D {site}", "bat", c, s, s, bat, official="bat"),
+                 BlockRow(f"BAT 3D {site}", "bat3d", c, s, s, bat, official="bat3d")]
     for c, s in (gsm_a, gsm_b):
         rows += [BlockRow(f"GSM C{c} {s}x{s}", "gsm", c, s, s, official="gsm"),
-                 BlockRow(f"SA-GSM C{c} {s}x{s}", "sa_gsm", c, s, s)]
+                 BlockRow(f"SA-GSM C{c} {s}x{s}", "sa_gsm", c, s, s, official="sagsm")]
     for c, s in (rsa_a, rsa_b):
         rows += [BlockRow(f"RSA C{c} {s}x{s}", "rsa", c, s, s, official="rsa"),
                  BlockRow(f"conv3d 3x3x3 C{c} {s}x{s}", "conv3d", c, s, s)]
     return rows
+
+
+#: The attention paths the NL rows are also timed with, to check ``auto``'s per-device rule in one run.
+ATTENTION_PATHS = ("explicit", "sdpa")
+
+
+def attention_rows(tiny: bool) -> list[BlockRow]:
+    """NL at res3 and res4 with ``attention_impl`` forced to each path (the default rows are ``auto``):
+    ms and peak memory per precision, beside ``auto``'s recorded choice (``docs/blocks.md``, "Choosing
+    the attention path per device")."""
+    sites = (("res3", 32, 8), ("res4", 64, 4)) if tiny else (("res3", 512, 28), ("res4", 1024, 14))
+    return [BlockRow(f"NL {site} {impl}", "nl", c, s, s, {"attention_impl": impl})
+            for site, c, s in sites for impl in ATTENTION_PATHS]
 
 
 @dataclass(frozen=True)
@@ -100,26 +122,64 @@ class OfficialSpec:
     """Where a released module lives in its repository and how it is built and fed.
 
     ``layout``: ``ncthw`` (a video tensor) or ``nt_chw`` (frames folded into the batch, as TSN-style
-    code runs, e.g. GSM). ``build(cls, channels, frames)`` makes the module."""
+    code runs, e.g. GSM). ``build(cls, channels, frames, options)`` makes the module; ``options`` are
+    the row's options for our block (e.g. RNL's ``kernel_size``, BAT's ``s``), so both run the same
+    configuration. ``note``: what is known to differ or to stop it running (shown with an error)."""
 
     path: str
     cls: str
     layout: str
-    build: Callable[[type, int, int], nn.Module]
+    build: Callable[[type, int, int, dict], nn.Module]
     source: str
+    note: str = ""
 
 
-#: The released modules this script knows (their repositories are not part of this project).
+def _bat_s(options: dict) -> int:
+    s = options.get("s", 7)
+    if not isinstance(s, int):
+        raise ConfigError(f"the released BAT blocks take one square block count s, got {s!r}")
+    return s
+
+
+#: The released modules this script knows (their repositories are not part of this project; the
+#: commits named were the ones checked, docs/blocks.md).
 OFFICIAL: dict[str, OfficialSpec] = {
-    "nl": OfficialSpec("ops/non_local.py", "NONLocalBlock3D", "ncthw", lambda cls, c, t: cls(c),
+    "nl": OfficialSpec("ops/non_local.py", "NONLocalBlock3D", "ncthw", lambda cls, c, t, o: cls(c),
                        "mit-han-lab/temporal-shift-module (the NL block TSM, GTA and RNL compare with)"),
-    "gsm": OfficialSpec("gsm.py", "gsmModule", "nt_chw", lambda cls, c, t: cls(c, num_segments=t),
+    "gsm": OfficialSpec("gsm.py", "gsmModule", "nt_chw", lambda cls, c, t, o: cls(c, num_segments=t),
                         "swathikirans/GSM"),
     # at our block's defaults: 8 heads, 5x7x7 kernel, relational kernel and context (V + R)
     "rsa": OfficialSpec("ops/rsa.py", "RSA", "ncthw",
-                        lambda cls, c, t: cls(c, c, nh=8, kernel_size=(5, 7, 7), kernel_type="VplusR",
-                                              feat_type="VplusR"),
+                        lambda cls, c, t, o: cls(c, c, nh=8, kernel_size=(5, 7, 7), kernel_type="VplusR",
+                                                 feat_type="VplusR"),
                         "KimManjin/RSA"),
+    # NONLocalBlock3D(in_channels, ratio, ks, sub_sample): the RNL block (theta C -> C/2, the masked
+    # grouped "depthwise" conv over ks, softmax affinity, W + BN); ops/rnl.py imports ops/depthwise_conv.py
+    # relatively, so it is loaded as a package module. Our rows: no sub-sampling, as released.
+    "rnl": OfficialSpec("ops/rnl.py", "NONLocalBlock3D", "ncthw",
+                        lambda cls, c, t, o: cls(c, ratio=2, ks=list(o.get("kernel_size", (3, 7, 7))),
+                                                 sub_sample=False),
+                        "russellllaputa/region-based-non-local-network @ 98e5fb3",
+                        "dense (d, 32, k) kernel times a frozen mask: 32x our depthwise MACs"),
+    # BATBlock(in_channels, r=2, s=4, k=4, dropout=0.2) of the image release: 2-D, one frame per batch
+    # entry; sigmoid normalisation (ours: l1). At our block's k = 8, our row's s, no dropout (ours: 0).
+    "bat": OfficialSpec("model_zoo/non_local.py", "BATBlock", "nt_chw",
+                        lambda cls, c, t, o: cls(c, r=2, s=_bat_s(o), k=o.get("k", 8), dropout=0.0),
+                        "BA-Transform/BAT-Image-Classification @ 89488d3",
+                        "sigmoid normalisation (ours: l1)"),
+    # BATBlock(in_channels, r=2, s=7, ts=4, k=4, tk=1, dropout=0.2) of the video release: 3-D, time mixed
+    # by tk groups of ts x ts matrices; softmax normalisation. At our bat3d defaults: k = 8, tk = 4, ts = T
+    # (T <= 8, else 8).
+    "bat3d": OfficialSpec("models/non_local.py", "BATBlock", "ncthw",
+                          lambda cls, c, t, o: cls(c, r=2, s=_bat_s(o), ts=o.get("ts", min(t, 8)), k=o.get("k", 8),
+                                                   tk=o.get("tk", 4), dropout=0.0),
+                          "BA-Transform/BAT-Video-Classification @ bc395dc",
+                          "softmax normalisation (ours: l1)"),
+    # GSM(fPlane, num_segments): the gate-shift module with SAGAN self-attention (Self_Attn) on its output.
+    "sagsm": OfficialSpec("gsm.py", "GSM", "nt_chw", lambda cls, c, t, o: cls(c, num_segments=t),
+                          "dpstart/SA-GSM @ df251b3",
+                          "its shifts build torch.cuda.FloatTensor zeros: runs on CUDA only; its value conv maps "
+                          "C -> C (our row: value=\"paper\", C -> C/8 -> C)"),
 }
 
 
@@ -137,12 +197,12 @@ def parse_official(values: list[str]) -> dict[str, Path]:
             if name not in OFFICIAL:
                 raise ConfigError(f"--official {value!r}: unknown module {name!r}; expected one of "
                                   f"{', '.join(OFFICIAL)}")
-            if not (root / OFFICIAL[name].path).is_file():
-                raise ConfigError(f"--official {value!r}: {root / OFFICIAL[name].path} not found "
-                                  f"(expected {OFFICIAL[name].source})")
+            if not _defines_class(root, name):
+                raise ConfigError(f"--official {value!r}: {root / OFFICIAL[name].path} not found or without "
+                                  f"class {OFFICIAL[name].cls} (expected {OFFICIAL[name].source})")
             found[name] = root
             continue
-        matches = [key for key, spec in OFFICIAL.items() if (root / spec.path).is_file()]
+        matches = [key for key in OFFICIAL if _defines_class(root, key)]
         if not matches:
             raise ConfigError(f"--official {value!r}: none of {', '.join(s.path for s in OFFICIAL.values())} "
                               f"is in {root}; name the module as NAME=DIR")
@@ -150,19 +210,40 @@ def parse_official(values: list[str]) -> dict[str, Path]:
     return found
 
 
+def _defines_class(root: Path, name: str) -> bool:
+    """True when ``root`` holds the spec's file and it defines the spec's class (two releases name their
+    module file ``gsm.py``)."""
+    spec = OFFICIAL[name]
+    file = root / spec.path
+    if not file.is_file():
+        return False
+    return re.search(rf"^class\s+{re.escape(spec.cls)}\b", file.read_text(errors="replace"), re.MULTILINE) is not None
+
+
 def load_official(name: str, root: Path) -> type:
-    """The released class, imported from ``root`` (its own folder and the repository on sys.path)."""
+    """The released class, imported from ``root`` (its own folder and the repository on sys.path).
+
+    The file is loaded as a module of a stand-in package whose path is the file's folder, so its
+    relative imports (``from .depthwise_conv import ...``) find their siblings without running the
+    repository's own ``__init__.py`` (which may import training code)."""
     spec = OFFICIAL[name]
     file = root / spec.path
     added = [str(root), str(file.parent)]
+    package_name = f"_official_{name}"
+    package = types.ModuleType(package_name)
+    package.__path__ = [str(file.parent)]
     sys.path[:0] = added
+    sys.modules[package_name] = package
     try:
-        module_spec = importlib.util.spec_from_file_location(f"_official_{name}", file)
+        module_spec = importlib.util.spec_from_file_location(f"{package_name}.{file.stem}", file)
         module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_spec.name] = module
         module_spec.loader.exec_module(module)
     finally:
         for entry in added:
             sys.path.remove(entry)
+        for key in [k for k in sys.modules if k == package_name or k.startswith(package_name + ".")]:
+            del sys.modules[key]
     if not hasattr(module, spec.cls):
         raise ConfigError(f"--official {name}={root}: {file} has no class {spec.cls!r}")
     return getattr(module, spec.cls)
@@ -219,6 +300,25 @@ def time_fwd_bwd(module: nn.Module, x: torch.Tensor, precision: str, warmup: int
     return {"ms": statistics.median(times), "peak_mib": peak}
 
 
+@contextlib.contextmanager
+def recorded_attention_choices(into: set[str]) -> Iterator[None]:
+    """Adds to ``into`` every path ``softmax_attention(impl="auto")`` takes meanwhile."""
+    from videoattn.blocks import _attention
+
+    original = _attention._auto_impl
+
+    def recording(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+        choice = original(q, k, v)
+        into.add(choice)
+        return choice
+
+    _attention._auto_impl = recording
+    try:
+        yield
+    finally:
+        _attention._auto_impl = original
+
+
 def build_ours(row: BlockRow, frames: int) -> nn.Module:
     if row.block == "conv3d":
         return nn.Conv3d(row.c, row.c, 3, padding=1, bias=False)
@@ -237,20 +337,29 @@ def run_blocks(rows: list[BlockRow], official: dict[str, Path], device: torch.de
                                  "size": [row.h, row.w], "clips": clips, "ours": {}, "official": None}
         module = build_ours(row, frames).to(device).train()
         for precision in PRECISIONS:
-            entry["ours"][precision] = time_fwd_bwd(module, video, precision, warmup, repeats)
+            choices: set[str] = set()
+            with recorded_attention_choices(choices):
+                entry["ours"][precision] = time_fwd_bwd(module, video, precision, warmup, repeats)
+            if choices:  # the path(s) attention_impl="auto" took, to check the per-device rule
+                entry["ours"][precision]["auto_attention"] = sorted(choices)
         if row.official and row.official in official:
             spec = OFFICIAL[row.official]
             entry["official"] = {"name": row.official, "source": spec.source, "layout": spec.layout}
+            if spec.note:
+                entry["official"]["note"] = spec.note
             try:
                 torch.manual_seed(0)
-                theirs = spec.build(load_official(row.official, official[row.official]), row.c, frames)
+                theirs = spec.build(load_official(row.official, official[row.official]), row.c, frames,
+                                    dict(row.options))
                 theirs = theirs.to(device).train()
                 feed = (video if spec.layout == "ncthw"
                         else video.transpose(1, 2).reshape(clips * frames, row.c, row.h, row.w).contiguous())
                 for precision in PRECISIONS:
                     entry["official"][precision] = time_fwd_bwd(theirs, feed, precision, warmup, repeats)
             except Exception as error:  # recorded, not fatal: released code may need CUDA or other packages
-                entry["official"]["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+                message = str(error).splitlines()[0][:300] if str(error) else ""
+                entry["official"]["error"] = f"{type(error).__name__}: {message}" + (
+                    f" ({spec.note})" if spec.note else "")
         results.append(entry)
         print(f"  {row.label}: " + ", ".join(f"{p} {entry['ours'][p]['ms']:.2f} ms" for p in PRECISIONS),
               file=sys.stderr)
@@ -366,6 +475,8 @@ def markdown(report: dict[str, Any]) -> str:
         for precision in PRECISIONS:
             cells += [ms(row["official"], precision), ms(row["ours"], precision)]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    if report.get("attention_paths"):
+        lines += attention_markdown(report)
     if report.get("models"):
         lines += ["", f"Whole models, training, bf16 autocast, channels-last, fused SGD ({device})", "",
                   "| model | frames/s | GMACs / clip | step / trunk's | MACs / trunk's |", "|---|---|---|---|---|"]
@@ -375,6 +486,30 @@ def markdown(report: dict[str, Any]) -> str:
                 else ("—", "—")
             lines.append(f"| {row['model']} | {row['frames_per_s']:,.0f} | {gmacs} | {ratio[0]} | {ratio[1]} |")
     return "\n".join(lines)
+
+
+def attention_markdown(report: dict[str, Any]) -> list[str]:
+    """NL's ``auto`` row (with the path it took) beside the forced ``explicit`` and ``sdpa`` rows: ms and
+    peak MiB (CUDA) per precision, the check of ``choose_attention_impl``'s table."""
+
+    def cell(result: dict[str, Any], precision: str, with_choice: bool) -> str:
+        value = result[precision]
+        peak = f", {value['peak_mib']:.0f} MiB" if value.get("peak_mib") is not None else ""
+        choice = f" ({'/'.join(value['auto_attention'])})" if with_choice and value.get("auto_attention") else ""
+        return f"{value['ms']:.2f} ms{peak}{choice}"
+
+    lines = ["", "NL attention paths, fwd+bwd (ms, peak memory on CUDA; auto: the path it took)", "",
+             "| NL, path | fp32 | fp32+TF32 | bf16 |", "|---|---|---|---|"]
+    auto_rows = {row["label"]: row for row in report["blocks"] if row["block"] == "nl"}
+    for site in ("res3", "res4"):
+        if f"NL {site}" in auto_rows:
+            lines.append(f"| NL {site} auto | " + " | ".join(
+                cell(auto_rows[f"NL {site}"]["ours"], p, True) for p in PRECISIONS) + " |")
+        for row in report["attention_paths"]:
+            if row["label"].startswith(f"NL {site} "):
+                lines.append(f"| {row['label']} | " + " | ".join(cell(row["ours"], p, False) for p in PRECISIONS)
+                             + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -416,6 +551,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print("blocks:", file=sys.stderr)
     report["blocks"] = run_blocks(block_rows(tiny), official, device, clips, args.frames, warmup, repeats)
+    print("attention paths:", file=sys.stderr)
+    report["attention_paths"] = run_blocks(attention_rows(tiny), {}, device, clips, args.frames, warmup, repeats)
     if not args.skip_models:
         print("models:", file=sys.stderr)
         report["models"] = run_models(device, model_batch, args.frames, size, warmup, repeats, tiny)

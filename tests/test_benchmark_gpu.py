@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from videoattn.errors import ConfigError
 
@@ -85,6 +86,12 @@ def test_tiny_cpu_run_times_every_row_and_writes_json(gpu, tmp_path, capsys):
     gsm_rows = [row for row in report["blocks"] if row["block"] == "gsm"]
     assert all("CUDA" in row["official"]["error"] for row in gsm_rows)
     assert all(row["official"] is None for row in report["blocks"] if row["block"] == "rsa")  # not given
+    paths = {row["label"]: row for row in report["attention_paths"]}
+    assert set(paths) == {f"NL {site} {impl}" for site in ("res3", "res4") for impl in ("explicit", "sdpa")}
+    for site in ("res3", "res4"):  # auto's choice is recorded (CPU at 1 clip, 2 threads: the CPU rule's path)
+        auto = next(row for row in report["blocks"] if row["label"] == f"NL {site}")
+        assert all(auto["ours"][p]["auto_attention"] for p in ("fp32", "fp32_tf32", "bf16"))
+        assert all(paths[f"NL {site} sdpa"]["ours"][p]["ms"] > 0 for p in ("fp32", "fp32_tf32", "bf16"))
 
     models = {row["model"]: row for row in report["models"]}
     for name in ("r2d50", "r2d50_gta", "tsn50_rsa", "bninception_sagsm", "c2d50_bat3d", "slowfast50_gta"):
@@ -94,6 +101,7 @@ def test_tiny_cpu_run_times_every_row_and_writes_json(gpu, tmp_path, capsys):
 
     printed = capsys.readouterr().out
     assert "| NL res3 |" in printed and "| tsn50_rsa |" in printed and printed.strip() == report["markdown"]
+    assert "| NL res4 auto |" in printed and "| NL res4 sdpa |" in printed
 
 
 def test_cpu_numbers_never_go_to_gpu_json_and_bad_official_paths_are_named(gpu, tmp_path):
@@ -101,7 +109,134 @@ def test_cpu_numbers_never_go_to_gpu_json_and_bad_official_paths_are_named(gpu, 
         gpu.main(["--device", "cpu", "--tiny", "--out", str(gpu.DEFAULT_OUTPUT)])
     with pytest.raises(ConfigError, match="is not a directory"):
         gpu.parse_official([f"nl={tmp_path / 'missing'}"])
-    with pytest.raises(ConfigError, match="unknown module 'bat'"):
-        gpu.parse_official([f"bat={tmp_path}"])
+    with pytest.raises(ConfigError, match="unknown module 'bnl'"):
+        gpu.parse_official([f"bnl={tmp_path}"])
     with pytest.raises(ConfigError, match="ops/non_local.py"):
         gpu.parse_official([str(tmp_path)])
+
+
+# Stand-ins with the released constructors' signatures (names and defaults as in the releases; the
+# bodies are ours): each records its arguments and checks the layout it is fed.
+_STAND_INS = {
+    "rnl": ("ops/rnl.py", """
+        from torch import nn
+        from .depthwise_conv import DepthwiseConv3d  # the release imports its sibling relatively
+
+        CALLS = []
+
+        class NONLocalBlock3D(nn.Module):
+            def __init__(self, in_channels, ratio, ks, sub_sample):
+                super().__init__()
+                CALLS.append(dict(in_channels=in_channels, ratio=ratio, ks=ks, sub_sample=sub_sample))
+                self.penta = DepthwiseConv3d(in_channels // ratio, ks)
+
+            def forward(self, x):
+                assert x.dim() == 5
+                return x * self.penta.scale
+    """, {"ops/depthwise_conv.py": """
+        import torch
+        from torch import nn
+
+        def DepthwiseConv3d(in_channels, ks=[3, 7, 7], stride=1):
+            assert isinstance(ks, list)
+            module = nn.Module()
+            module.scale = nn.Parameter(torch.ones(1))
+            return module
+    """, "ops/__init__.py": "raise ImportError('the package __init__ must not run')\n"}),
+    "bat": ("model_zoo/non_local.py", """
+        import torch
+        from torch import nn
+
+        CALLS = []
+
+        class BATBlock(nn.Module):
+            def __init__(self, in_channels, r=2, s=4, k=4, dropout=0.2, **kwargs):
+                super().__init__()
+                CALLS.append(dict(in_channels=in_channels, r=r, s=s, k=k, dropout=dropout))
+                self.scale = nn.Parameter(torch.ones(1))
+
+            def forward(self, x):
+                assert x.dim() == 4
+                return x * self.scale
+    """, {}),
+    "bat3d": ("models/non_local.py", """
+        import torch
+        from torch import nn
+
+        CALLS = []
+
+        class BATBlock(nn.Module):
+            def __init__(self, in_channels, r=2, s=7, ts=4, k=4, tk=1, dropout=0.2, **kwargs):
+                super().__init__()
+                CALLS.append(dict(in_channels=in_channels, r=r, s=s, ts=ts, k=k, tk=tk, dropout=dropout))
+                self.scale = nn.Parameter(torch.ones(1))
+
+            def forward(self, x):
+                assert x.dim() == 5
+                return x * self.scale
+    """, {}),
+    "sagsm": ("gsm.py", """
+        import torch
+        from torch import nn
+
+        CALLS = []
+
+        class GSM(nn.Module):
+            def __init__(self, fPlane, num_segments=3):
+                super().__init__()
+                CALLS.append(dict(fPlane=fPlane, num_segments=num_segments))
+                self.scale = nn.Parameter(torch.ones(1))
+
+            def forward(self, x):
+                assert x.dim() == 4 and x.shape[0] % CALLS[-1]["num_segments"] == 0
+                return x * self.scale
+    """, {}),
+}
+
+
+def _write_stand_in(root: Path, name: str) -> Path:
+    path, code, siblings = _STAND_INS[name]
+    for relative, text in {path: code, **siblings}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.mark.parametrize("name,row_label,expected", [
+    ("rnl", "RNL res3 3x7x7", dict(in_channels=512, ratio=2, ks=[3, 7, 7], sub_sample=False)),
+    ("rnl", "RNL res4 3x3x3", dict(in_channels=1024, ratio=2, ks=[3, 3, 3], sub_sample=False)),
+    ("bat", "BAT 2D res3", dict(in_channels=512, r=2, s=7, k=8, dropout=0.0)),
+    ("bat3d", "BAT 3D res4", dict(in_channels=1024, r=2, s=7, ts=8, k=8, tk=4, dropout=0.0)),
+    ("sagsm", "SA-GSM C192 28x28", dict(fPlane=192, num_segments=8)),
+])
+def test_new_official_specs_load_and_build_at_our_rows_configuration(gpu, tmp_path, name, row_label, expected):
+    """RNL, BAT (2-D and 3-D) and SA-GSM: the spec finds its file and class, imports it (RNL's relative
+    import without running the package's __init__), and builds it with our row's configuration."""
+    root = _write_stand_in(tmp_path / name, name)
+    assert gpu.parse_official([f"{name}={root}"]) == {name: root}
+    assert gpu.parse_official([str(root)]) == {name: root}  # a bare DIR finds it by file and class
+    row = next(r for r in gpu.block_rows(False) if r.label == row_label)
+    assert row.official == name
+    cls = gpu.load_official(name, root)
+    assert cls.__name__ == gpu.OFFICIAL[name].cls
+    gpu.OFFICIAL[name].build(cls, row.c, 8, dict(row.options))
+    assert cls.__init__.__globals__["CALLS"][-1] == expected
+    assert not any(key.startswith(f"_official_{name}") for key in sys.modules)  # nothing left registered
+
+
+def test_new_official_specs_run_in_the_tiny_benchmark(gpu, tmp_path):
+    """Every row with an official spec times the stand-in in its own layout (video or frames folded into
+    the batch); the two ``gsm.py`` releases are told apart by their class."""
+    roots = {name: _write_stand_in(tmp_path / name, name) for name in ("rnl", "bat", "bat3d", "sagsm")}
+    official = gpu.parse_official([str(root) for root in roots.values()])
+    assert official == roots
+    rows = [r for r in gpu.block_rows(True) if r.official in roots]
+    assert {r.block for r in rows} == {"rnl", "bat", "bat3d", "sa_gsm"}
+    results = gpu.run_blocks(rows, official, torch.device("cpu"), clips=1, frames=4, warmup=0, repeats=1)
+    for entry in results:
+        assert "error" not in entry["official"], entry
+        assert all(entry["official"][p]["ms"] > 0 for p in ("fp32", "fp32_tf32", "bf16")), entry["label"]
+    gsm_repo = _stand_in_repos(tmp_path)[1]
+    assert gpu.parse_official([str(gsm_repo)]) == {"gsm": gsm_repo}  # gsmModule, not SA-GSM's GSM
+    with pytest.raises(ConfigError, match="without class GSM"):
+        gpu.parse_official([f"sagsm={gsm_repo}"])

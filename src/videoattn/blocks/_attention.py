@@ -21,11 +21,15 @@ implementations that compute the same function:
     (the Non-local "concatenation" mode, which SDPA cannot express) are chunked with activation
     checkpointing.
 ``"auto"``
-    ``"sdpa"`` for softmax attention (``"explicit"`` when the weight matrix per batch element has
-    at most 1024 entries, e.g. TA's 8 x 8, or when fewer (batch, head) pairs than threads hold at
-    most 2^20 entries in all, e.g. NL at res4 batch 1, where the explicit GEMMs were measured
-    faster), ``"chunked"`` for other pairwise functions when the weight matrix would be large, else
-    ``"explicit"``.
+    :func:`choose_attention_impl`, a rule per device type and dtype (``docs/blocks.md``, "Choosing
+    the attention path per device"). CPU (measured in ``benchmarks/gemm_bound.py``): ``"sdpa"`` for
+    softmax attention (``"explicit"`` when the weight matrix per batch element has at most 1024
+    entries, e.g. TA's 8 x 8, or when fewer (batch, head) pairs than threads hold at most 2^20
+    entries in all, e.g. NL at res4 batch 1, where the explicit GEMMs were measured faster). CUDA
+    (from issue 25's H200 figures): ``"sdpa"`` (flash) for fp16/bf16 with head widths <= 256, else
+    ``"explicit"`` (batched matmuls, TF32 where PyTorch allows it) unless the weight tensor exceeds
+    1/16 of the device's memory, then a memory-efficient path. ``"chunked"`` for other pairwise
+    functions when the weight matrix would be large, else ``"explicit"``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ _LARGE_WEIGHT_MATRIX = 1 << 20
 _SMALL_WEIGHT_MATRIX = 1024
 # ... and also at or below this many entries of the whole weight tensor (all batch elements and heads).
 _EXPLICIT_BUDGET = 1 << 20
+# CUDA: the explicit path may hold a weight tensor of at most this fraction of the device's total memory
+# (training holds two or three L x S tensors at once: the scores, their softmax saved for backward, and
+# in backward the softmax's gradient), so explicit uses at most ~3/16 of the device for its weights.
+_CUDA_EXPLICIT_MEMORY_FRACTION = 1 / 16
+# The largest head width of PyTorch's flash-attention kernel (CUDA, fp16/bf16).
+_FLASH_MAX_HEAD_DIM = 256
 
 
 def check_attention_impl(block: str, attention_impl: str) -> str:
@@ -178,13 +188,26 @@ def _is_channels_first_view(tokens: torch.Tensor) -> bool:
     return tokens.dim() == 5 and not tokens.is_contiguous() and tokens.permute(0, 4, 1, 2, 3).is_contiguous()
 
 
+def projection_layout(device_type: str) -> str:
+    """How a projection reads a :func:`token_view` of a channels-first video on ``device_type``:
+
+    ``"channels_first"`` (CPU only): one batched product per clip on the ``(C, THW)`` matrix read
+    transposed through BLAS transpose flags, no channels-last copy (measured on CPU: 12.8 MiB less
+    at the R2D-50 res3 shape and faster BN backward, ``docs/blocks.md`` "Speed");
+    ``"linear"`` (every other device): plain ``F.linear``, which copies a non-contiguous input once.
+    The CPU layout was measured to pay on CPU only (issue 18); on a GPU it was never measured, so a
+    GPU keeps PyTorch's own path (``F.linear`` / cuBLAS) until ``benchmarks/gpu.py`` shows otherwise."""
+    return "channels_first" if device_type == "cpu" else "linear"
+
+
 def _linear_tokens(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear(tokens, weight, bias)``, returning contiguous ``(..., out)``. For a channels-first
     video seen through :func:`token_view` it runs one batched product per clip on the ``(C, THW)``
     matrix read transposed: no channels-last copy of the video is made, and autograd keeps the video
     itself (alive anyway) for the weight gradient instead of a copy (12.8 MiB at the R2D-50 res3
     shape). ``F.linear`` would copy such an input whenever N > 1."""
-    if capturing_graph() or not _is_channels_first_view(tokens):
+    if capturing_graph() or projection_layout(tokens.device.type) != "channels_first" \
+            or not _is_channels_first_view(tokens):
         return F.linear(tokens, weight, bias)
     n, frames, h, w, c = tokens.shape
     video = tokens.permute(0, 4, 1, 2, 3).reshape(n, c, frames * h * w)  # (N, C, THW), a view
@@ -495,6 +518,99 @@ class _ChunkedSoftmaxAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, None
 
 
+def choose_attention_impl(
+    device_type: str,
+    dtype: torch.dtype,
+    tf32_allowed: bool,
+    head_dim: int,
+    q_len: int,
+    k_len: int,
+    batch_heads: int | None,
+    *,
+    value_dim: int | None = None,
+    threads: int = 1,
+    device_memory_bytes: int | None = None,
+    capturing: bool = False,
+) -> str:
+    """The implementation ``softmax_attention(impl="auto")`` runs: ``"explicit"``, ``"sdpa"`` or
+    ``"chunked"``. A pure function of the call's device type, compute dtype (the autocast dtype
+    under autocast), whether fp32 matmuls may use TF32, head widths (``head_dim`` of q/k,
+    ``value_dim`` of v, default ``head_dim``), sequence lengths, the number of (batch, head) pairs,
+    the CPU's intra-op threads and the device's total memory. While a graph is captured
+    (``capturing``) the batch is symbolic: nothing may depend on ``batch_heads``.
+
+    CPU (``benchmarks/gemm_bound.py``; unchanged since issue 18): ``"explicit"`` for a weight matrix
+    of at most 1024 entries per (batch, head) pair, or for fewer pairs than threads holding at most
+    2^20 entries in all (the CPU flash kernel's backward parallelises over pairs only); else
+    ``"sdpa"`` (flash with a blockwise backward: about half the training memory of explicit).
+
+    CUDA (issue 25, one H200, fwd+bwd of NL at res3/res4, 8 clips x 8 frames):
+
+    * at most 1024 entries per pair: ``"explicit"`` (as on CPU);
+    * fp16/bf16 with q/k and v widths equal and <= 256 (flash attention's limit): ``"sdpa"``
+      (bf16 res3, width 256: 4.30 ms, official explicit NL 4.04);
+    * otherwise ``"explicit"``, batched matmuls that use TF32 where ``tf32_allowed`` (fp32 res3:
+      explicit ~9.0 ms vs SDPA 15.2, with TF32 4.55 vs 12.15; bf16 res4, width 512: 4.03 vs 5.62),
+      as long as the whole weight tensor (``batch_heads x q_len x k_len`` elements of ``dtype``) is
+      at most 1/16 of ``device_memory_bytes`` (training holds about two such tensors); TF32 does
+      not change the choice (explicit wins with and without it), it makes explicit faster;
+    * a larger weight tensor: ``"sdpa"`` (PyTorch's memory-efficient kernel, fp32 included) for
+      widths <= 256, ``"chunked"`` above (no fused kernel was checked there). Unknown memory
+      (``None``, e.g. while capturing): no memory term.
+
+    Other accelerators (not measured): ``"explicit"`` for tiny matrices, else ``"sdpa"``.
+    """
+    del tf32_allowed  # recorded in the rule's signature and table; it does not change the choice
+    entries = q_len * k_len
+    if entries <= _SMALL_WEIGHT_MATRIX:
+        return "explicit"
+    if device_type == "cpu":
+        few_pairs = not capturing and batch_heads is not None and batch_heads < threads
+        return "explicit" if few_pairs and batch_heads * entries <= _EXPLICIT_BUDGET else "sdpa"
+    if device_type != "cuda":
+        return "sdpa"
+    value_dim = head_dim if value_dim is None else value_dim
+    widest = max(head_dim, value_dim)
+    if dtype in (torch.float16, torch.bfloat16) and head_dim == value_dim and widest <= _FLASH_MAX_HEAD_DIM:
+        return "sdpa"
+    pairs = 1 if capturing or batch_heads is None else batch_heads
+    weight_bytes = pairs * entries * dtype.itemsize
+    if device_memory_bytes is None or weight_bytes <= device_memory_bytes * _CUDA_EXPLICIT_MEMORY_FRACTION:
+        return "explicit"
+    return "sdpa" if widest <= _FLASH_MAX_HEAD_DIM else "chunked"
+
+
+_TOTAL_MEMORY: dict[int, int] = {}
+
+
+def _cuda_total_memory(device: torch.device) -> int:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _TOTAL_MEMORY:
+        _TOTAL_MEMORY[index] = torch.cuda.get_device_properties(index).total_memory
+    return _TOTAL_MEMORY[index]
+
+
+def _auto_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """:func:`choose_attention_impl` for these tensors, on their device, in the current autocast and
+    TF32 state."""
+    device_type = q.device.type
+    capturing = capturing_graph()
+    dtype = q.dtype
+    if device_type == "cuda" and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)  # what SDPA and the matmuls will compute in
+    cuda = device_type == "cuda" and not capturing
+    return choose_attention_impl(
+        device_type, dtype,
+        # allow_tf32 = True is set_float32_matmul_precision("high"); reading the precision is warning-free
+        tf32_allowed=cuda and torch.get_float32_matmul_precision() != "highest",
+        head_dim=q.shape[-1], value_dim=v.shape[-1], q_len=q.shape[-2], k_len=k.shape[-2],
+        batch_heads=None if capturing else q.shape[:-2].numel(),
+        threads=torch.get_num_threads() if device_type == "cpu" and not capturing else 1,
+        device_memory_bytes=_cuda_total_memory(q.device) if cuda else None,
+        capturing=capturing,
+    )
+
+
 def softmax_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -506,18 +622,7 @@ def softmax_attention(
     """``softmax(scale * q k^T) v`` over the last two dims: q ``(..., L, d)``, k ``(..., S, d)``,
     v ``(..., S, dv)`` -> ``(..., L, dv)``. Every ``impl`` computes the same function."""
     if impl == "auto":
-        # Short sequences (TA's T x T) gain nothing from the fused kernel. Nor does a small weight tensor
-        # split over fewer (batch, head) pairs than threads (NL at res4 batch 1: ONE 1568 x 392 matrix):
-        # the flash kernel then needs the query split of _sdpa and was measured slower than the explicit
-        # GEMMs, while holding <= _EXPLICIT_BUDGET entries (4 MiB fp32) costs little memory
-        # (benchmarks/gemm_bound.py, docs/blocks.md "Speed").
-        # While a graph is captured the choice may not depend on the (symbolic, dynamic) batch size.
-        entries = q.shape[-2] * k.shape[-2]
-        small = entries <= _SMALL_WEIGHT_MATRIX
-        if not small and not capturing_graph():
-            pairs = q.shape[:-2].numel()
-            small = pairs < torch.get_num_threads() and pairs * entries <= _EXPLICIT_BUDGET
-        impl = "explicit" if small else "sdpa"
+        impl = _auto_impl(q, k, v)
     if impl == "explicit":
         return _explicit_softmax_attention(q, k, v, scale)
     if impl == "sdpa":
