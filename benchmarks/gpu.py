@@ -30,6 +30,9 @@ x 8 frames x 224 (SlowFast: 32 frames, :data:`MODEL_FRAMES`), frames/s = clips x
 step; fvcore GMACs per clip beside it, and for each preset its step time and MACs over its trunk's;
 the torchvision ResNet-50 row (images/s, same precision, layout and optimizer) when torchvision imports.
 
+``--compile PRESETS``: ``model.compile``'s gain per preset, the same step eager and compiled in place
+(``--compile-backend``, default inductor), with the first compiled step's seconds.
+
 Writes ``--out`` (default ``benchmarks/results/gpu.json``; ``--device cpu`` has no default output:
 CPU numbers never land in gpu.json) and prints the markdown table.
 """
@@ -422,6 +425,34 @@ def run_models(device: torch.device, batch: int, frames: int, size: int, warmup:
     return results
 
 
+def run_compiled(names: list[str], backend: str, device: torch.device, batch: int, frames: int, size: int,
+                 warmup: int, repeats: int, tiny: bool) -> list[dict[str, Any]]:
+    """``model.compile``'s gain per preset (issue 25): the same bf16 channels-last engine step eager, then
+    after ``nn.Module.compile(backend=...)`` in place, as the engine compiles (``engine.builders.build_model``).
+    The first compiled step (tracing + code generation) is reported as ``compile_s``."""
+    from videoattn.analysis.speed import TrainingStep
+
+    results = []
+    for name in names:
+        options = tiny_options(name) if tiny else {}
+        case = TrainingStep(name, precision="bf16", batch=batch, frames=frames if tiny else MODEL_FRAMES.get(
+            name, frames), size=size, channels_last=True, device=device, **options)
+        for _ in range(warmup):
+            case.step()
+        eager = statistics.median(case.step() for _ in range(repeats))
+        case.model.compile(backend=backend)
+        compile_s = case.step()
+        for _ in range(warmup):
+            case.step()
+        compiled = statistics.median(case.step() for _ in range(repeats))
+        results.append({"model": name, "backend": backend, "precision": "bf16", "channels_last": True,
+                        "batch": batch, "eager_step_s": eager, "compiled_step_s": compiled,
+                        "speedup": eager / compiled, "compile_s": compile_s})
+        print(f"  {name} compiled ({backend}): {eager / compiled:.2f}x, compile {compile_s:.0f} s", file=sys.stderr)
+        del case
+    return results
+
+
 def torchvision_row(device: torch.device, images: int, size: int, warmup: int, repeats: int) -> dict[str, Any]:
     """torchvision ResNet-50 trained the same way (bf16 autocast, channels-last, fused SGD): images/s."""
     import torchvision
@@ -485,6 +516,13 @@ def markdown(report: dict[str, Any]) -> str:
             ratio = (f"{row['step_over_trunk']:.2f}x", f"{row['macs_over_trunk']:.2f}x") if "step_over_trunk" in row \
                 else ("—", "—")
             lines.append(f"| {row['model']} | {row['frames_per_s']:,.0f} | {gmacs} | {ratio[0]} | {ratio[1]} |")
+    if report.get("compiled"):
+        lines += ["", f"model.compile, training step, bf16, channels-last ({device})", "",
+                  "| model | backend | eager step | compiled step | speed-up | first compiled step |",
+                  "|---|---|---|---|---|---|"]
+        for row in report["compiled"]:
+            lines.append(f"| {row['model']} | {row['backend']} | {row['eager_step_s'] * 1e3:.1f} ms | "
+                         f"{row['compiled_step_s'] * 1e3:.1f} ms | {row['speedup']:.2f}x | {row['compile_s']:.1f} s |")
     return "\n".join(lines)
 
 
@@ -525,6 +563,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model-batch", type=int, default=None, help="clips per model step (32; --tiny: 1)")
     parser.add_argument("--size", type=int, default=None, help="model input size (224; --tiny: 64)")
     parser.add_argument("--skip-models", action="store_true", help="blocks only")
+    parser.add_argument("--compile", default="", metavar="PRESETS",
+                        help="comma-separated presets whose model.compile gain to measure (eager vs compiled "
+                             "step; each compiles for a minute or more on a GPU; default none)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend (default inductor)")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/gpu.json on CUDA)")
     args = parser.parse_args(argv)
 
@@ -532,6 +574,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu.py: --device cuda but no CUDA device is available (use --device cpu --tiny to try it)")
     official = parse_official(args.official)
+    compile_names = [n for n in args.compile.split(",") if n]
+    if compile_names:  # an unknown preset or backend is a one-line error before any timing
+        from videoattn.engine.builders import check_compile_backend
+        from videoattn.models import get_preset
+
+        for name in compile_names:
+            get_preset(name)
+        check_compile_backend(args.compile_backend)
     tiny = args.tiny
     repeats = args.repeats or (1 if tiny else 10)
     warmup = args.warmup if args.warmup is not None else (0 if tiny else 3)
@@ -558,6 +608,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["models"] = run_models(device, model_batch, args.frames, size, warmup, repeats, tiny)
         if not any(r["model"] == "torchvision_resnet50" for r in report["models"]):
             report["torchvision"] = "not importable: row skipped"
+    if compile_names:
+        print("compiled models:", file=sys.stderr)
+        report["compiled"] = run_compiled(compile_names, args.compile_backend, device, model_batch, args.frames,
+                                          size, warmup, repeats, tiny)
     table = markdown(report)
     report["markdown"] = table
     print(table)

@@ -240,3 +240,18 @@ def test_new_official_specs_run_in_the_tiny_benchmark(gpu, tmp_path):
     assert gpu.parse_official([str(gsm_repo)]) == {"gsm": gsm_repo}  # gsmModule, not SA-GSM's GSM
     with pytest.raises(ConfigError, match="without class GSM"):
         gpu.parse_official([f"sagsm={gsm_repo}"])
+
+
+def test_compile_rows_time_eager_and_compiled_steps(gpu, tmp_path, capsys):
+    """``--compile`` measures model.compile's gain per preset (here with the fast aot_eager backend, blocks
+    and models skipped through a tiny run of only the compile section's preset)."""
+    report = gpu.main(["--device", "cpu", "--tiny", "--skip-models", "--compile", "r2d50_gta",
+                       "--compile-backend", "aot_eager", "--out", str(tmp_path / "c.json")])
+    (row,) = report["compiled"]
+    assert row["model"] == "r2d50_gta" and row["backend"] == "aot_eager"
+    assert row["eager_step_s"] > 0 and row["compiled_step_s"] > 0 and row["compile_s"] > 0
+    assert row["speedup"] == pytest.approx(row["eager_step_s"] / row["compiled_step_s"])
+    assert "| r2d50_gta | aot_eager |" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="model.compile_backend"):
+        gpu.main(["--device", "cpu", "--tiny", "--skip-models", "--compile", "r2d50", "--compile-backend", "nope",
+                  "--out", str(tmp_path / "d.json")])
