@@ -1,0 +1,105 @@
+"""Fused Triton kernels for the ops the library cannot fuse (issue 25, "Fused kernels").
+
+One module per fused op, each with the Triton path (``@triton.jit`` forward and backward kernels in a
+``torch.autograd.Function``) and a pure-PyTorch fallback of the same signature (the blocks' own code
+path):
+
+* :mod:`.gate_shift`: GSM's ``tanh`` gate, gating, residual and both temporal shifts;
+* :mod:`.temporal_mix`: GTA's learned T x T mixing of frames per channel group (single, multi-head,
+  cross-channel multi-head);
+* :mod:`.relational`: RSA's per-position product chain (relational kernel ``q (rel + P1)`` applied
+  to the context ``F_V^T (G(V) + I)``).
+
+Dispatch (:func:`use_triton`), from a block's ``kernel`` option:
+
+* ``"torch"``: always the PyTorch path;
+* ``"auto"`` (default): Triton when the input is on CUDA and ``triton`` imports, else PyTorch;
+* ``"triton"``: Triton; on a CUDA tensor the compiled kernels, on a CPU tensor Triton's interpreter,
+  which must be switched on with ``TRITON_INTERPRET=1`` (otherwise a one-line ConfigError; the
+  interpreter is slow and meant for tests).
+
+While a graph is captured (``torch.compile``, tracing, ONNX export) every op takes its PyTorch path
+whatever the option: the compilers see plain tensor ops they can fuse themselves, and no graph break
+comes from an opaque autograd function.
+
+The interpreter is chosen per launch: a CPU tensor launches an ``InterpretedFunction`` built from the
+same Python function as the compiled kernel, so importing this package never depends on
+``TRITON_INTERPRET`` (``triton.jit`` reads it when it decorates).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from ...errors import ConfigError
+
+KERNEL_CHOICES = ("auto", "triton", "torch")
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when ``triton`` imports (it is only shipped for some platforms)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception:  # ImportError, or a broken install raising anything else at import
+        return False
+    return True
+
+
+def interpreter_enabled() -> bool:
+    """``TRITON_INTERPRET`` is set to a true value (Triton's own reading of the variable)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def check_kernel_choice(block: str, kernel: str) -> str:
+    if kernel not in KERNEL_CHOICES:
+        raise ConfigError(f"block {block!r}: kernel must be one of {', '.join(KERNEL_CHOICES)}, got {kernel!r}")
+    return kernel
+
+
+def use_triton(block: str, kernel: str, tensor: torch.Tensor) -> bool:
+    """Whether block ``block`` with option ``kernel`` runs its fused op on ``tensor`` with Triton."""
+    from .._attention import capturing_graph
+
+    if kernel == "torch" or capturing_graph():
+        return False
+    if kernel == "auto":
+        return tensor.is_cuda and triton_available()
+    if not triton_available():
+        raise ConfigError(f"block {block!r}: kernel='triton' but triton does not import here; use kernel='auto' "
+                          "or 'torch'")
+    if tensor.is_cuda or (tensor.device.type == "cpu" and interpreter_enabled()):
+        return True
+    raise ConfigError(f"block {block!r}: kernel='triton' needs a CUDA tensor (got {tensor.device.type}), or "
+                      "TRITON_INTERPRET=1 to run Triton's interpreter on the CPU; use kernel='auto' or 'torch'")
+
+
+def launcher(jitted):
+    """The kernel to launch for tensors on ``device``: the compiled one on CUDA, an interpreted one on
+    the CPU (built once from the same Python function)."""
+    cache: dict[str, object] = {}
+
+    def pick(device: torch.device):
+        if device.type != "cpu":
+            return jitted
+        if "cpu" not in cache:
+            from triton.runtime.interpreter import InterpretedFunction
+
+            cache["cpu"] = jitted if isinstance(jitted, InterpretedFunction) else InterpretedFunction(jitted.fn)
+        return cache["cpu"]
+
+    return pick
+
+
+def acc_dtype(dtype: torch.dtype):
+    """The accumulation dtype of a kernel for inputs of ``dtype``: float64 stays float64, else float32."""
+    import triton.language as tl
+
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+__all__ = ["KERNEL_CHOICES", "check_kernel_choice", "interpreter_enabled", "triton_available", "use_triton"]
