@@ -35,6 +35,7 @@ import os
 import torch
 
 from ...errors import ConfigError
+from .._attention import capturing_graph
 
 KERNEL_CHOICES = ("auto", "triton", "torch")
 
@@ -63,8 +64,6 @@ def check_kernel_choice(block: str, kernel: str) -> str:
 
 def use_triton(block: str, kernel: str, tensor: torch.Tensor) -> bool:
     """Whether block ``block`` with option ``kernel`` runs its fused op on ``tensor`` with Triton."""
-    from .._attention import capturing_graph
-
     if kernel == "torch" or capturing_graph():
         return False
     if kernel == "auto":
@@ -80,19 +79,58 @@ def use_triton(block: str, kernel: str, tensor: torch.Tensor) -> bool:
 
 def launcher(jitted):
     """The kernel to launch for tensors on ``device``: the compiled one on CUDA, an interpreted one on
-    the CPU (built once from the same Python function)."""
+    the CPU (built once from the same Python function, :class:`_Interpreted`)."""
     cache: dict[str, object] = {}
 
     def pick(device: torch.device):
         if device.type != "cpu":
             return jitted
         if "cpu" not in cache:
-            from triton.runtime.interpreter import InterpretedFunction
-
-            cache["cpu"] = jitted if isinstance(jitted, InterpretedFunction) else InterpretedFunction(jitted.fn)
+            cache["cpu"] = _Interpreted(jitted)
         return cache["cpu"]
 
     return pick
+
+
+class _Interpreted:
+    """``kernel[grid](*args)`` through Triton's interpreter, whether or not ``TRITON_INTERPRET`` was set
+    when ``triton`` was imported.
+
+    Triton decides at decoration time: with the variable unset, ``triton.jit`` gives compiled
+    ``JITFunction`` s, and so do Triton's own library functions written in Triton (``tl.sum`` and the
+    other reductions), decorated when ``triton.language`` is imported. An interpreted kernel calling
+    one of those hits ``JITFunction.__call__`` ("Cannot call @triton.jit'd outside of the scope of a
+    kernel"). So while an interpreted kernel runs, a ``JITFunction`` called from it runs interpreted as
+    well (what it would be had the variable been set at import); the patch is undone after the launch.
+    CPU tensors only (tests); not thread-safe."""
+
+    _nested: dict = {}
+
+    def __init__(self, jitted):
+        from triton.runtime.interpreter import InterpretedFunction
+
+        self.kernel = jitted if isinstance(jitted, InterpretedFunction) else InterpretedFunction(jitted.fn)
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            from triton.runtime.interpreter import InterpretedFunction
+            from triton.runtime.jit import JITFunction
+
+            nested = _Interpreted._nested
+
+            def call(self, *a, **k):
+                if self.fn not in nested:
+                    nested[self.fn] = InterpretedFunction(self.fn)
+                return nested[self.fn](*a, **k)
+
+            original = JITFunction.__call__
+            JITFunction.__call__ = call
+            try:
+                return self.kernel[grid](*args, **kwargs)
+            finally:
+                JITFunction.__call__ = original
+
+        return launch
 
 
 def acc_dtype(dtype: torch.dtype):

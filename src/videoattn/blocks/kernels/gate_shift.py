@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._attention import standard_layout
+from .._attention import capturing_graph, standard_layout
 from . import acc_dtype, launcher
 from ._common import fresh_like, next_power_of_2, tl, triton
 
@@ -82,8 +82,6 @@ def gated_shift_traceable(x: torch.Tensor, gate: torch.Tensor, past_first: bool)
 def gate_shift_torch(x: torch.Tensor, logits: torch.Tensor, past_first: bool) -> torch.Tensor:
     """The PyTorch path: ``tanh`` then :class:`GatedShift` (its out-of-place form while a graph is
     captured: tracers record in-place slice writes wrongly)."""
-    from .._attention import capturing_graph
-
     fn = gated_shift_traceable if capturing_graph() else GatedShift.apply
     return fn(x, torch.tanh(logits), past_first)
 
