@@ -314,6 +314,61 @@ def test_importing_the_kernels_does_not_need_the_interpreter_variable():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+# ------------------------------------------------------------------- compiled for a GPU, without one
+
+
+def _compile_cases():
+    import triton.language as tl
+
+    f32, bf16 = "*fp32", "*bf16"
+    cases = []
+    for past_first in (True, False):
+        blocks = dict(PAST_FIRST=past_first, ACC=tl.float32, BLOCK_C=32, BLOCK_HW=128)
+        cases += [(gs._gate_shift_fwd, dict(x_ptr=bf16, logit_ptr=bf16, out_ptr=bf16), blocks),
+                  (gs._gate_shift_bwd, dict(x_ptr=f32, logit_ptr=f32, g_ptr=f32, gx_ptr=f32, glogit_ptr=f32), blocks)]
+    for cross in (True, False):
+        cases.append((tm._mix_fwd, dict(m_ptr=f32, v_ptr=bf16, o_ptr=bf16),
+                      dict(CROSS=cross, ACC=tl.float32, BLOCK_T=8, BLOCK_S=4, BLOCK_C=32)))
+    for mode in (0, 1, 2):
+        cases.append((tm._mix_grad_matrix, dict(g_ptr=f32, v_ptr=bf16, p_ptr=f32),
+                      dict(MODE=mode, ACC=tl.float32, BLOCK_T=8, BLOCK_S=1, BLOCK_C=32)))
+    for flags in ((True, True, True, True), (False, False, False, False), (True, False, True, False)):
+        consts = dict(NH=8, DK=16, HAS_REL=flags[0], HAS_P1=flags[1], HAS_MIX=flags[2], HAS_EYE=flags[3],
+                      ACC=tl.float32, BLOCK_P=32, BLOCK_H=8, BLOCK_K=16, BLOCK_V=16)
+        names = ("q_ptr", "rel_ptr", "p1_ptr", "v_ptr", "eye_ptr")
+        cases += [(rl._products_fwd, dict.fromkeys((*names, "o_ptr"), f32), consts),
+                  (rl._products_bwd, dict.fromkeys((*names, "g_ptr", "gq_ptr", "grel_ptr", "gv_ptr"), bf16), consts)]
+    return cases
+
+
+def test_kernels_compile_for_a_cuda_target(monkeypatch, tmp_path):
+    """Every kernel variant goes through Triton's compiler down to PTX for an sm_90 target (no GPU
+    needed): what the interpreter cannot check (types, constexpr branches, layouts) on this machine.
+    Interpreted launches run first, in this process: they must leave ``triton.language`` unpatched
+    (on a GPU machine the compiled kernels, and inductor's, run in the same process as the interpreter
+    tests)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    if "nvidia" not in triton.backends.backends:
+        pytest.skip("this triton has no NVIDIA backend")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    x = rand(1, 4, 2, 2, 3, seed=90, dtype=torch.float32).requires_grad_(True)
+    gs.gate_shift_triton(x, rand(1, 2, 2, 2, 3, seed=91, dtype=torch.float32), True).sum().backward()
+    inputs, dd = product_inputs("VplusR", "VplusR", batch=1, positions=2, heads=2, dk=2, dv=2)
+    grads(lambda *a: rl.PositionProductsTriton.apply(*a, dd), inputs, rand(2, 2, 2, seed=92))
+    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    for kernel, pointers, consts in _compile_cases():
+        names = kernel.arg_names
+        signature = {name: "constexpr" if name in consts else pointers.get(name, "i32") for name in names}
+        source = ASTSource(fn=kernel, signature=signature,
+                           constexprs={(names.index(k),): v for k, v in consts.items()})
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+        assert "ptx" in compiled.asm, kernel
+
+
 # ------------------------------------------------------------------------------------- on a CUDA GPU
 
 

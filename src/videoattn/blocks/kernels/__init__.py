@@ -101,8 +101,10 @@ class _Interpreted:
     other reductions), decorated when ``triton.language`` is imported. An interpreted kernel calling
     one of those hits ``JITFunction.__call__`` ("Cannot call @triton.jit'd outside of the scope of a
     kernel"). So while an interpreted kernel runs, a ``JITFunction`` called from it runs interpreted as
-    well (what it would be had the variable been set at import); the patch is undone after the launch.
-    CPU tensors only (tests); not thread-safe."""
+    well (what it would be had the variable been set at import), with the interpreter's patches of
+    ``triton.language`` undone after each such call (Triton leaves them in place after a nested call,
+    which would break later compilations in the process); ``JITFunction.__call__`` is restored after
+    the launch. CPU tensors only (tests); not thread-safe."""
 
     _nested: dict = {}
 
@@ -113,15 +115,22 @@ class _Interpreted:
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            from triton.runtime.interpreter import InterpretedFunction
+            from triton.runtime.interpreter import InterpretedFunction, _patch_lang
             from triton.runtime.jit import JITFunction
 
             nested = _Interpreted._nested
 
             def call(self, *a, **k):
+                # InterpretedFunction.__call__ would patch triton.language for the interpreter and never
+                # undo it (Triton 3.7), which breaks every later compilation in this process (our
+                # kernels on CUDA, inductor's): patch, run the rewritten function, restore
                 if self.fn not in nested:
                     nested[self.fn] = InterpretedFunction(self.fn)
-                return nested[self.fn](*a, **k)
+                scope = _patch_lang(self.fn)
+                try:
+                    return nested[self.fn].rewrite()(*a, **k)
+                finally:
+                    scope.restore()
 
             original = JITFunction.__call__
             JITFunction.__call__ = call
