@@ -13,6 +13,11 @@ synchronised around each. Every row runs in three precisions: ``fp32`` (TF32 off
 (``torch.backends.cuda.matmul.allow_tf32`` and cuDNN's TF32 on) and ``bf16`` (autocast). On CUDA
 the peak memory of each timed run is recorded too (``torch.cuda.max_memory_allocated``).
 
+Fused Triton kernels (``videoattn.blocks.kernels``): on CUDA with triton, each GTA, GSM, SA-GSM and RSA
+row runs with ``kernel: torch`` and is followed by a ``<label> triton`` row with ``kernel: triton``
+(what ``auto`` will pick on CUDA once these rows show it faster); elsewhere only the ``kernel: torch``
+rows run.
+
 Attention paths: NL at res3 and res4 again with ``attention_impl`` forced to ``explicit`` and to
 ``sdpa``, beside the default rows (``auto``, whose chosen path is recorded as ``auto_attention``), in
 each precision with peak memory: one run checks ``choose_attention_impl``'s per-device table
@@ -49,7 +54,7 @@ import sys
 import time
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +82,15 @@ class BlockRow:
     official: str | None = None  # the OFFICIAL spec it is compared with
 
 
-def block_rows(tiny: bool) -> list[BlockRow]:
-    """Issue 25's rows; ``tiny``: the same rows at toy widths and sizes (a CPU test runs all of them)."""
+#: the blocks with a fused Triton kernel (``videoattn.blocks.kernels``): their rows run ``kernel: torch``,
+#: and with ``fused`` a ``<label> triton`` row with ``kernel: triton`` follows each
+FUSED_BLOCKS = ("gta", "gsm", "sa_gsm", "rsa")
+
+
+def block_rows(tiny: bool, fused: bool = False) -> list[BlockRow]:
+    """Issue 25's rows; ``tiny``: the same rows at toy widths and sizes (a CPU test runs all of them).
+    ``fused`` (on CUDA with triton): each GTA / GSM / SA-GSM / RSA row (``kernel: torch``) is followed by
+    its ``kernel: triton`` twin, labelled ``<label> triton``."""
     if tiny:
         res3, res4, gsm_a, gsm_b, rsa_a, rsa_b = (32, 8), (64, 4), (16, 8), (32, 4), (16, 8), (32, 4)
         bat = {"s": 4}
@@ -104,7 +116,16 @@ def block_rows(tiny: bool) -> list[BlockRow]:
     for c, s in (rsa_a, rsa_b):
         rows += [BlockRow(f"RSA C{c} {s}x{s}", "rsa", c, s, s, official="rsa"),
                  BlockRow(f"conv3d 3x3x3 C{c} {s}x{s}", "conv3d", c, s, s)]
-    return rows
+    out = []
+    for row in rows:
+        if row.block not in FUSED_BLOCKS:
+            out.append(row)
+            continue
+        out.append(replace(row, options={**row.options, "kernel": "torch"}))
+        if fused:
+            out.append(replace(row, label=f"{row.label} triton", options={**row.options, "kernel": "triton"},
+                               official=None))  # the official module is timed once, on the torch row
+    return out
 
 
 #: The attention paths the NL rows are also timed with, to check ``auto``'s per-device rule in one run.
@@ -600,7 +621,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "official": {name: str(path) for name, path in official.items()},
     }
     print("blocks:", file=sys.stderr)
-    report["blocks"] = run_blocks(block_rows(tiny), official, device, clips, args.frames, warmup, repeats)
+    from videoattn.blocks.kernels import triton_available
+
+    fused = device.type == "cuda" and triton_available()  # the Triton rows; on the CPU only the interpreter runs them
+    report["fused_kernels"] = "timed (rows '<label> triton')" if fused else "not timed (needs CUDA and triton)"
+    report["blocks"] = run_blocks(block_rows(tiny, fused), official, device, clips, args.frames, warmup, repeats)
     print("attention paths:", file=sys.stderr)
     report["attention_paths"] = run_blocks(attention_rows(tiny), {}, device, clips, args.frames, warmup, repeats)
     if not args.skip_models:

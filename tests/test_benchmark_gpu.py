@@ -104,6 +104,19 @@ def test_tiny_cpu_run_times_every_row_and_writes_json(gpu, tmp_path, capsys):
     assert "| NL res4 auto |" in printed and "| NL res4 sdpa |" in printed
 
 
+def test_fused_kernel_rows_follow_their_torch_rows(gpu):
+    plain = gpu.block_rows(False)
+    fused = gpu.block_rows(False, fused=True)
+    assert [row.label for row in plain] == [row.label for row in fused if not row.label.endswith(" triton")]
+    twins = [row for row in fused if row.label.endswith(" triton")]
+    assert {row.block for row in twins} == {"gta", "gsm", "sa_gsm", "rsa"} and len(twins) == 8
+    for row in twins:
+        torch_row = fused[fused.index(row) - 1]
+        assert torch_row.label + " triton" == row.label and torch_row.options == {**row.options, "kernel": "torch"}
+        assert row.options["kernel"] == "triton" and row.official is None
+    assert "GSM C192 28x28 triton" in [row.label for row in twins]
+
+
 def test_cpu_numbers_never_go_to_gpu_json_and_bad_official_paths_are_named(gpu, tmp_path):
     with pytest.raises(SystemExit, match="GPU numbers"):
         gpu.main(["--device", "cpu", "--tiny", "--out", str(gpu.DEFAULT_OUTPUT)])

@@ -71,7 +71,7 @@ def test_inference_path_matches_the_reference(kernel_type, context_type):
 
 @pytest.mark.parametrize("kernel_type,context_type", [("VplusR", "VplusR"), ("R", "R"), ("V", "V"), ("V", "VplusR")])
 def test_hand_written_backward_against_finite_differences(kernel_type, context_type):
-    # the training path's backward (_PositionProducts) is written by hand: check it numerically, with
+    # the training path's backward (kernels.relational.PositionProducts) is written by hand: check it numerically, with
     # respect to the input and every parameter, borders included (3x3x3 neighbourhood on a 2x3x3 clip)
     block = build(kernel_type, context_type, num_heads=2, kernel_size=3, seed=5)
     x = video(batch=1, frames=2, height=3, width=3, seed=9).requires_grad_(True)

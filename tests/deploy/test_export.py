@@ -138,7 +138,8 @@ def test_export_cli_records_metadata(trained, tmp_path, fmt, capsys):
 def test_export_refuses_a_mismatch_and_leaves_nothing(tmp_path, monkeypatch):
     # GSM's training-path autograd functions write into slices in place, which the ONNX tracer
     # records wrongly: forced onto that path, the export must fail its parity check, naming the block.
-    monkeypatch.setattr("videoattn.blocks.gsm.capturing_graph", lambda: False)
+    monkeypatch.setattr("videoattn.blocks.gsm.capturing_graph", lambda: False)  # _TapSum
+    monkeypatch.setattr("videoattn.blocks.kernels.gate_shift.capturing_graph", lambda: False)  # GatedShift
     out = tmp_path / "model.onnx"
     out.write_bytes(b"previous export")  # an earlier file is never replaced by a failed export
     with pytest.raises(ExportError, match="block 'gsm'"):

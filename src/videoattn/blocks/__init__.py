@@ -21,9 +21,9 @@ from .registry import (
 
 def block_modules() -> list[str]:
     """Qualified names of the block family modules (every module of this package but the private
-    helpers and the registry), in name order."""
+    helpers, the registry and the ``kernels`` subpackage of fused ops), in name order."""
     return [f"{__name__}.{info.name}" for info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name)
-            if not info.name.startswith("_") and info.name != "registry"]
+            if not info.name.startswith("_") and info.name != "registry" and not info.ispkg]
 
 
 for _module in block_modules():

@@ -27,9 +27,10 @@ The gate is computed without PyTorch's grouped 3x3x3 convolution with two output
 runs at about 1 GMAC/s on CPU (``gate_impl="conv3d"`` keeps it as the reference path): both groups'
 27 kernel taps are one batched matrix product ``(27, C/2) x (C/2, H*W)`` per frame on the
 frame-batched layout the backbones use (``gate_impl="matmul"``, the default), and the 27 two-channel
-tap maps are summed at their space-time offsets (:class:`_TapSum`). Gating, residual and both shifts
-are one autograd function (:class:`_GatedShift`) with a written-out backward: no concatenation,
-permuted copy or per-slice zero-filled buffer of the whole tensor. Both run on any device.
+tap maps are summed at their space-time offsets (:class:`_TapSum`). The ``tanh``, gating, residual
+and both shifts are one fused op (:mod:`.kernels.gate_shift`): a Triton kernel on CUDA (``kernel``
+option, ``docs/blocks.md`` "Fused Triton kernels"), else an autograd function with a written-out
+backward (no concatenation, permuted copy or per-slice zero-filled buffer of the whole tensor).
 
 ``sa_gsm`` (SA-GSM report eq. 1-4): GSM followed by SAGAN-style self-attention within each frame::
 
@@ -60,8 +61,9 @@ from ._attention import (
     check_video_input,
     fused_projections,
     softmax_attention,
-    standard_layout,
 )
+from .kernels import check_kernel_choice, use_triton
+from .kernels.gate_shift import gate_shift
 from .registry import register_block
 
 GATE_IMPLS = ("matmul", "conv3d")
@@ -113,46 +115,6 @@ class _TapSum(torch.autograd.Function):
         return grad_taps
 
 
-class _GatedShift(torch.autograd.Function):
-    """``Z = X - Y + shift(Y)`` with ``Y_k = g_k . X_k`` for the two channel halves, in one pass.
-
-    ``gate`` is ``(N, 2, T, H, W)``; with ``past_first`` the first half receives frame t-1's ``Y``
-    (``shift_fw``) and the second frame t+1's (``shift_bw``), else the reverse. The backward is
-    written out (``dL/dY = -G + G`` shifted the other way, ``dL/dX = G + g . dL/dY``,
-    ``dL/dg = sum_c X . dL/dY``) so that neither pass allocates more than one full-size buffer per
-    result: autograd through slices would materialise a zero-filled copy of the tensor per slice.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, gate: torch.Tensor, past_first: bool) -> torch.Tensor:
-        halves = x.unflatten(1, (2, x.shape[1] // 2))  # a view, whatever x's strides
-        gated = halves * gate.unsqueeze(2)
-        out = halves - gated
-        past, future = (0, 1) if past_first else (1, 0)
-        out[:, past, :, 1:] += gated[:, past, :, :-1]
-        out[:, future, :, :-1] += gated[:, future, :, 1:]
-        ctx.save_for_backward(x, gate)
-        ctx.past_first = past_first
-        return out.flatten(1, 2)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, gate = ctx.saved_tensors
-        grad_halves = grad.unflatten(1, (2, x.shape[1] // 2))
-        past, future = (0, 1) if ctx.past_first else (1, 0)
-        grad_gated = -grad_halves
-        grad_gated[:, past, :, :-1] += grad_halves[:, past, :, 1:]
-        grad_gated[:, future, :, 1:] += grad_halves[:, future, :, :-1]
-        grad_x = grad_gate = None
-        if ctx.needs_input_grad[0]:
-            # at batch 1 the element-wise result of a channels_last_3d gradient comes out with batch stride
-            # C, not C*T*H*W: a layout PyTorch's BN backward mishandles (_attention.standard_layout)
-            grad_x = standard_layout((grad_halves + grad_gated * gate.unsqueeze(2)).flatten(1, 2))
-        if ctx.needs_input_grad[1]:
-            grad_gate = (grad_gated * x.unflatten(1, (2, x.shape[1] // 2))).sum(2)
-        return grad_x, grad_gate, None
-
-
 def _tap_sum_traceable(taps: torch.Tensor) -> torch.Tensor:
     """:class:`_TapSum`'s forward without in-place writes: zero-pad frames, rows and columns by one and
     add the 27 shifted windows."""
@@ -167,18 +129,6 @@ def _tap_sum_traceable(taps: torch.Tensor) -> torch.Tensor:
     return out.transpose(1, 2)  # (N, T, G, H, W)
 
 
-def _gated_shift_traceable(x: torch.Tensor, gate: torch.Tensor, past_first: bool) -> torch.Tensor:
-    """:class:`_GatedShift`'s forward without in-place writes (zero-padded shifts by concatenation)."""
-    halves = x.unflatten(1, (2, x.shape[1] // 2))
-    gated = halves * gate.unsqueeze(2)
-    first, second = gated[:, 0], gated[:, 1]  # (N, C/2, T, H, W)
-    from_past = [F.pad(g, (0, 0, 0, 0, 1, 0))[:, :, :-1] for g in (first, second)]  # frame t gets t-1
-    from_future = [F.pad(g, (0, 0, 0, 0, 0, 1))[:, :, 1:] for g in (first, second)]  # frame t gets t+1
-    shifted = (torch.stack((from_past[0], from_future[1]), 1) if past_first
-               else torch.stack((from_future[0], from_past[1]), 1))
-    return (halves - gated + shifted).flatten(1, 2)
-
-
 @register_block("gsm", description="Gate-Shift Module: tanh-gated halves shifted forward/backward in time (GSM)")
 class GateShift(nn.Module):
     """GSM over ``(N, C, T, H, W)`` (module docstring). ``C`` must be even (a multiple of 4 with
@@ -187,8 +137,9 @@ class GateShift(nn.Module):
     identity_at_init = True
 
     def __init__(self, channels: int, gate_norm: bool = False, released_order: bool = False,
-                 gate_impl: str = "matmul"):
+                 gate_impl: str = "matmul", kernel: str = "auto"):
         super().__init__()
+        self.kernel = check_kernel_choice("gsm", kernel)
         if channels % (4 if released_order else 2):
             raise ConfigError(
                 f"block 'gsm': channels must be divisible by {4 if released_order else 2} "
@@ -234,9 +185,13 @@ class GateShift(nn.Module):
 
     def gate_maps(self, x: torch.Tensor) -> torch.Tensor:
         """``tanh(W * X)`` (of ``ReLU(BN(X))`` with ``gate_norm``): ``(N, 2, T, H, W)``."""
+        return torch.tanh(self.gate_logits(x))
+
+    def gate_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``W * X + b`` before the ``tanh`` (of ``ReLU(BN(X))`` with ``gate_norm``): ``(N, 2, T, H, W)``."""
         source = F.relu(batch_norm_standard(self.gate_bn, x)) if self.gate_bn is not None else x
         if self.gate_impl == "conv3d":
-            return torch.tanh(self.gate(source))
+            return self.gate(source)
         batch, channels, frames, height, width = source.shape
         # (N*T, 2, C/2, H*W): a view when x is the backbone's frame-batched memory, else one copy
         frames_first = source.transpose(1, 2).reshape(batch * frames, 2, channels // 2, height * width)
@@ -245,21 +200,20 @@ class GateShift(nn.Module):
         tap_maps = torch.matmul(taps, frames_first).view(batch, frames, 2, 3, 3, 3, height, width)
         summed = _tap_sum_traceable(tap_maps) if capturing_graph() else _TapSum.apply(tap_maps)
         pre_gate = summed + self.gate.bias.view(1, 1, 2, 1, 1)  # (N, T, 2, H, W)
-        return torch.tanh(pre_gate).transpose(1, 2)
+        return pre_gate.transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_video_input("gsm", x, self.channels)
-        # the autograd functions above write into slices in place, which tracers record wrongly (ONNX)
-        # or cannot save (TorchScript): while a graph is captured, the out-of-place forms
-        gated_shift = _gated_shift_traceable if capturing_graph() else _GatedShift.apply
-        out = gated_shift(x, self.gate_maps(x), not self.released_order)
+        # tanh, gating, residual and both shifts: one fused op (Triton on CUDA; the out-of-place PyTorch
+        # form while a graph is captured, since tracers record in-place slice writes wrongly)
+        out = gate_shift(x, self.gate_logits(x), not self.released_order, use_triton("gsm", self.kernel, x))
         if self.released_order:
             out = out.index_select(1, self._order)
         return out
 
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, gate_norm={self.gate_bn is not None}, "
-                f"released_order={self.released_order}, gate_impl={self.gate_impl!r}")
+                f"released_order={self.released_order}, gate_impl={self.gate_impl!r}, kernel={self.kernel!r}")
 
 
 class FrameSelfAttention(nn.Module):
@@ -321,10 +275,11 @@ class SelfAttentionGateShift(nn.Module):
     identity_at_init = True
 
     def __init__(self, channels: int, reduction: int = 8, value: str = "paper", gate_norm: bool = False,
-                 released_order: bool = False, gate_impl: str = "matmul", attention_impl: str = "auto"):
+                 released_order: bool = False, gate_impl: str = "matmul", attention_impl: str = "auto",
+                 kernel: str = "auto"):
         super().__init__()
         self.channels = channels
-        self.gsm = GateShift(channels, gate_norm, released_order, gate_impl)
+        self.gsm = GateShift(channels, gate_norm, released_order, gate_impl, kernel)
         self.attention = FrameSelfAttention(channels, reduction, value, attention_impl)
 
     def set_released_options(self, gate_norm: bool, released_order: bool, value: str) -> list[str]:

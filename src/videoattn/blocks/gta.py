@@ -75,30 +75,12 @@ from ._attention import (
 )
 from .composite import Decoupled
 from .factorised import SpatialSelfAttention, check_pool_position, resize_along_time
+from .kernels import check_kernel_choice, use_triton
+from .kernels.temporal_mix import temporal_mix  # PyTorch path unless told (the name the tests import)
 from .registry import register_block
 
 HEAD_MODES = ("cross_channel", "multi_head", "single")
 REGION_SOURCES = ("value", "input")
-
-
-def temporal_mix(matrix: torch.Tensor, values: torch.Tensor, head_mode: str, num_groups: int) -> torch.Tensor:
-    """Apply a learned temporal matrix to channels-last ``values`` of shape ``(N, T, S, C)``
-    (S samples: pixels or regions), returning ``(N, T, S, C)``.
-
-    * ``single``: ``out[:, t, :, c] = sum_t' M[t, t'] V[:, t', :, c]`` (eq. 6).
-    * ``multi_head``: channels split into G groups, group g uses its own ``M[g]`` (Table 11).
-    * ``cross_channel``: output head k (channel block k) = ``sum_g M[g, k] V_g`` (eq. 7-8).
-    """
-    matrix = matrix.to(values.dtype)
-    if head_mode == "single":
-        return torch.einsum("ab,nbsc->nasc", matrix, values)
-    n, frames, samples, channels = values.shape
-    grouped = values.reshape(n, frames, samples, num_groups, channels // num_groups)
-    if head_mode == "multi_head":
-        mixed = torch.einsum("gab,nbsgc->nasgc", matrix, grouped)
-    else:
-        mixed = torch.einsum("gkab,nbsgc->naskc", matrix, grouped)
-    return mixed.reshape(n, frames, samples, channels)
 
 
 class GlobalTemporalAttention(nn.Module):
@@ -115,6 +97,8 @@ class GlobalTemporalAttention(nn.Module):
         num_regions: K regions per frame (default C/8, Table 10).
         region_source: ``"value"`` (default) or ``"input"``, what ``W_G`` is applied to (see module doc).
         temporal_resize: allow inputs with T' != num_frames by resampling the matrices.
+        kernel: the T x T mixing's implementation, ``"auto"`` (Triton on CUDA), ``"triton"`` or
+            ``"torch"`` (:mod:`.kernels`).
     """
 
     identity_at_init = True
@@ -133,9 +117,11 @@ class GlobalTemporalAttention(nn.Module):
         region_source: str = "value",
         temporal_resize: bool = False,
         block_name: str = "gta",
+        kernel: str = "auto",
     ):
         super().__init__()
         self.block_name = block_name
+        self.kernel = check_kernel_choice(block_name, kernel)
         if not (pixel or region):
             raise ConfigError(f"block {block_name!r}: at least one of pixel=True / region=True is needed")
         if head_mode not in HEAD_MODES:
@@ -218,7 +204,8 @@ class GlobalTemporalAttention(nn.Module):
         values = self.pixel_value(x_cl) if values is None else values
         n, frames, h, w, width = values.shape
         matrix = self.effective_matrix(self.pixel_matrix, frames)
-        mixed = temporal_mix(matrix, values.reshape(n, frames, h * w, width), self.head_mode, self.num_groups)
+        mixed = temporal_mix(matrix, values.reshape(n, frames, h * w, width), self.head_mode, self.num_groups,
+                             use_triton(self.block_name, self.kernel, values))
         return mixed.reshape(n, frames, h, w, width)
 
     def region_branch(self, x_cl: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
@@ -242,7 +229,8 @@ class GlobalTemporalAttention(nn.Module):
             region_values = self.region_value(regions)  # V_R(t) = X_G(t) W_V^R + b, per region
         width = self.inner_channels
         matrix = self.effective_matrix(self.region_matrix, frames)
-        mixed = temporal_mix(matrix, region_values, self.head_mode, self.num_groups)  # M_R X_G
+        mixed = temporal_mix(matrix, region_values, self.head_mode, self.num_groups,
+                             use_triton(self.block_name, self.kernel, region_values))  # M_R X_G
         back = torch.einsum("ntpk,ntkc->ntpc", transform, mixed)  # A_R(t) = G_R(t)^T (M_R X_G)(t)
         return back.reshape(n, frames, h, w, width)
 
@@ -299,6 +287,7 @@ class GTABlock(Decoupled):
         attention_impl: str = "auto",
         chunk_size: int = 512,
         pool_position: str = "after",
+        kernel: str = "auto",
     ):
         check_pool_position(self.block_name, pool_position)
         super().__init__(
@@ -311,6 +300,6 @@ class GTABlock(Decoupled):
             ),
             temporal=GlobalTemporalAttention(
                 channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
-                num_regions, region_source, temporal_resize,
+                num_regions, region_source, temporal_resize, kernel=kernel,
             ),
         )

@@ -30,8 +30,9 @@ The fast path (docs/blocks.md, "RSA benchmark", has the measurements):
   temporally shifted copies of each channel (``H1`` grouped over the key channels; ``H2`` and ``G``
   fused into one convolution with the value channels folded into the batch), whose output is
   already position-major;
-* the per-position contractions are batched matrix products with a hand-written backward
-  (:class:`_PositionProducts`), associated as ``y = (kappa F_V^T)(G(V) + I)`` (fewer products
+* the per-position contractions are one fused op (:mod:`.kernels.relational`): a Triton kernel on
+  CUDA (``kernel`` option), else batched matrix products with a hand-written backward
+  (:class:`~.kernels.relational.PositionProducts`), associated as ``y = (kappa F_V^T)(G(V) + I)`` (fewer products
   than the release's ``kappa ((G(V) + I)^T F_V)^T``; the same function);
 * the clip is processed ``chunk_frames`` frames at a time (default 2, each with its ``k_t // 2``
   frames of temporal context); in training each chunk is recomputed in backward
@@ -50,6 +51,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from ._attention import check_video_input, standard_grad
+from .kernels import check_kernel_choice, use_triton
+from .kernels.relational import position_products
 from .registry import register_block
 
 KERNEL_TYPES = ("V", "R", "VplusR")
@@ -88,82 +91,6 @@ def _neighbourhood_conv(shifted: torch.Tensor, weight: torch.Tensor, padding: tu
     return out.permute(0, 2, 3, 1)
 
 
-class _PositionProducts(torch.autograd.Function):
-    """The per-position products of RSA with a hand-written backward (training path).
-
-    Inputs (``B = N P`` positions): ``q`` ``(B, N_h, d_k)``; ``rel`` ``(B, d_k, d_d)`` or None (kernel
-    ``V``); ``p1`` ``(1, d_k, d_d)`` or None; ``values`` ``(N, d_v, P, J)`` (the value convolution's
-    output, ``J = d_d [+ d_v]`` filters per value channel, reordered to ``(B, d_v, J)`` here);
-    ``eye`` ``(1, d_v, d_v)`` or None. Returns ``(B, N_h, d_v)``::
-
-        kernel = q (rel + p1)                        # (B, N_h, d_d)
-        a      = kernel F_V^T                        # F_V = values[..., :d_d]: (B, d_v, d_d)
-        out    = a (G(V) + eye)                      # G(V) = values[..., d_d:]: (B, d_v, d_v)
-
-    Autograd's own ``bmm`` backward is slow for these ``B`` tiny matrices when the incoming
-    gradient is not contiguous (it falls back to one copy per matrix); here every product runs
-    as one ``bmm`` on contiguous operands, and only the small operands are saved."""
-
-    @staticmethod
-    def forward(ctx, q, rel, p1, values, eye, dd: int):
-        n, dv, positions, width = values.shape
-        values = values.permute(0, 2, 1, 3).reshape(n * positions, dv, width)
-        basic = values[:, :, :dd].contiguous()  # F_V: (B, d_v, d_d)
-        mix = values[:, :, dd:].contiguous() if width > dd else None  # G(V): (B, d_v, d_v)
-        del values
-        if rel is not None:
-            rel = rel + p1 if p1 is not None else rel.contiguous()
-        kernel = q if rel is None else torch.bmm(q, rel)
-        a = torch.bmm(kernel, basic.transpose(1, 2))
-        if mix is None:
-            out = a
-        else:
-            if eye is not None:
-                mix = mix + eye
-            out = torch.bmm(a, mix)
-        ctx.values_shape = (n, dv, positions, width)
-        ctx.flags = (p1 is not None, eye is not None)
-        ctx.save_for_backward(q, rel, basic, mix, kernel if rel is not None else None, a if mix is not None else None)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        q, rel, basic, mix, kernel, a = ctx.saved_tensors
-        has_p1, has_eye = ctx.flags
-        grad = grad.contiguous()
-        grad_rel = grad_p1 = grad_mix = grad_eye = None
-        if mix is not None:
-            grad_mix = torch.bmm(a.transpose(1, 2), grad)  # (B, d_v, d_v)
-            grad_eye = grad_mix.sum(0, keepdim=True) if has_eye else None
-            grad_a = torch.bmm(grad, mix.transpose(1, 2))
-        else:
-            grad_a = grad
-        grad_basic = torch.bmm(grad_a.transpose(1, 2), q if kernel is None else kernel)  # (B, d_v, d_d)
-        grad_kernel = torch.bmm(grad_a, basic)
-        if rel is not None:
-            grad_rel = torch.bmm(q.transpose(1, 2), grad_kernel)
-            grad_p1 = grad_rel.sum(0, keepdim=True) if has_p1 else None
-            grad_q = torch.bmm(grad_kernel, rel.transpose(1, 2))
-        else:
-            grad_q = grad_kernel
-        grad_values = grad_basic if grad_mix is None else torch.cat([grad_basic, grad_mix], dim=2)
-        n, dv, positions, width = ctx.values_shape
-        grad_values = grad_values.view(n, positions, dv, width).permute(0, 2, 1, 3)
-        return grad_q, grad_rel, grad_p1, grad_values, grad_eye, None
-
-
-def _position_products(q, rel, p1, values, eye, dd: int) -> torch.Tensor:
-    """The same products with autograd's own ops (inference, export, autocast and the MAC count)."""
-    dv, width = values.shape[1], values.shape[3]
-    values = values.permute(0, 2, 1, 3).reshape(-1, dv, width)
-    kernel = q if rel is None else torch.bmm(q, rel + p1 if p1 is not None else rel)
-    out = torch.bmm(kernel, values[:, :, :dd].transpose(1, 2))
-    if width > dd:
-        mix = values[:, :, dd:]
-        out = torch.bmm(out, mix + eye if eye is not None else mix)
-    return out
-
-
 @register_block("rsa", description="Relational Self-Attention (relational kernel and context), replaces a conv")
 class RelationalSelfAttention(nn.Module):
     """``(N, C, T, H, W) -> (N, out_channels, T, H/stride, W/stride)``.
@@ -181,6 +108,8 @@ class RelationalSelfAttention(nn.Module):
         context_type: ``"V"`` (basic), ``"R"`` (relational) or ``"VplusR"`` (both; default).
         chunk_frames: frames computed at a time, recomputed in backward (default 2); None: the whole
             clip at once, nothing recomputed. The same function either way.
+        kernel: the per-position products' implementation, ``"auto"`` (Triton on CUDA), ``"triton"``
+            or ``"torch"`` (:mod:`.kernels`).
     """
 
     identity_at_init = False
@@ -188,8 +117,9 @@ class RelationalSelfAttention(nn.Module):
     def __init__(self, channels: int, out_channels: int | None = None, stride: int = 1, num_heads: int = 8,
                  key_channels: int | None = None, kernel_channels: int | None = None,
                  kernel_size=(5, 7, 7), kernel_type: str = "VplusR", context_type: str = "VplusR",
-                 chunk_frames: int | None = 2):
+                 chunk_frames: int | None = 2, kernel: str = "auto"):
         super().__init__()
+        self.kernel = check_kernel_choice("rsa", kernel)
         if chunk_frames is not None:
             _positive_int("chunk_frames", chunk_frames, "frames per chunk, or None for the whole clip at once")
         self.chunk_frames = chunk_frames
@@ -295,7 +225,5 @@ class RelationalSelfAttention(nn.Module):
         values = _neighbourhood_conv(shifted, weights, padding, groups=1).reshape(-1, dv, positions, weights.shape[0])
         p1 = self.P1 if self.kernel_type == "VplusR" else None
         eye = self.I if self.context_type == "VplusR" else None
-        products = (_PositionProducts.apply if torch.is_grad_enabled() and not torch.is_autocast_enabled(q.device.type)
-                    else _position_products)
-        out = products(q, rel, p1, values, eye, dd)  # (N*P, N_h, d_v)
+        out = position_products(q, rel, p1, values, eye, dd, use_triton("rsa", self.kernel, q))  # (N*P, N_h, d_v)
         return out.transpose(1, 2).reshape(-1, t, h, w, self.out_channels)
