@@ -114,7 +114,7 @@ if triton is not None:
         lbase = logit_ptr + n * sln + k * slk + h * slh + w * slw
         z = tl.load(lbase + t * slt, mask=hw_ok, other=0.0).to(ACC)
         g_t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)  # tanh
-        zs = tl.load(lbase + s_safe * slt, mask=hw_ok & s_ok, other=0.0).to(ACC)
+        zs = tl.load(lbase + s_safe * slt, mask=(hw_ok & s_ok) != 0, other=0.0).to(ACC)
         g_s = tl.where(s_ok, 1.0 - 2.0 / (tl.exp(2.0 * zs) + 1.0), 0.0)
         keep = 1.0 - g_t
         sp = h * sxh + w * sxw
@@ -125,7 +125,7 @@ if triton is not None:
             mask = (c < HALF)[:, None] & hw_ok[None, :]
             xrow = x_ptr + n * sxn + ch[:, None].to(tl.int64) * sxc + sp[None, :]
             x_t = tl.load(xrow + t * sxt, mask=mask, other=0.0).to(ACC)
-            x_s = tl.load(xrow + s_safe * sxt, mask=mask & s_ok, other=0.0).to(ACC)
+            x_s = tl.load(xrow + s_safe * sxt, mask=(mask & s_ok) != 0, other=0.0).to(ACC)
             out = x_t * keep[None, :] + x_s * g_s[None, :]
             optr = out_ptr + n * son + ch[:, None].to(tl.int64) * soc + t * sot + op[None, :]
             tl.store(optr, out.to(out_ptr.dtype.element_ty), mask=mask)
@@ -165,7 +165,7 @@ if triton is not None:
             mask = (c < HALF)[:, None] & hw_ok[None, :]
             grow = g_ptr + n * sgn + ch * sgc + gp[None, :]
             g_here = tl.load(grow + t * sgt, mask=mask, other=0.0).to(ACC)
-            g_there = tl.load(grow + d_safe * sgt, mask=mask & d_ok, other=0.0).to(ACC)
+            g_there = tl.load(grow + d_safe * sgt, mask=(mask & d_ok) != 0, other=0.0).to(ACC)
             grad_y = g_there - g_here  # dL/dY[t] = -G[t] + G[d]
             x_t = tl.load(x_ptr + n * sxn + ch * sxc + t * sxt + sp[None, :], mask=mask, other=0.0).to(ACC)
             grad_gate += tl.sum(x_t * grad_y, axis=0)

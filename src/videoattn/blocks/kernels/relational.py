@@ -128,7 +128,7 @@ if triton is not None:
         bv_ok = b_ok[:, None] & v_ok[None, :]
         bc_ok = b_ok[:, None] & c_ok[None, :]
         q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
-                     mask=bh_ok[:, :, None] & c_ok[None, None, :], other=0.0).to(ACC)
+                     mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
         a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
         for d in range(0, DD):
             if HAS_REL:  # kernel[:, :, d] = q (rel + P1)[:, :, d]
@@ -153,7 +153,7 @@ if triton is not None:
                          out_w.to(o_ptr.dtype.element_ty), mask=bh_ok)
         else:
             tl.store(o_ptr + b[:, None, None] * sob + hh[None, :, None] * soh + vv[None, None, :] * sov,
-                     a.to(o_ptr.dtype.element_ty), mask=bh_ok[:, :, None] & v_ok[None, None, :])
+                     a.to(o_ptr.dtype.element_ty), mask=(bh_ok[:, :, None] & v_ok[None, None, :]) != 0)
 
     @triton.jit
     def _products_bwd(q_ptr, rel_ptr, p1_ptr, v_ptr, eye_ptr, g_ptr, gq_ptr, grel_ptr, gv_ptr, B, P, DD, DV,
@@ -175,7 +175,7 @@ if triton is not None:
         bv_ok = b_ok[:, None] & v_ok[None, :]
         bc_ok = b_ok[:, None] & c_ok[None, :]
         q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
-                     mask=bh_ok[:, :, None] & c_ok[None, None, :], other=0.0).to(ACC)
+                     mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
         if HAS_MIX:
             # recompute a = kernel F_V^T, then dL/dG(V) = a^T dOut and dL/da = dOut (G(V) + I)^T
             a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
@@ -205,7 +205,7 @@ if triton is not None:
                          grad_mix_w.to(gv_ptr.dtype.element_ty), mask=bv_ok)
         else:
             grad_a = tl.load(g_ptr + b[:, None, None] * sgb + hh[None, :, None] * sgh + vv[None, None, :] * sgv,
-                             mask=bh_ok[:, :, None] & v_ok[None, None, :], other=0.0).to(ACC)
+                             mask=(bh_ok[:, :, None] & v_ok[None, None, :]) != 0, other=0.0).to(ACC)
         grad_q3 = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_K], dtype=ACC)
         for d in range(0, DD):
             if HAS_REL:
@@ -232,7 +232,7 @@ if triton is not None:
                          mask=bh_ok)
         if HAS_REL:
             tl.store(gq_ptr + (b[:, None, None] * NH + hh[None, :, None]) * DK + cc[None, None, :],
-                     grad_q3.to(gq_ptr.dtype.element_ty), mask=bh_ok[:, :, None] & c_ok[None, None, :])
+                     grad_q3.to(gq_ptr.dtype.element_ty), mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0)
 
     _FWD = launcher(_products_fwd)
     _BWD = launcher(_products_bwd)

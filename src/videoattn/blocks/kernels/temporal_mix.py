@@ -72,7 +72,7 @@ if triton is not None:
                 v = tl.load(vrow + b * svt, mask=j_ok, other=0.0).to(ACC)
                 acc += m[:, None] * v[None, :]
         optr = o_ptr + n * son + a[:, None] * sot + s[None, :].to(tl.int64) * sos + (k * CG + c)[None, :] * soc
-        tl.store(optr, acc.to(o_ptr.dtype.element_ty), mask=a_ok[:, None] & j_ok[None, :])
+        tl.store(optr, acc.to(o_ptr.dtype.element_ty), mask=(a_ok[:, None] & j_ok[None, :]) != 0)
 
     @triton.jit
     def _mix_grad_matrix(g_ptr, v_ptr, p_ptr, T, S, CG, G, sgn, sgt, sgs, sgc, svn, svt, svs, svc, S_BLOCKS,
@@ -106,7 +106,7 @@ if triton is not None:
             acc += tl.sum(go[:, None, :] * v[None, :, :], axis=2)
         pairs = tl.num_programs(1)
         optr = p_ptr + ((pid.to(tl.int64) * pairs + pair) * T + t[:, None]) * T + t[None, :]
-        tl.store(optr, acc, mask=t_ok[:, None] & t_ok[None, :])
+        tl.store(optr, acc, mask=(t_ok[:, None] & t_ok[None, :]) != 0)
 
     _FWD = launcher(_mix_fwd)
     _GRAD_MATRIX = launcher(_mix_grad_matrix)
