@@ -230,6 +230,8 @@ class _Trainer:
         self.transforms_on = resolve_transforms_on(config.data.transforms_on, ctx.device, self.train_set)
         if hasattr(self.train_set, "set_transforms_on"):
             self.train_set.set_transforms_on(self.transforms_on)
+        if hasattr(self.train_set, "defer_decoding"):  # data.decoder: dali decodes in this process
+            self.train_set.defer_decoding(ctx.device)
         # worker id (-1: main process) -> [clips, seconds producing them, peak resident KiB]
         self.loader_stats: dict[int, list[float]] = {}
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
@@ -448,6 +450,8 @@ class _Trainer:
                                                                       self.sampler, start, self.micro_batch)
                     + ". last.pt now holds this step's start; lower data.num_workers or the memory per "
                     "worker, then --resume") from None
+            if "payload" in batch:  # data.decoder: dali: decoding (and any substitute) is part of the wait
+                batch = self.train_set.decode_batch(batch, ctx.device)
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             if "load" in batch:
