@@ -309,3 +309,16 @@ def test_training_and_validation_run_with_dali(synthetic, tmp_path, fmt):
     assert final["val_videos_evaluated"] == len(validation) > 0 and np.isfinite(final["train_loss"])
     metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert metadata["train_data"]["decoder"] == "dali"
+
+
+def test_threads_share_a_decoder(numbered):
+    """``videoattn data check`` reads with a thread pool: each thread gets its own DALI pipeline (one
+    shared pipeline's feed/run interleaved across threads and hung)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    decoder = build_decoder("dali")
+    path = str(numbered / "clip.webm")
+    with ThreadPoolExecutor(2) as pool:
+        results = [pool.submit(decoder.get_frames, path, [i, 23 - i]) for i in range(8)]
+        numbers = [[frame_number(f) for f in future.result(timeout=30)] for future in results]
+    assert numbers == [[i, 23 - i] for i in range(8)]

@@ -202,7 +202,8 @@ class DaliDecoder(Decoder):
             capacity *= 2
         gpu = device.type == "cuda"
         device_id = (device.index if device.index is not None else torch.cuda.current_device()) if gpu else None
-        key = (os.getpid(), kind, str(device), capacity)
+        # one pipeline per process and thread: a pipeline's feed + run must not interleave with another's
+        key = (os.getpid(), threading.get_ident(), kind, str(device), capacity)
         with self._lock:
             pipeline = self._pipelines.get(key)
             if pipeline is not None:
@@ -225,9 +226,10 @@ class DaliDecoder(Decoder):
             return pipeline
 
     def _forget(self, kind: str, device: torch.device) -> None:
-        """Drop the pipelines of ``kind`` on ``device``: after an error DALI's pipeline is unusable."""
+        """Drop this thread's pipelines of ``kind`` on ``device``: after an error a DALI pipeline is unusable."""
+        mine = (os.getpid(), threading.get_ident(), kind, str(device))
         with self._lock:
-            for key in [k for k in self._pipelines if k[1] == kind and k[2] == str(device)]:
+            for key in [k for k in self._pipelines if k[:4] == mine]:
                 del self._pipelines[key]
 
     def _run(self, kind: str, device: torch.device, inputs: dict[str, list]) -> list[torch.Tensor]:

@@ -593,7 +593,10 @@ class _Trainer:
         if wait_fraction > 0.10 and per_worker:
             decoder = str(getattr(self.train_set, "decoder_backend", config.data.decoder))
             other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
-            tries = [f"data.decoder={other}" if other else "data.options.cache_decoded=true",
+            first = (f"data.decoder={other}" if other else
+                     "more DALI threads (data.options.decode_threads; it decodes in the training process)"
+                     if decoder == "dali" else "data.options.cache_decoded=true")
+            tries = [first,
                      f"more workers (data.num_workers={config.data.num_workers} now)",
                      f"fewer frames (model.num_frames={config.model.num_frames} now)"]
             if self.transforms_on == "cpu" and self.ctx.device.type == "cuda":
