@@ -11,11 +11,11 @@ of optimizer steps from:
 
 all three generated here by ``videoattn data synth --size 240 --width 320 --frames 48``, with every
 decoder installed for the layout (``pyav``, ``torchcodec``, ``dali`` for videos; ``frames``, ``dali`` for
-folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali``: ``device`` only, it decodes in the training
-process; on ``--device cpu`` not for the MP4s, as DALI's CPU backend has no H.264). Reported per run, over the steps after ``--warmup``: clips/s,
-the data-wait share of step time (from the engine's step records), the fraction of the from-memory rate,
-and from the engine's run summary the loader's clips/s (per worker and in total) and each worker's peak
-host memory.
+folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali``: ``device`` only, it decodes in the
+training process; on ``--device cpu`` not for the MP4s, as DALI's CPU backend has no H.264). Reported per
+run, over the steps after ``--warmup``: clips/s, the data-wait share of step time (from the engine's step
+records), the fraction of the from-memory rate, and from the engine's run summary the loader's clips/s (per
+worker and in total) and each worker's peak host memory.
 
     python benchmarks/loader_gpu.py                 # on a GPU machine: writes benchmarks/results/loader_gpu.json
     python benchmarks/loader_gpu.py --device cpu --tiny --out /tmp/loader_gpu.json   # seconds: the script's test
