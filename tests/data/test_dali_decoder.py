@@ -120,6 +120,23 @@ def test_jpeg_frames_are_pillow_frames(numbered):
     assert decoder.num_frames(folder) == 24 and not decoder.fallbacks
 
 
+def test_undecodable_jpeg_payload_falls_back_to_its_own_files(numbered, tmp_path):
+    """A folder named by another template (a frame_list record's own): the fallback reads the payload's
+    files, not the decoder's default template."""
+    folder = tmp_path / "img_frames"
+    folder.mkdir()
+    for t in range(24):
+        shutil.copy(numbered / "clip_frames" / f"{t + 1:05d}.jpg", folder / f"img_{t + 1:05d}.jpg")
+    decoder = build_decoder("dali", frames=True).with_template("img_{:05d}.jpg")
+    payload = decoder.prepare(str(folder), lambda total: [7, 3, 7])
+    payload.data = [np.frombuffer(b"not a jpeg" * 8, dtype=np.uint8) for _ in payload.data]
+    with pytest.warns(RuntimeWarning, match="DALI could not decode"):
+        (frames,) = decoder.decode([payload], "cpu")
+    assert [frame_number(f) for f in frames.numpy()] == [7, 3, 7]
+    assert torch.equal(frames, torch.from_numpy(FrameFolderDecoder("img_{:05d}.jpg").get_frames(str(folder),
+                                                                                                [7, 3, 7])))
+
+
 def test_payload_carries_bytes_indices_and_header_size(numbered):
     decoder = build_decoder("dali")
     payload = decoder.prepare(str(numbered / "clip.webm"), lambda total: np.arange(0, total, 6))
@@ -280,12 +297,9 @@ def test_evaluation_drops_what_neither_decoder_reads(flaky):
     assert batch["dropped"][0]["path"].endswith(f"{dead}.webm")
 
 
-@pytest.mark.parametrize("fmt", ["webm", "frames"])
-def test_training_and_validation_run_with_dali(synthetic, tmp_path, fmt):
+def _train_config(root, fmt, work_dir, **train):
     from videoattn.config import config_from_dict
-    from videoattn.engine import train
 
-    root = synthetic[fmt]
     data = {"decoder": "dali", "size": 24, "scale_size": 28, "num_workers": 1}
     if fmt == "frames":
         data.update(format="ssv1", root=str(root / "videos"),
@@ -295,13 +309,21 @@ def test_training_and_validation_run_with_dali(synthetic, tmp_path, fmt):
     else:
         data.update(format="ssv2", root=str(root / "videos"), train_annotations=str(root / "train.json"),
                     val_annotations=str(root / "validation.json"), labels=str(root / "labels.json"))
-    config = config_from_dict({
+    return config_from_dict({
         "model": {"name": "r2d18", "num_frames": 4, "options": {"variant": "tsm", "base_channels": 8}},
         "data": data,
-        "train": {"work_dir": str(tmp_path / "run"), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
-                  "seed": 1, "num_threads": 1, "progress": False, "device": "cpu", "val_interval": 1},
+        "train": {"work_dir": str(work_dir), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
+                  "seed": 1, "num_threads": 1, "progress": False, "device": "cpu", "val_interval": 1,
+                  "deterministic": True, **train},
         "eval": {"batch_size": 4}})
-    result = train(config)
+
+
+@pytest.mark.parametrize("fmt", ["webm", "frames"])
+def test_training_and_validation_run_with_dali(synthetic, tmp_path, fmt):
+    from videoattn.engine import train
+
+    root = synthetic[fmt]
+    result = train(_train_config(root, fmt, tmp_path / "run"))
     assert result.global_step >= 2 and result.summary["loader"]["transforms_on"] == "device"
     assert result.summary["num_skipped"] == 0
     final = result.summary["final"]
@@ -310,6 +332,21 @@ def test_training_and_validation_run_with_dali(synthetic, tmp_path, fmt):
     metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert metadata["train_data"]["decoder"] == "dali"
 
+
+def test_stop_and_resume_with_dali_equals_uninterrupted(synthetic, tmp_path):
+    """Stopped mid-epoch and resumed (payloads through a loader worker), the same weights as one run."""
+    from videoattn.engine import train
+    from videoattn.engine.checkpoint import load_checkpoint
+
+    root = synthetic["webm"]
+    common = {"epochs": 2, "val_interval": 0}
+    full = train(_train_config(root, "webm", tmp_path / "full", **common))
+    train(_train_config(root, "webm", tmp_path / "split", **common, max_steps=2))
+    resumed = train(_train_config(root, "webm", tmp_path / "split", **common), resume=True)
+    assert resumed.global_step == full.global_step > 2
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "last.pt")["model"]
+    assert all(torch.equal(a[key], b[key]) for key in a)
 
 def test_threads_share_a_decoder(numbered):
     """``videoattn data check`` reads with a thread pool: each thread gets its own DALI pipeline (one

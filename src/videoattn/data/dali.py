@@ -317,7 +317,16 @@ class DaliDecoder(Decoder):
             warnings.warn(f"DALI could not decode {payload.path} ({reason}); decoding it and any later such "
                           f"clip with the CPU decoder instead", RuntimeWarning, stacklevel=3)
         try:
-            frames = self.cpu_decoder.get_frames(payload.path, payload.indices)
+            if payload.kind == "images":  # the payload's own files (a record may have its own template)
+                from .decoders import ImageFileDecoder
+
+                distinct = [ImageFileDecoder().get_frames(name, [0])[0] for name in payload.files]
+                if len({frame.shape for frame in distinct}) > 1:
+                    raise DataError(f"{payload.path}: frames have different sizes "
+                                    f"{sorted({frame.shape for frame in distinct})}")
+                frames = np.stack(distinct)[payload.order]
+            else:
+                frames = self.cpu_decoder.get_frames(payload.path, payload.indices)
         except DataError as error:
             return DataError(f"{error} (DALI: {reason})")
         except Exception as error:  # noqa: BLE001 - a decoder surprise is bad data, as for the CPU path
