@@ -322,7 +322,7 @@ class VideoDataset(torch.utils.data.Dataset):
                                  self.num_clips, rng)
             return (views + record.start_frame).reshape(-1)
 
-        with decode_errors_as_data_error(path):
+        with decode_errors_as_data_error(path, (ConfigError,) if getattr(decoder, "name", "") == "dali" else ()):
             if defer:
                 payload = decoder.prepare(path, indices_for, self.deferred_decoding)
                 shape = payload.shape

@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, unknown_name
+from ..errors import DataError, unknown_name
 
 __all__ = [
     "Decoder",
@@ -43,14 +43,14 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def decode_errors_as_data_error(path: str):
+def decode_errors_as_data_error(path: str, passthrough: tuple[type[Exception], ...] = ()):
     """Inside the block, any exception but :class:`DataError` (a decoder surprise) becomes
-    ``DataError("<path>: <Type>: <message>")``: an unreadable video, never a crash. A
-    :class:`ConfigError` (a setting that cannot work for this file, e.g. an H.264 video for DALI's CPU
-    backend) passes unchanged: substituting another entry would not fix it."""
+    ``DataError("<path>: <Type>: <message>")``: an unreadable video, never a crash. Exceptions of a
+    ``passthrough`` class propagate unchanged (the dali decoder's :class:`ConfigError` for a codec its
+    CPU backend lacks: substituting another entry would not fix a setting)."""
     try:
         yield
-    except (DataError, ConfigError):
+    except (DataError, *passthrough):
         raise
     except Exception as error:
         raise DataError(f"{path}: {type(error).__name__}: {error}") from error
