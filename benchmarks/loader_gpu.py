@@ -10,11 +10,12 @@ of optimizer steps from:
 * ``frames``: SSv1-like JPEG frame folders (the SSv1 release), 240 x 320, 48 frames;
 
 all three generated here by ``videoattn data synth --size 240 --width 320 --frames 48``, with every
-decoder installed for the layout (``pyav``, ``torchcodec`` for videos; ``frames`` for folders) and
-``data.transforms_on`` ``cpu`` and ``device``. Reported per run, over the steps after ``--warmup``: clips/s,
-the data-wait share of step time (from the engine's step records), the fraction of the from-memory rate,
-and from the engine's run summary the loader's clips/s (per worker and in total) and each worker's peak
-host memory.
+decoder installed for the layout (``pyav``, ``torchcodec``, ``dali`` for videos; ``frames``, ``dali`` for
+folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali``: ``device`` only, it decodes in the
+training process; on ``--device cpu`` not for the MP4s, as DALI's CPU backend has no H.264). Reported per
+run, over the steps after ``--warmup``: clips/s, the data-wait share of step time (from the engine's step
+records), the fraction of the from-memory rate, and from the engine's run summary the loader's clips/s (per
+worker and in total) and each worker's peak host memory.
 
     python benchmarks/loader_gpu.py                 # on a GPU machine: writes benchmarks/results/loader_gpu.json
     python benchmarks/loader_gpu.py --device cpu --tiny --out /tmp/loader_gpu.json   # seconds: the script's test
@@ -70,7 +71,23 @@ def available_video_decoders() -> list[str]:
         pass
     else:
         decoders.append("torchcodec")
+    if dali_available():
+        decoders.append("dali")
     return decoders
+
+
+def dali_available() -> bool:
+    from videoattn.data.dali import dali_available as available
+
+    return available()
+
+
+def decoders_for(source: str, device: str) -> list[str]:
+    """The decoders a layout is read with: ``frames`` (+ ``dali``) for JPEG folders, every installed video
+    decoder for videos, except ``dali`` for H.264 MP4 on a CPU (its CPU backend decodes VP9, not H.264)."""
+    if source == "frames":
+        return ["frames"] + (["dali"] if dali_available() else [])
+    return [d for d in available_video_decoders() if not (d == "dali" and source == "mp4" and device != "cuda")]
 
 
 def make_sources(work: Path, args) -> dict[str, Path]:
@@ -202,9 +219,9 @@ def main(argv=None) -> int:
             reference["fraction_of_memory_rate"] = 1.0
             runs.append(reference)
             for name, source in sources.items():
-                decoders = ["frames"] if name == "frames" else available_video_decoders()
-                for decoder in decoders:
-                    for transforms_on in ("cpu", "device"):
+                for decoder in decoders_for(name, args.device):
+                    # dali decodes in the training process, where the transforms then run too
+                    for transforms_on in (("device",) if decoder == "dali" else ("cpu", "device")):
                         run = measure(args, work / f"run_{model}_{name}_{decoder}_{transforms_on}", model, source,
                                       decoder, transforms_on, args.num_videos)
                         run["fraction_of_memory_rate"] = run["clips_per_second"] / max(reference["clips_per_second"],
@@ -221,7 +238,7 @@ def main(argv=None) -> int:
                      "batch": args.batch, "workers": args.workers, "precision": args.precision,
                      "num_videos": args.num_videos, "frames_per_video": args.frames,
                      "frame_size": [args.height, args.width], "clip": [args.num_frames, args.size, args.size],
-                     "decoders": {"video": available_video_decoders(), "frames": ["frames"]}},
+                     "decoders": {"video": available_video_decoders(), "frames": decoders_for("frames", args.device)}},
         "runs": runs,
     }
     if args.out:

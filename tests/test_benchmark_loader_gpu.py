@@ -77,13 +77,20 @@ def test_loader_gpu_benchmark_runs_end_to_end_on_cpu(tmp_path):
     assert json.loads((tmp_path / "work" / "synth_webm" / "synthetic.json").read_text())["width"] == 32
     runs = report["runs"]
     decoders = report["settings"]["decoders"]["video"]
-    per_model = 1 + 2 * (2 * len(decoders) + 1)  # memory + (webm, mp4 per decoder, frames) x (cpu, device)
+    folder_decoders = report["settings"]["decoders"]["frames"]
+    # memory + (webm, mp4 per decoder, frames per decoder) x (cpu, device); dali: device only, no mp4 on a CPU
+    dali = int("dali" in decoders)
+    per_model = 1 + 2 * (2 * (len(decoders) - dali) + len(folder_decoders) - dali) + dali + dali
     assert len(runs) == 2 * per_model
     for model in ("r2d50", "r2d50_gta"):
         mine = [r for r in runs if r["model"] == model]
         assert [r["source"] for r in mine][0] == "memory" and mine[0]["fraction_of_memory_rate"] == 1.0
         combos = {(r["source"], r["decoder"], r["transforms_on"]) for r in mine[1:]}
         assert {("webm", "pyav", "device"), ("mp4", "pyav", "cpu"), ("frames", "frames", "device")} <= combos
+        if dali:  # DALI's CPU backend stands in for the GPU: WebM and JPEG folders, device transforms
+            assert {("webm", "dali", "device"), ("frames", "dali", "device")} <= combos
+            assert not any(decoder == "dali" and (source == "mp4" or where == "cpu")
+                           for source, decoder, where in combos)
         for run in mine:
             assert run["steps_measured"] == 2 and run["clips_per_second"] > 0
             assert 0.0 <= run["data_wait_fraction"] <= 1.0

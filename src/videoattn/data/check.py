@@ -99,7 +99,7 @@ def check_record(record: VideoRecord, decoder: Decoder, min_frames: int = 1, tho
             return {"path": path, "reason": record.error}
         if not os.path.exists(path):
             return {"path": path, "reason": "frame folder is missing" if record.is_frames else "file is missing"}
-        if isinstance(decoder, FrameFolderDecoder):
+        if hasattr(decoder, "with_template"):  # frame folders (Pillow or DALI)
             decoder = decoder.with_template(record.extra.get("frame_template"))
         total = decoder.num_frames(path)
         end = total if record.end_frame is None else min(record.end_frame, total)

@@ -192,6 +192,8 @@ class VideoDataset(torch.utils.data.Dataset):
         #: "cpu": items are finished float clips; "device": training items are the decoded uint8 frames
         #: with their crop box and flip (:mod:`videoattn.data.device_transforms`).
         self.transforms_on = "cpu"
+        #: The device payloads are decoded on (:meth:`defer_decoding`), None: workers decode.
+        self.deferred_decoding: torch.device | None = None
         if strict:
             for record in records:
                 if record.error:
@@ -218,6 +220,11 @@ class VideoDataset(torch.utils.data.Dataset):
         return self.decoder.name
 
     @property
+    def decodes_in_main_process(self) -> bool:
+        """True for ``data.decoder: dali``: workers hand over encoded payloads (:meth:`defer_decoding`)."""
+        return hasattr(self.decoder, "prepare")
+
+    @property
     def num_views(self) -> int:
         return self.num_clips * self.transform.num_crops if self.split == "test" else 1
 
@@ -238,6 +245,10 @@ class VideoDataset(torch.utils.data.Dataset):
                 import av
 
                 info["decoder_version"] = f"PyAV {av.__version__}"
+            elif self.decoder_backend == "dali":
+                import nvidia.dali
+
+                info["decoder_version"] = f"DALI {nvidia.dali.__version__}"
             elif self.decoder_backend == "torchcodec":
                 import torchcodec
 
@@ -284,8 +295,12 @@ class VideoDataset(torch.utils.data.Dataset):
             return self.decoder.with_template(template)
         return self.decoder
 
-    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
-        """Produce entry ``index`` or raise :class:`DataError` naming its path (no substitution)."""
+    def load(self, index: int, epoch: int = 0, attempt: int = 0, defer: bool | None = None) -> dict:
+        """Produce entry ``index`` or raise :class:`DataError` naming its path (no substitution).
+
+        ``defer`` (default: :attr:`deferred_decoding`): return the encoded payload instead of decoded
+        frames (``data.decoder: dali``, see :meth:`decode_batch`); every random draw is the same.
+        """
         record = self.records[index]
         if record.error:
             raise DataError(f"{record.path}: {record.error}")
@@ -295,6 +310,7 @@ class VideoDataset(torch.utils.data.Dataset):
             raise DataError(f"{record.path}: {what} is missing")
         rng = self._rng(index, epoch, attempt) if self.split == "train" else None
         decoder = self._decoder_for(record)
+        defer = self.deferred_decoding is not None if defer is None else defer
 
         def indices_for(total: int) -> np.ndarray:
             end = total if record.end_frame is None else min(record.end_frame, total)
@@ -306,20 +322,39 @@ class VideoDataset(torch.utils.data.Dataset):
                                  self.num_clips, rng)
             return (views + record.start_frame).reshape(-1)
 
-        with decode_errors_as_data_error(path):
-            frames = decoder.read(path, indices_for)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or 0 in frames.shape:
-            raise DataError(f"{path}: decoded frames have shape {tuple(frames.shape)}, expected (T, H, W, 3)")
+        with decode_errors_as_data_error(path, (ConfigError,) if getattr(decoder, "name", "") == "dali" else ()):
+            if defer:
+                payload = decoder.prepare(path, indices_for, self.deferred_decoding)
+                shape = payload.shape
+            else:
+                frames = decoder.read(path, indices_for)
+                shape = frames.shape
+        if len(shape) != 4 or shape[-1] != 3 or 0 in shape:
+            raise DataError(f"{path}: decoded frames have shape {tuple(shape)}, expected (T, H, W, 3)")
         label = record.label
         flip = False
         if rng is not None and label >= 0 and self.flip_map[label] is not None \
                 and rng.random() < self.flip_prob:
             flip = True
             label = int(self.flip_map[label])
+        if defer:
+            item = {"payload": payload, "label": int(label), "index": int(index), "skipped": []}
+            if self.split == "train":  # the crop box the device transforms will cut (same draw as below)
+                item["crop_box"] = torch.tensor(pixel_box(self.transform.train_box(*shape[1:3], rng), *shape[1:3]))
+                item["flip"] = flip
+            return item
+        return self._finish(frames, rng, flip, label, index)
+
+    def _finish(self, frames, rng: np.random.Generator | None, flip: bool, label: int, index: int) -> dict:
+        """The item of decoded ``frames`` (``(T, H, W, 3)`` uint8 array or tensor): device-transform
+        form (frames + crop box + flip) or the finished float clip(s)."""
+        if isinstance(frames, torch.Tensor) and (self.split != "train" or self.transforms_on != "device"):
+            frames = frames.cpu().numpy()
         clips = frames.reshape(self.num_clips, self.num_frames, *frames.shape[1:])
         if self.split == "train" and self.transforms_on == "device":
             box = pixel_box(self.transform.train_box(*frames.shape[1:3], rng), *frames.shape[1:3])
-            return {"video": torch.from_numpy(np.ascontiguousarray(clips[0])), "crop_box": torch.tensor(box),
+            video = clips[0] if isinstance(clips, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(clips[0]))
+            return {"video": video, "crop_box": torch.tensor(box),
                     "flip": flip, "label": int(label), "index": int(index), "skipped": []}
         if self.split == "train":
             video = self.transform(clips[0], rng, flip)
@@ -339,12 +374,23 @@ class VideoDataset(torch.utils.data.Dataset):
             index, epoch = int(key), self.epoch
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for a dataset of {len(self.records)} entries")
-        skipped: list[dict] = []
-        current = index
+        return self._produce(index, epoch)
+
+    def _substitute(self, index: int, epoch: int, attempt: int) -> int:
+        """The entry tried after attempt ``attempt`` for item ``index`` failed."""
+        return int(self._rng(index, epoch, attempt).integers(len(self.records))) if len(self.records) > 1 else index
+
+    def _produce(self, index: int, epoch: int, first_attempt: int = 0, skipped: list[dict] | None = None,
+                 defer: bool | None = None) -> dict:
+        """Item ``index`` from attempt ``first_attempt`` on (a later attempt continues the substitution
+        sequence of an earlier one: the main process does this when a deferred payload cannot be decoded)."""
+        skipped = [] if skipped is None else skipped
+        current = index if first_attempt == 0 else self._substitute(index, epoch, first_attempt - 1)
         started = time.perf_counter()
-        for attempt in range(self.max_substitutions + 1):
+        for attempt in range(first_attempt, self.max_substitutions + 1):
             try:
-                sample = self.load(current, epoch, attempt)
+                sample = (self.load(current, epoch, attempt) if defer is None
+                          else self.load(current, epoch, attempt, defer=defer))
             except DataError as error:
                 if self.strict:
                     raise
@@ -352,16 +398,82 @@ class VideoDataset(torch.utils.data.Dataset):
                 skipped.append({"path": path, "reason": _reason(error, path)})
                 if self.split != "train":  # evaluation: leave the video out, never substitute
                     return dropped_sample(index, self.records[index].label, skipped)
-                current = int(self._rng(index, epoch, attempt).integers(len(self.records))) \
-                    if len(self.records) > 1 else current
+                current = self._substitute(index, epoch, attempt)
                 continue
             sample["skipped"] = skipped
+            if "payload" in sample:
+                sample["payload"].origin = (index, epoch, attempt)
             worker = torch.utils.data.get_worker_info()
             sample["load"] = (-1 if worker is None else int(worker.id), time.perf_counter() - started,
                               _peak_rss_kib())
             return sample
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
+
+    # ------------------------------------------------------------------ deferred decoding (dali)
+    def defer_decoding(self, device: str | torch.device) -> bool:
+        """With a decoder that decodes in the main process (``data.decoder: dali``): make items encoded
+        payloads to be decoded on ``device`` by :meth:`decode_batch`. Returns whether it did (False for
+        the other decoders, whose workers keep decoding). Training needs ``transforms_on: device``."""
+        if not self.decodes_in_main_process:
+            return False
+        if self.split == "train" and self.transforms_on != "device":
+            raise ConfigError("config key 'data.transforms_on': data.decoder 'dali' decodes in the training "
+                              "process, so the crop/resize/flip run there too: use 'auto' or 'device', not "
+                              f"{self.transforms_on!r}")
+        self.deferred_decoding = torch.device(device)
+        return True
+
+    def decode_batch(self, batch: dict, device: str | torch.device) -> dict:
+        """A collated batch of payloads (:meth:`defer_decoding`) -> the batch the CPU decoders give.
+
+        Training: ``video`` uint8 ``(N, T, H, W, C)`` on ``device`` with the workers' ``crop_box`` and
+        ``flip`` (for :func:`~videoattn.data.device_transforms.transform_batch_on_device`). A clip neither
+        DALI nor the CPU decoder can decode is recorded in ``skipped`` and substituted, continuing the
+        seeded substitution sequence of its item (decoded in this process). Evaluation: the finished
+        clips (evaluation transforms, on the CPU as with the CPU decoders); an undecodable video is
+        moved to ``dropped``, never substituted. ``strict``: the DataError is raised.
+        """
+        from .device_transforms import stack_frames
+
+        device = torch.device(device)
+        payloads = batch.pop("payload")
+        decoded = self.decoder.decode(payloads, device)
+        train = self.split == "train"
+        items: list[dict] = []
+        for position, (payload, frames) in enumerate(zip(payloads, decoded)):
+            label, used = int(batch["label"][position]), int(batch["index"][position])
+            if not isinstance(frames, DataError):
+                if train:
+                    items.append({"video": frames, "crop_box": batch["crop_box"][position],
+                                  "flip": bool(batch["flip"][position]), "label": label, "index": used})
+                else:
+                    items.append(self._finish(frames, None, False, label, used))
+                continue
+            if self.strict:
+                raise frames
+            item, epoch, attempt = payload.origin
+            path = self.records[used].existing_path() or self.records[used].path
+            failure = {"path": path, "reason": _reason(frames, path)}
+            batch["skipped"].append(failure)
+            if not train:
+                batch.setdefault("dropped", []).append({"index": used, **failure})
+                continue
+            more: list[dict] = [failure]
+            substitute = self._produce(item, epoch, attempt + 1, skipped=more, defer=False)
+            batch["skipped"].extend(more[1:])
+            substitute["video"] = substitute["video"].to(device)
+            items.append(substitute)
+        batch["label"] = torch.tensor([item["label"] for item in items], dtype=torch.long)
+        batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
+        batch.pop("video", None)
+        if train:
+            batch["video"] = stack_frames([item["video"] for item in items])
+            batch["crop_box"] = torch.stack([torch.as_tensor(item["crop_box"]) for item in items])
+            batch["flip"] = torch.tensor([bool(item["flip"]) for item in items], dtype=torch.bool)
+        elif items:
+            batch["video"] = torch.stack([item["video"] for item in items])
+        return batch
 
 
 def _peak_rss_kib() -> int:
@@ -479,8 +591,11 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
         crop = "multiscale" if sampling == "tsn" else "jitter"
     transform = build_clip_transform(split, size=size, scale_size=scale_size, num_crops=num_crops, crop=crop,
                                      color=color_jitter, mean=mean, std=std)
-    decoder_options = {"num_threads": decode_threads} if decoder in ("auto", "pyav", "torchcodec") \
-        and not frames else {}
+    decoder_options = {"num_threads": decode_threads} if (decoder in ("auto", "pyav", "torchcodec")
+                                                           and not frames) or decoder == "dali" else {}
+    if cache_decoded and decoder == "dali":
+        raise ConfigError("data.options.cache_decoded keeps decoded frames in the loader workers, but "
+                          "data.decoder 'dali' decodes in the training process: use one or the other")
     if not frames and decoder == "frames":  # a frame-folder dataset's settings applied to video files
         decoder = "auto"
     backend = build_decoder(decoder, frames=frames, frame_template=options["frame_template"],
@@ -541,8 +656,8 @@ class ImageFolderDataset(VideoDataset):
     def device_transforms_unsupported(self) -> str | None:
         return "image folders (data.format: image_folder) are transformed on the CPU only"
 
-    def load(self, index: int, epoch: int = 0, attempt: int = 0) -> dict:
-        sample = super().load(index, epoch, attempt)
+    def load(self, index: int, epoch: int = 0, attempt: int = 0, defer: bool | None = None) -> dict:
+        sample = super().load(index, epoch, attempt, defer=False)
         if not self.as_video:
             sample["image"] = sample.pop("video").squeeze(-3)  # (C, 1, H, W) -> (C, H, W)
         return sample

@@ -1,4 +1,5 @@
-"""Video decoders: PyAV (default), torchcodec (optional) and JPEG frame folders (Pillow).
+"""Video decoders: PyAV (default), torchcodec (optional), JPEG frame folders (Pillow), and NVIDIA DALI
+(optional, :mod:`videoattn.data.dali`: decodes in the training process, on the GPU where there is one).
 
 A decoder answers two questions about a media path: how many frames it has (``num_frames``) and
 what the frames at given indices look like (``get_frames`` -> uint8 ``(T, H, W, 3)`` RGB, in the
@@ -42,12 +43,14 @@ __all__ = [
 
 
 @contextlib.contextmanager
-def decode_errors_as_data_error(path: str):
+def decode_errors_as_data_error(path: str, passthrough: tuple[type[Exception], ...] = ()):
     """Inside the block, any exception but :class:`DataError` (a decoder surprise) becomes
-    ``DataError("<path>: <Type>: <message>")``: an unreadable video, never a crash."""
+    ``DataError("<path>: <Type>: <message>")``: an unreadable video, never a crash. Exceptions of a
+    ``passthrough`` class propagate unchanged (the dali decoder's :class:`ConfigError` for a codec its
+    CPU backend lacks: substituting another entry would not fix a setting)."""
     try:
         yield
-    except DataError:
+    except (DataError, *passthrough):
         raise
     except Exception as error:
         raise DataError(f"{path}: {type(error).__name__}: {error}") from error
@@ -565,13 +568,23 @@ class ImageFileDecoder(Decoder):
         return np.stack([frame for _ in np.asarray(indices).reshape(-1)])
 
 
-DECODERS = ("auto", "pyav", "torchcodec", "frames")
+DECODERS = ("auto", "pyav", "torchcodec", "frames", "dali")
 
 
 def build_decoder(name: str, frames: bool = False, frame_template: str | None = None, **options) -> Decoder:
-    """``name`` in :data:`DECODERS`; "auto" picks "frames" for frame-folder datasets, else "pyav"."""
+    """``name`` in :data:`DECODERS`; "auto" picks "frames" for frame-folder datasets, else "pyav".
+
+    "dali" reads video files and frame folders alike (:class:`~videoattn.data.dali.DaliDecoder`, counting
+    with PyAV or the folder's file names); ``options`` may give its ``num_threads``.
+    """
     if name not in DECODERS:
         raise unknown_name("decoder", name, list(DECODERS))
+    if name == "dali":
+        from .dali import DaliDecoder, require_dali
+
+        require_dali()
+        cpu = FrameFolderDecoder(frame_template or "{:05d}.jpg") if frames else PyAVDecoder()
+        return DaliDecoder(cpu, **options)
     if name == "auto":
         name = "frames" if frames else "pyav"
     if name == "frames":

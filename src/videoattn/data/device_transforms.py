@@ -34,11 +34,21 @@ def resolve_transforms_on(setting: str, device: torch.device | str, dataset) -> 
     """``"cpu"`` or ``"device"`` for ``data.transforms_on`` = ``setting`` when training on ``device``.
 
     ``auto`` is ``device`` on CUDA when the dataset supports it, ``cpu`` otherwise. ``device`` with a
-    dataset that cannot (image folders, colour jitter) is a :class:`ConfigError` saying why.
+    dataset that cannot (image folders, colour jitter) is a :class:`ConfigError` saying why. A dataset
+    that decodes in the training process (``data.decoder: dali``) always gets ``device``; ``cpu`` is refused.
     """
     if setting not in TRANSFORMS_ON:
         raise ConfigError(f"config key 'data.transforms_on': got {setting!r}; expected one of {TRANSFORMS_ON}")
     why_not = getattr(dataset, "device_transforms_unsupported", lambda: "the dataset has no device path")()
+    if getattr(dataset, "decodes_in_main_process", False):  # data.decoder: dali
+        if why_not is not None:
+            raise ConfigError(f"config key 'data.decoder': 'dali' decodes in the training process, where the "
+                              f"training transforms must then run too, but {why_not}; use data.decoder=auto")
+        if setting == "cpu":
+            raise ConfigError("config key 'data.transforms_on': 'cpu' does not go with data.decoder 'dali', "
+                              "which decodes in the training process (the transforms follow it there); use "
+                              "'auto' or 'device'")
+        return "device"
     if setting == "auto":
         return "device" if torch.device(device).type == "cuda" and why_not is None else "cpu"
     if setting == "device" and why_not is not None:
@@ -57,7 +67,8 @@ def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
         raise ConfigError(f"clips of one batch have different numbers of frames: {sorted(num_frames)}")
     height = max(f.shape[1] for f in frames)
     width = max(f.shape[2] for f in frames)
-    out = torch.zeros((len(frames), frames[0].shape[0], height, width, frames[0].shape[3]), dtype=frames[0].dtype)
+    out = torch.zeros((len(frames), frames[0].shape[0], height, width, frames[0].shape[3]), dtype=frames[0].dtype,
+                      device=frames[0].device)
     for i, f in enumerate(frames):
         out[i, :, :f.shape[1], :f.shape[2]] = f
     return out

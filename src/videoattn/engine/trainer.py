@@ -243,6 +243,8 @@ class _Trainer:
         self.transforms_on = resolve_transforms_on(config.data.transforms_on, ctx.device, self.train_set)
         if hasattr(self.train_set, "set_transforms_on"):
             self.train_set.set_transforms_on(self.transforms_on)
+        if hasattr(self.train_set, "defer_decoding"):  # data.decoder: dali decodes in this process
+            self.train_set.defer_decoding(ctx.device)
         # worker id (-1: main process) -> [clips, seconds producing them, peak resident KiB]
         self.loader_stats: dict[int, list[float]] = {}
         self.classes = [str(c) for c in (getattr(self.train_set, "classes", None) or [])]
@@ -467,6 +469,8 @@ class _Trainer:
                                                                       self.sampler, start, self.micro_batch)
                     + ". last.pt now holds this step's start; lower data.num_workers or the memory per "
                     "worker, then --resume") from None
+            if "payload" in batch:  # data.decoder: dali: decoding (and any substitute) is part of the wait
+                batch = self.train_set.decode_batch(batch, ctx.device)
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
             if "load" in batch:
@@ -608,7 +612,10 @@ class _Trainer:
         if wait_fraction > 0.10 and per_worker:
             decoder = str(getattr(self.train_set, "decoder_backend", config.data.decoder))
             other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
-            tries = [f"data.decoder={other}" if other else "data.options.cache_decoded=true",
+            first = (f"data.decoder={other}" if other else
+                     "more DALI threads (data.options.decode_threads; it decodes in the training process)"
+                     if decoder == "dali" else "data.options.cache_decoded=true")
+            tries = [first,
                      f"more workers (data.num_workers={config.data.num_workers} now)",
                      f"fewer frames (model.num_frames={config.model.num_frames} now)"]
             if self.transforms_on == "cpu" and self.ctx.device.type == "cuda":
