@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One prepared run for a lent GPU machine (issues 25 and 26): the measurements their "Done when" needs,
+# in the order that matters most, each stage under its own time limit, everything written under $OUT.
+#
+#   bash scripts/device_session.sh [--dry-run] [--official DIR] [--stages LIST]
+#
+# Stages (default all, in this order; --stages picks a comma-separated subset):
+#   cuda-tests   pytest -m cuda: the GPU twins of the fused Triton kernels, DALI/nvJPEG decoding, AMP,
+#                checkpoints (~2 min)
+#   gpu          benchmarks/gpu.py: every block row of issue 25 (ours, the Triton rows, the NL attention
+#                paths, official modules found under --official), the whole-model frames/s and
+#                model.compile for two presets (~6 min)
+#   loader       benchmarks/loader_gpu.py at a reduced size: r2d50 from webm / mp4 / JPEG folders with
+#                every decoder that imports, against the from-memory rate (~4 min)
+#
+# The machine (see the device tool's notes) has python3 with torch + torchvision + triton and most
+# dependencies, no network, and NOT PyAV: carry it as a wheel. Preparation on the development machine,
+# once per session (paths are ignored by git; nothing of the official repositories is committed):
+#   echo /.whl/ >> .git/info/exclude; echo /.official/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av
+#   fetch the official repositories (the search tool's fetch; docs/blocks.md lists owner/name and commit)
+#   and copy only the files benchmarks/gpu.py's OFFICIAL specs name into .official/<name>/<path>
+#   (e.g. .official/tsm/ops/non_local.py, .official/rnl/ops/rnl.py + ops/depthwise_conv.py).
+# Then one device call, carry [".whl", ".official"], command:
+#   bash scripts/device_session.sh --official .official
+# and copy $OUT's files into benchmarks/results/ here (gpu.json, loader_gpu.json; the logs beside them).
+#
+# Exit status: 0 all stages passed, 1 a stage failed (the others still ran), 2 bad usage, 3 no CUDA.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/device_out}
+PY=${PYTHON:-python3}
+DRY_RUN=0
+OFFICIAL=""
+STAGES="cuda-tests,gpu,loader"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --official) OFFICIAL=${2:-}; shift ;;
+    --stages) STAGES=${2:-}; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "device_session: unknown argument '$1' (expected --dry-run, --official DIR, --stages LIST)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for stage in ${STAGES//,/ }; do
+  case "$stage" in cuda-tests|gpu|loader) ;; *) echo "device_session: unknown stage '$stage' (cuda-tests, gpu, loader)" >&2; exit 2 ;; esac
+done
+if [ -n "$OFFICIAL" ] && [ ! -d "$OFFICIAL" ]; then
+  echo "device_session: --official $OFFICIAL is not a directory" >&2; exit 2
+fi
+
+# --official DIR: every subfolder is one released repository (benchmarks/gpu.py matches specs to files).
+official_args=()
+if [ -n "$OFFICIAL" ]; then
+  for dir in "$OFFICIAL"/*/; do [ -d "$dir" ] && official_args+=(--official "${dir%/}"); done
+fi
+
+declare -A COMMAND LIMIT
+COMMAND[cuda-tests]="\"\$PY\" -m pytest -m cuda -q -p no:cacheprovider -x --timeout 300 tests"
+LIMIT[cuda-tests]=180
+COMMAND[gpu]="\"\$PY\" benchmarks/gpu.py ${official_args[*]} --compile r2d50,r2d50_gta --out \"\$OUT/gpu.json\""
+LIMIT[gpu]=420
+COMMAND[loader]="\"\$PY\" benchmarks/loader_gpu.py --models r2d50 --steps 24 --warmup 6 --num-videos 192 --out \"\$OUT/loader_gpu.json\""
+LIMIT[loader]=300
+
+if [ "$DRY_RUN" = 1 ]; then
+  echo "device_session stages (python: $PY; out: $OUT):"
+  for stage in ${STAGES//,/ }; do printf '  %-11s %4ss  %s\n' "$stage" "${LIMIT[$stage]}" "${COMMAND[$stage]}"; done
+  exit 0
+fi
+
+mkdir -p "$OUT"
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "device_session: the carried wheels in .whl/ did not install" >&2; exit 1; }
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)"; then
+  echo "device_session: torch sees no CUDA device"; exit 3
+fi
+"$PY" - > "$OUT/environment.txt" 2>&1 <<'EOF'
+import importlib, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))
+for name in ("triton", "torchvision", "av", "nvidia.dali"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "?"))
+    except Exception as error:
+        print(name, "not importable:", type(error).__name__)
+EOF
+cat "$OUT/environment.txt"
+
+status=0
+summary=()
+for stage in ${STAGES//,/ }; do
+  start=$(date +%s)
+  timeout "${LIMIT[$stage]}" bash -c "PY='$PY' OUT='$OUT'; ${COMMAND[$stage]}" > "$OUT/$stage.log" 2>&1
+  rc=$?
+  seconds=$(( $(date +%s) - start ))
+  if [ $rc = 0 ]; then summary+=("PASS $stage ${seconds}s")
+  else
+    status=1
+    summary+=("FAIL $stage ${seconds}s (exit $rc$([ $rc = 124 ] && echo ', time limit'))")
+    tail -n 15 "$OUT/$stage.log"
+  fi
+done
+printf '%s\n' "${summary[@]}" | tee "$OUT/summary.txt"
+exit $status
