@@ -12,7 +12,8 @@ is it bad data (substituted in training, dropped in evaluation).
 torchvision is optional (``pip install 'videoattn[nvjpeg]'``) and must be the build made for the
 installed torch (e.g. torch 2.13 <-> torchvision 0.28; a CUDA torchvision needs a CUDA torch): a
 mismatched one cannot be imported or cannot load its image library, which :func:`nvjpeg_available`
-detects by decoding a tiny JPEG.
+detects by decoding a tiny JPEG. torchvision >= 0.20 (the first whose ``decode_jpeg`` takes a list);
+0.29 deprecates torchvision's image decoding in favour of torchcodec's.
 """
 
 from __future__ import annotations
