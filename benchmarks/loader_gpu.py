@@ -10,9 +10,11 @@ of optimizer steps from:
 * ``frames``: SSv1-like JPEG frame folders (the SSv1 release), 240 x 320, 48 frames;
 
 all three generated here by ``videoattn data synth --size 240 --width 320 --frames 48``, with every
-decoder installed for the layout (``pyav``, ``torchcodec``, ``dali`` for videos; ``frames``, ``dali`` for
-folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali``: ``device`` only, it decodes in the
-training process; on ``--device cpu`` not for the MP4s, as DALI's CPU backend has no H.264). Reported per
+decoder installed for the layout (``pyav``, ``torchcodec``, ``dali`` for videos; ``frames``, ``dali``,
+``nvjpeg`` for folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali`` and ``nvjpeg``:
+``device`` only, they decode in the training process; ``dali`` on ``--device cpu`` not for the MP4s, as
+DALI's CPU backend has no H.264). A GPU decoder that cannot be used here (not installed, or a torchvision
+built for another torch) is listed under ``not_run`` with the reason instead of a run. Reported per
 run, over the steps after ``--warmup``: clips/s, the data-wait share of step time (from the engine's step
 records), the fraction of the from-memory rate, and from the engine's run summary the loader's clips/s (per
 worker and in total) and each worker's peak host memory.
@@ -82,11 +84,29 @@ def dali_available() -> bool:
     return available()
 
 
+def nvjpeg_unavailable() -> str | None:
+    """None when ``data.decoder: nvjpeg`` (torchvision's decode_jpeg) can be used here, else why not."""
+    from videoattn.data.nvjpeg import _unavailable_reason
+
+    return _unavailable_reason()
+
+
+def not_run() -> list[dict]:
+    """The frame-folder GPU decoders that cannot be used here, with the reason (a row instead of a run)."""
+    rows = []
+    if not dali_available():
+        rows.append({"source": "frames", "decoder": "dali", "status": "not available: nvidia.dali cannot be imported"})
+    if (reason := nvjpeg_unavailable()) is not None:
+        rows.append({"source": "frames", "decoder": "nvjpeg", "status": f"not available: {reason}"})
+    return rows
+
+
 def decoders_for(source: str, device: str) -> list[str]:
-    """The decoders a layout is read with: ``frames`` (+ ``dali``) for JPEG folders, every installed video
-    decoder for videos, except ``dali`` for H.264 MP4 on a CPU (its CPU backend decodes VP9, not H.264)."""
+    """The decoders a layout is read with: ``frames`` (+ ``dali``, ``nvjpeg``) for JPEG folders, every installed
+    video decoder for videos, except ``dali`` for H.264 MP4 on a CPU (its CPU backend decodes VP9, not H.264)."""
     if source == "frames":
-        return ["frames"] + (["dali"] if dali_available() else [])
+        return (["frames"] + (["dali"] if dali_available() else [])
+                + (["nvjpeg"] if nvjpeg_unavailable() is None else []))
     return [d for d in available_video_decoders() if not (d == "dali" and source == "mp4" and device != "cuda")]
 
 
@@ -220,8 +240,8 @@ def main(argv=None) -> int:
             runs.append(reference)
             for name, source in sources.items():
                 for decoder in decoders_for(name, args.device):
-                    # dali decodes in the training process, where the transforms then run too
-                    for transforms_on in (("device",) if decoder == "dali" else ("cpu", "device")):
+                    # dali and nvjpeg decode in the training process, where the transforms then run too
+                    for transforms_on in (("device",) if decoder in ("dali", "nvjpeg") else ("cpu", "device")):
                         run = measure(args, work / f"run_{model}_{name}_{decoder}_{transforms_on}", model, source,
                                       decoder, transforms_on, args.num_videos)
                         run["fraction_of_memory_rate"] = run["clips_per_second"] / max(reference["clips_per_second"],
@@ -240,7 +260,10 @@ def main(argv=None) -> int:
                      "frame_size": [args.height, args.width], "clip": [args.num_frames, args.size, args.size],
                      "decoders": {"video": available_video_decoders(), "frames": decoders_for("frames", args.device)}},
         "runs": runs,
+        "not_run": not_run(),
     }
+    for row in result["not_run"]:
+        print(f"{row['source']:6s} {row['decoder']:10s} {row['status']}", file=sys.stderr)
     if args.out:
         from videoattn.utils.io import atomic_write_json
 

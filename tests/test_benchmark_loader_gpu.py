@@ -59,7 +59,9 @@ def test_synth_refuses_odd_width(tmp_path):
 
 def _script(*args, cwd):
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    # the caller's PYTHONPATH stays after src (a torchvision put there reaches the nvjpeg runs)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo / "src"), os.environ.get("PYTHONPATH"))
+                                                       if p)}
     return subprocess.run([sys.executable, str(repo / "benchmarks" / "loader_gpu.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -78,9 +80,12 @@ def test_loader_gpu_benchmark_runs_end_to_end_on_cpu(tmp_path):
     runs = report["runs"]
     decoders = report["settings"]["decoders"]["video"]
     folder_decoders = report["settings"]["decoders"]["frames"]
-    # memory + (webm, mp4 per decoder, frames per decoder) x (cpu, device); dali: device only, no mp4 on a CPU
+    # memory + (webm, mp4 per decoder, frames per decoder) x (cpu, device); dali, nvjpeg: device only, no
+    # dali mp4 on a CPU; nvjpeg: frame folders only
     dali = int("dali" in decoders)
-    per_model = 1 + 2 * (2 * (len(decoders) - dali) + len(folder_decoders) - dali) + dali + dali
+    nvjpeg = int("nvjpeg" in folder_decoders)
+    assert "nvjpeg" not in decoders
+    per_model = 1 + 2 * (2 * (len(decoders) - dali) + len(folder_decoders) - dali - nvjpeg) + dali + dali + nvjpeg
     assert len(runs) == 2 * per_model
     for model in ("r2d50", "r2d50_gta"):
         mine = [r for r in runs if r["model"] == model]
@@ -91,6 +96,10 @@ def test_loader_gpu_benchmark_runs_end_to_end_on_cpu(tmp_path):
             assert {("webm", "dali", "device"), ("frames", "dali", "device")} <= combos
             assert not any(decoder == "dali" and (source == "mp4" or where == "cpu")
                            for source, decoder, where in combos)
+        if nvjpeg:  # decode_jpeg on the CPU (libjpeg-turbo) stands in for nvJPEG: folders, device transforms
+            assert ("frames", "nvjpeg", "device") in combos
+            assert not any(decoder == "nvjpeg" and (source != "frames" or where == "cpu")
+                           for source, decoder, where in combos)
         for run in mine:
             assert run["steps_measured"] == 2 and run["clips_per_second"] > 0
             assert 0.0 <= run["data_wait_fraction"] <= 1.0
@@ -99,6 +108,9 @@ def test_loader_gpu_benchmark_runs_end_to_end_on_cpu(tmp_path):
             assert run["fraction_of_memory_rate"] == pytest.approx(rate)
             assert run["loader_clips_per_second"] > 0 and set(run["loader_clips_per_second_per_worker"]) == {"worker0"}
             assert run["max_peak_host_memory_mib"] > 10
+    not_run = {row["decoder"]: row["status"] for row in report["not_run"]}
+    assert ("nvjpeg" in not_run) == (not nvjpeg) and ("dali" in not_run) == (not dali)
+    assert all(status.startswith("not available: ") for status in not_run.values())
     # CPU numbers never land in the results file
     assert (results.stat().st_mtime_ns if results.exists() else None) == before
 

@@ -72,6 +72,8 @@ def test_decoder_choice_follows_the_input():
     assert decoder_for_input("pyav", frames=True) == "auto"
     assert decoder_for_input("torchcodec", frames=True) == "auto"
     assert decoder_for_input("frames", frames=False) == "auto"
+    assert decoder_for_input("nvjpeg", frames=False) == "auto"  # a model trained on SSv1 folders scores a video
+    assert decoder_for_input("nvjpeg", frames=True) == "nvjpeg"
     assert decoder_for_input("pyav", frames=False) == "pyav"
     assert decoder_for_input("frames", frames=True) == "frames"
 

@@ -46,5 +46,5 @@ def test_install_extra_installs_it_once(tmp_path):
 def test_install_without_or_with_an_unknown_extra_lists_the_extras(tmp_path, args):
     venv = tmp_path / "venv"
     done = _run(venv, *args)
-    assert done.returncode == 2 and "dev torchcodec dali onnx" in done.stderr and done.stderr.count("\n") == 1
+    assert done.returncode == 2 and "dev torchcodec dali nvjpeg onnx" in done.stderr and done.stderr.count("\n") == 1
     assert not venv.exists()  # nothing created

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     _add_dataset_arguments(check)
     check.add_argument("--report", help="write every bad entry as {path, reason} to this JSON file")
     check.add_argument("--min-frames", type=int, default=1, help="fewer usable frames is an error (default 1)")
-    check.add_argument("--decoder", default="auto", choices=("auto", "pyav", "torchcodec", "frames", "dali"))
+    check.add_argument("--decoder", default="auto", choices=("auto", "pyav", "torchcodec", "frames", "dali", "nvjpeg"))
     check.add_argument("--thorough", action="store_true", help="decode every frame, not just three")
     check.add_argument("--workers", type=int, default=2, help="parallel readers (default 2)")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")

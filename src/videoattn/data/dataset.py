@@ -221,7 +221,7 @@ class VideoDataset(torch.utils.data.Dataset):
 
     @property
     def decodes_in_main_process(self) -> bool:
-        """True for ``data.decoder: dali``: workers hand over encoded payloads (:meth:`defer_decoding`)."""
+        """True for ``data.decoder: dali``/``nvjpeg``: workers hand over encoded payloads (:meth:`defer_decoding`)."""
         return hasattr(self.decoder, "prepare")
 
     @property
@@ -249,6 +249,10 @@ class VideoDataset(torch.utils.data.Dataset):
                 import nvidia.dali
 
                 info["decoder_version"] = f"DALI {nvidia.dali.__version__}"
+            elif self.decoder_backend == "nvjpeg":
+                import torchvision
+
+                info["decoder_version"] = f"torchvision {torchvision.__version__} decode_jpeg"
             elif self.decoder_backend == "torchcodec":
                 import torchcodec
 
@@ -299,7 +303,7 @@ class VideoDataset(torch.utils.data.Dataset):
         """Produce entry ``index`` or raise :class:`DataError` naming its path (no substitution).
 
         ``defer`` (default: :attr:`deferred_decoding`): return the encoded payload instead of decoded
-        frames (``data.decoder: dali``, see :meth:`decode_batch`); every random draw is the same.
+        frames (``data.decoder: dali``/``nvjpeg``, see :meth:`decode_batch`); every random draw is the same.
         """
         record = self.records[index]
         if record.error:
@@ -322,7 +326,7 @@ class VideoDataset(torch.utils.data.Dataset):
                                  self.num_clips, rng)
             return (views + record.start_frame).reshape(-1)
 
-        with decode_errors_as_data_error(path, (ConfigError,) if getattr(decoder, "name", "") == "dali" else ()):
+        with decode_errors_as_data_error(path, (ConfigError,) if hasattr(decoder, "prepare") else ()):
             if defer:
                 payload = decoder.prepare(path, indices_for, self.deferred_decoding)
                 shape = payload.shape
@@ -410,17 +414,17 @@ class VideoDataset(torch.utils.data.Dataset):
         raise DataError(f"{len(skipped)} bad entries in a row while producing item {index} (first: "
                         f"{skipped[0]['path']}: {skipped[0]['reason']}); run `videoattn data check`")
 
-    # ------------------------------------------------------------------ deferred decoding (dali)
+    # ------------------------------------------------------------------ deferred decoding (dali, nvjpeg)
     def defer_decoding(self, device: str | torch.device) -> bool:
-        """With a decoder that decodes in the main process (``data.decoder: dali``): make items encoded
+        """With a decoder that decodes in the main process (``data.decoder: dali``/``nvjpeg``): make items encoded
         payloads to be decoded on ``device`` by :meth:`decode_batch`. Returns whether it did (False for
         the other decoders, whose workers keep decoding). Training needs ``transforms_on: device``."""
         if not self.decodes_in_main_process:
             return False
         if self.split == "train" and self.transforms_on != "device":
-            raise ConfigError("config key 'data.transforms_on': data.decoder 'dali' decodes in the training "
-                              "process, so the crop/resize/flip run there too: use 'auto' or 'device', not "
-                              f"{self.transforms_on!r}")
+            raise ConfigError(f"config key 'data.transforms_on': data.decoder {self.decoder_backend!r} decodes in "
+                              "the training process, so the crop/resize/flip run there too: use 'auto' or 'device', "
+                              f"not {self.transforms_on!r}")
         self.deferred_decoding = torch.device(device)
         return True
 
@@ -429,10 +433,10 @@ class VideoDataset(torch.utils.data.Dataset):
 
         Training: ``video`` uint8 ``(N, T, H, W, C)`` on ``device`` with the workers' ``crop_box`` and
         ``flip`` (for :func:`~videoattn.data.device_transforms.transform_batch_on_device`). A clip neither
-        DALI nor the CPU decoder can decode is recorded in ``skipped`` and substituted, continuing the
-        seeded substitution sequence of its item (decoded in this process). Evaluation: the finished
-        clips (evaluation transforms, on the CPU as with the CPU decoders); an undecodable video is
-        moved to ``dropped``, never substituted. ``strict``: the DataError is raised.
+        the decoder's backend (DALI, decode_jpeg) nor the CPU decoder can decode is recorded in ``skipped``
+        and substituted, continuing the seeded substitution sequence of its item (decoded in this process).
+        Evaluation: the finished clips (evaluation transforms, on the CPU as with the CPU decoders); an
+        undecodable video is moved to ``dropped``, never substituted. ``strict``: the DataError is raised.
         """
         from .device_transforms import stack_frames
 
@@ -593,9 +597,9 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
                                      color=color_jitter, mean=mean, std=std)
     decoder_options = {"num_threads": decode_threads} if (decoder in ("auto", "pyav", "torchcodec")
                                                            and not frames) or decoder == "dali" else {}
-    if cache_decoded and decoder == "dali":
+    if cache_decoded and decoder in ("dali", "nvjpeg"):
         raise ConfigError("data.options.cache_decoded keeps decoded frames in the loader workers, but "
-                          "data.decoder 'dali' decodes in the training process: use one or the other")
+                          f"data.decoder {decoder!r} decodes in the training process: use one or the other")
     if not frames and decoder == "frames":  # a frame-folder dataset's settings applied to video files
         decoder = "auto"
     backend = build_decoder(decoder, frames=frames, frame_template=options["frame_template"],

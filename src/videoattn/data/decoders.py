@@ -1,5 +1,7 @@
-"""Video decoders: PyAV (default), torchcodec (optional), JPEG frame folders (Pillow), and NVIDIA DALI
-(optional, :mod:`videoattn.data.dali`: decodes in the training process, on the GPU where there is one).
+"""Video decoders: PyAV (default), torchcodec (optional), JPEG frame folders (Pillow), and two that decode
+in the training process, on the GPU where there is one (:mod:`videoattn.data.deferred`): NVIDIA DALI
+(optional, :mod:`videoattn.data.dali`) and torchvision's nvJPEG for frame folders (optional,
+:mod:`videoattn.data.nvjpeg`).
 
 A decoder answers two questions about a media path: how many frames it has (``num_frames``) and
 what the frames at given indices look like (``get_frames`` -> uint8 ``(T, H, W, 3)`` RGB, in the
@@ -568,14 +570,15 @@ class ImageFileDecoder(Decoder):
         return np.stack([frame for _ in np.asarray(indices).reshape(-1)])
 
 
-DECODERS = ("auto", "pyav", "torchcodec", "frames", "dali")
+DECODERS = ("auto", "pyav", "torchcodec", "frames", "dali", "nvjpeg")
 
 
 def build_decoder(name: str, frames: bool = False, frame_template: str | None = None, **options) -> Decoder:
     """``name`` in :data:`DECODERS`; "auto" picks "frames" for frame-folder datasets, else "pyav".
 
     "dali" reads video files and frame folders alike (:class:`~videoattn.data.dali.DaliDecoder`, counting
-    with PyAV or the folder's file names); ``options`` may give its ``num_threads``.
+    with PyAV or the folder's file names); ``options`` may give its ``num_threads``. "nvjpeg" reads frame
+    folders only (:class:`~videoattn.data.nvjpeg.NvJpegDecoder`); with video files it is a ConfigError.
     """
     if name not in DECODERS:
         raise unknown_name("decoder", name, list(DECODERS))
@@ -585,6 +588,12 @@ def build_decoder(name: str, frames: bool = False, frame_template: str | None = 
         require_dali()
         cpu = FrameFolderDecoder(frame_template or "{:05d}.jpg") if frames else PyAVDecoder()
         return DaliDecoder(cpu, **options)
+    if name == "nvjpeg":
+        from .nvjpeg import NvJpegDecoder, refuse_videos
+
+        if not frames:
+            raise refuse_videos()
+        return NvJpegDecoder(FrameFolderDecoder(frame_template or "{:05d}.jpg"))
     if name == "auto":
         name = "frames" if frames else "pyav"
     if name == "frames":

@@ -35,17 +35,19 @@ def resolve_transforms_on(setting: str, device: torch.device | str, dataset) -> 
 
     ``auto`` is ``device`` on CUDA when the dataset supports it, ``cpu`` otherwise. ``device`` with a
     dataset that cannot (image folders, colour jitter) is a :class:`ConfigError` saying why. A dataset
-    that decodes in the training process (``data.decoder: dali``) always gets ``device``; ``cpu`` is refused.
+    that decodes in the training process (``data.decoder: dali``/``nvjpeg``) always gets ``device``; ``cpu`` is
+    refused.
     """
     if setting not in TRANSFORMS_ON:
         raise ConfigError(f"config key 'data.transforms_on': got {setting!r}; expected one of {TRANSFORMS_ON}")
     why_not = getattr(dataset, "device_transforms_unsupported", lambda: "the dataset has no device path")()
-    if getattr(dataset, "decodes_in_main_process", False):  # data.decoder: dali
+    if getattr(dataset, "decodes_in_main_process", False):  # data.decoder: dali, nvjpeg
+        name = getattr(dataset, "decoder_backend", "dali")
         if why_not is not None:
-            raise ConfigError(f"config key 'data.decoder': 'dali' decodes in the training process, where the "
+            raise ConfigError(f"config key 'data.decoder': {name!r} decodes in the training process, where the "
                               f"training transforms must then run too, but {why_not}; use data.decoder=auto")
         if setting == "cpu":
-            raise ConfigError("config key 'data.transforms_on': 'cpu' does not go with data.decoder 'dali', "
+            raise ConfigError(f"config key 'data.transforms_on': 'cpu' does not go with data.decoder {name!r}, "
                               "which decodes in the training process (the transforms follow it there); use "
                               "'auto' or 'device'")
         return "device"

@@ -29,7 +29,7 @@ def collate_samples(samples: list[dict]) -> dict:
 
     Dropped samples (bad videos of an evaluation split, see :mod:`videoattn.data.dataset`) are left
     out of the tensors and listed in ``batch["dropped"]`` as ``{"index", "path", "reason"}``; a batch
-    of dropped samples only has no ``video`` key. Items of ``data.decoder: dali`` carry an encoded
+    of dropped samples only has no ``video`` key. Items of ``data.decoder: dali``/``nvjpeg`` carry an encoded
     ``payload`` instead of ``video``: the batch lists them under ``"payload"`` (with ``crop_box``/``flip``
     for training) for :meth:`~videoattn.data.dataset.VideoDataset.decode_batch` in the main process.
     A worker's error sample (``{"error": ...}``) makes the batch ``{"error": error}``, which
@@ -42,7 +42,7 @@ def collate_samples(samples: list[dict]) -> dict:
             return {"error": sample["error"]}
     kept = [s for s in samples if not s.get("dropped")]
     batch: dict = {}
-    if kept and "payload" in kept[0]:  # data.decoder: dali (encoded; decoded by dataset.decode_batch)
+    if kept and "payload" in kept[0]:  # data.decoder: dali/nvjpeg (encoded; decoded by dataset.decode_batch)
         batch["payload"] = [s["payload"] for s in kept]
         if "crop_box" in kept[0]:
             batch["crop_box"] = torch.stack([s["crop_box"] for s in kept])

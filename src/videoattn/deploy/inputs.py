@@ -29,6 +29,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 #: Decoders that read video files (the others, "frames", read frame folders; "auto" picks).
 VIDEO_DECODERS = ("pyav", "torchcodec")
+#: Decoders that read frame folders only ("dali" reads both kinds).
+FRAME_DECODERS = ("frames", "nvjpeg")
 
 
 def is_frame_folder(path: str | os.PathLike) -> bool:
@@ -73,11 +75,11 @@ def collect_inputs(source: str | os.PathLike | Sequence[str | os.PathLike]) -> l
 
 def decoder_for_input(configured: str, frames: bool) -> str:
     """The decoder to read one input with: the config's ``data.decoder`` unless it reads the other
-    kind of media (a video decoder given a frame folder, ``frames`` given a video file): then
-    ``auto``, which picks by the input."""
+    kind of media (a video decoder given a frame folder, ``frames``/``nvjpeg`` given a video file):
+    then ``auto``, which picks by the input."""
     if frames and configured in VIDEO_DECODERS:
         return "auto"
-    if not frames and configured == "frames":
+    if not frames and configured in FRAME_DECODERS:
         return "auto"
     return configured
 

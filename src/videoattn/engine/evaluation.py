@@ -58,7 +58,7 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
     videos_per_batch = max(1, clips_per_batch // num_views)
     sampler = ResumableSampler(len(dataset), shuffle=False, num_replicas=ctx.world_size, rank=ctx.rank,
                                drop_last=False)
-    if hasattr(dataset, "defer_decoding"):  # data.decoder: dali decodes in this process
+    if hasattr(dataset, "defer_decoding"):  # data.decoder: dali/nvjpeg decode in this process
         dataset.defer_decoding(ctx.device)
 
     def score_local(workers: int) -> tuple[list, list, list, list]:
@@ -66,7 +66,7 @@ def predict_scores(model: torch.nn.Module, dataset: Any, ctx: DistContext, views
                                   drop_last=False)
         indices, scores, labels, skipped = [], [], [], []
         for batch in loader:
-            if "payload" in batch:  # data.decoder: dali (an undecodable video joins "dropped")
+            if "payload" in batch:  # data.decoder: dali/nvjpeg (an undecodable video joins "dropped")
                 batch = dataset.decode_batch(batch, ctx.device)
             skipped.extend(_flatten_skipped(batch.get("dropped")))
             if "video" not in batch and "image" not in batch:  # every sample of this batch was dropped

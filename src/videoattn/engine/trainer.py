@@ -243,7 +243,7 @@ class _Trainer:
         self.transforms_on = resolve_transforms_on(config.data.transforms_on, ctx.device, self.train_set)
         if hasattr(self.train_set, "set_transforms_on"):
             self.train_set.set_transforms_on(self.transforms_on)
-        if hasattr(self.train_set, "defer_decoding"):  # data.decoder: dali decodes in this process
+        if hasattr(self.train_set, "defer_decoding"):  # data.decoder: dali/nvjpeg decode in this process
             self.train_set.defer_decoding(ctx.device)
         # worker id (-1: main process) -> [clips, seconds producing them, peak resident KiB]
         self.loader_stats: dict[int, list[float]] = {}
@@ -469,7 +469,7 @@ class _Trainer:
                                                                       self.sampler, start, self.micro_batch)
                     + ". last.pt now holds this step's start; lower data.num_workers or the memory per "
                     "worker, then --resume") from None
-            if "payload" in batch:  # data.decoder: dali: decoding (and any substitute) is part of the wait
+            if "payload" in batch:  # data.decoder: dali/nvjpeg: decoding (and any substitute) is part of the wait
                 batch = self.train_set.decode_batch(batch, ctx.device)
             wait += time.perf_counter() - fetch_start
             self.skipped.extend(_flatten_skipped(batch.get("skipped")))
@@ -614,7 +614,9 @@ class _Trainer:
             other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
             first = (f"data.decoder={other}" if other else
                      "more DALI threads (data.options.decode_threads; it decodes in the training process)"
-                     if decoder == "dali" else "data.options.cache_decoded=true")
+                     if decoder == "dali" else
+                     "data.decoder=frames (nvjpeg decodes in the training process; off a GPU that is one CPU "
+                     "thread)" if decoder == "nvjpeg" else "data.options.cache_decoded=true")
             tries = [first,
                      f"more workers (data.num_workers={config.data.num_workers} now)",
                      f"fewer frames (model.num_frames={config.model.num_frames} now)"]
