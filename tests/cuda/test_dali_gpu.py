@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("nvidia.dali")
 
-from tests.data._data_media import frame_number, moving_square_frames  # noqa: E402
+from tests.data._data_media import frame_number, write_numbered_media  # noqa: E402
 from videoattn.data.decoders import build_decoder  # noqa: E402
 
 INDICES = [3, 1, 1, 20, 7, 0, 23, 12]
@@ -19,24 +19,13 @@ INDICES = [3, 1, 1, 20, 7, 0, 23, 12]
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    from PIL import Image
-
-    from videoattn.data.synthetic import encode_video
-
-    root = tmp_path_factory.mktemp("dali_gpu")
-    frames = moving_square_frames(24, 32, 48)
-    encode_video(frames, root / "clip.webm", "webm", quality=10, gop_size=5)
-    encode_video(frames, root / "clip.mp4", "mp4", quality=10, gop_size=5)
-    (root / "frames").mkdir()
-    for t, image in enumerate(frames):
-        Image.fromarray(image).save(root / "frames" / f"{t + 1:05d}.jpg", quality=95)
-    return root
+    return write_numbered_media(tmp_path_factory.mktemp("dali_gpu"))
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("name", ["clip.webm", "clip.mp4", "frames"])
+@pytest.mark.parametrize("name", ["clip.webm", "clip.mp4", "clip_frames"])
 def test_mixed_backend_decodes_the_asked_frames_on_the_gpu(media, name):
-    decoder = build_decoder("dali", frames=name == "frames")
+    decoder = build_decoder("dali", frames=name == "clip_frames")
     payload = decoder.prepare(str(media / name), lambda total: np.asarray(INDICES), device="cuda")
     (frames,) = decoder.decode([payload], "cuda")
     assert isinstance(frames, torch.Tensor) and frames.is_cuda and frames.dtype == torch.uint8

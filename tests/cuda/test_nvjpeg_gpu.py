@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.data._data_media import frame_number, moving_square_frames
+from tests.data._data_media import frame_number, moving_square_frames, train_config
 from videoattn.data.decoders import FrameFolderDecoder, build_decoder
 from videoattn.data.nvjpeg import _unavailable_reason, nvjpeg_available
 
@@ -55,20 +55,11 @@ def test_nvjpeg_decodes_the_asked_frames_on_the_gpu(folder):
 
 @pytest.mark.cuda
 def test_training_epoch_and_validation_with_nvjpeg_on_the_gpu(tmp_path):
-    from videoattn.config import config_from_dict
     from videoattn.data import generate_synthetic
     from videoattn.engine import train
 
     root = generate_synthetic(tmp_path / "ssv1", num_videos=16, frames=10, size=32, format="frames", seed=0)
-    config = config_from_dict({
-        "model": {"name": "r2d18", "num_frames": 4, "options": {"variant": "tsm", "base_channels": 8}},
-        "data": {"decoder": "nvjpeg", "size": 24, "scale_size": 28, "num_workers": 1, "format": "ssv1",
-                 "root": str(root / "videos"), "train_annotations": str(root / "something-something-v1-train.csv"),
-                 "val_annotations": str(root / "something-something-v1-validation.csv"),
-                 "labels": str(root / "something-something-v1-labels.csv")},
-        "train": {"work_dir": str(tmp_path / "run"), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
-                  "seed": 1, "progress": False, "device": "cuda", "val_interval": 1},
-        "eval": {"batch_size": 4}})
+    config = train_config(root, "frames", "nvjpeg", tmp_path / "run", device="cuda", deterministic=False)
     result = train(config)  # one epoch, then validation: both decode with nvJPEG in this process
     assert result.global_step >= 2 and result.summary["loader"]["transforms_on"] == "device"
     assert result.summary["num_skipped"] == 0 and result.summary["final"]["val_videos_evaluated"] > 0

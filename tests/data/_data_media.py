@@ -24,3 +24,74 @@ def moving_square_frames(num_frames: int = 12, height: int = 32, width: int = 48
 def frame_number(frame: np.ndarray) -> int:
     """Inverse of the index code written by :func:`moving_square_frames` (robust to compression)."""
     return int(round(float(frame[2:6, 2:6].mean()) / 8))
+
+
+def write_numbered_media(root, formats=("webm", "mp4", "frames")):
+    """Into ``root``: ``clip.webm`` / ``clip.mp4`` / a JPEG folder ``clip_frames`` of the same 24 frames, each
+    encoding its index (:func:`moving_square_frames`); returns ``root``."""
+    from PIL import Image
+
+    from videoattn.data.synthetic import encode_video
+
+    frames = moving_square_frames(24, 32, 48)
+    for fmt in formats:
+        if fmt == "frames":
+            (root / "clip_frames").mkdir()
+            for t, image in enumerate(frames):
+                Image.fromarray(image).save(root / "clip_frames" / f"{t + 1:05d}.jpg", quality=95)
+        else:
+            encode_video(frames, root / f"clip.{fmt}", fmt, quality=10, gop_size=5)
+    return root
+
+
+def ss_files(root, fmt: str, split: str = "train") -> dict:
+    """The annotation files of a ``generate_synthetic`` dataset at ``root`` as ``build_dataset`` takes them:
+    SSv1 CSVs for JPEG folders, SSv2 JSON otherwise."""
+    if fmt == "frames":
+        return {"annotations": root / f"something-something-v1-{'train' if split == 'train' else 'validation'}.csv",
+                "labels": root / "something-something-v1-labels.csv"}
+    return {"annotations": root / ("train.json" if split == "train" else "validation.json"),
+            "labels": root / "labels.json"}
+
+
+def ss_dataset(root, fmt: str, decoder: str, split: str = "train", **options):
+    """A 4-frame, 24 px dataset over a ``generate_synthetic`` folder (SSv1 for frames, SSv2 for videos)."""
+    from videoattn.data import build_dataset
+
+    return build_dataset("ssv1" if fmt == "frames" else "ssv2", root=root / "videos", split=split, size=24,
+                         scale_size=28, num_frames=4, decoder=decoder, seed=5, flip="standard",
+                         **ss_files(root, fmt, split), **options)
+
+
+def loaded_batches(ds, workers: int = 0, epochs=(0, 1)) -> list:
+    """Every batch of two epochs (batch 4, shuffled, seeded), payloads decoded on the CPU as the engine does."""
+    from videoattn.data import build_loader
+
+    loader = build_loader(ds, 4, shuffle=True, num_workers=workers, seed=3, drop_last=True)
+    out = []
+    for epoch in epochs:
+        loader.set_epoch(epoch)
+        for batch in loader:
+            if "payload" in batch:
+                batch = ds.decode_batch(batch, "cpu")
+            out.append(batch)
+    return out
+
+
+def train_config(root, fmt: str, decoder: str, work_dir, device: str = "cpu", **train):
+    """A one-epoch TSM-R18 (width 8) run with validation on a ``generate_synthetic`` folder, ``data.decoder``
+    = ``decoder``."""
+    from videoattn.config import config_from_dict
+
+    data = {"decoder": decoder, "size": 24, "scale_size": 28, "num_workers": 1, "root": str(root / "videos"),
+            "format": "ssv1" if fmt == "frames" else "ssv2"}
+    data.update(train_annotations=str(ss_files(root, fmt)["annotations"]),
+                val_annotations=str(ss_files(root, fmt, "val")["annotations"]),
+                labels=str(ss_files(root, fmt)["labels"]))
+    return config_from_dict({
+        "model": {"name": "r2d18", "num_frames": 4, "options": {"variant": "tsm", "base_channels": 8}},
+        "data": data,
+        "train": {"work_dir": str(work_dir), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
+                  "seed": 1, "num_threads": 1, "progress": False, "device": device, "val_interval": 1,
+                  "deterministic": True, **train},
+        "eval": {"batch_size": 4}})

@@ -23,7 +23,13 @@ from videoattn.data.decoders import FrameFolderDecoder, PyAVDecoder, build_decod
 from videoattn.data.device_transforms import transform_batch_on_device  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 
-from ._data_media import frame_number, moving_square_frames  # noqa: E402
+from ._data_media import (  # noqa: E402
+    frame_number,
+    loaded_batches,
+    ss_dataset,
+    train_config,
+    write_numbered_media,
+)
 
 #: PyAV (swscale) and DALI convert the same decoded YUV 4:2:0 planes to RGB differently: swscale's default
 #: replicates each chroma sample over its 2 x 2 pixels, DALI interpolates chroma bilinearly. Flat areas
@@ -60,18 +66,7 @@ def _bilinear_chroma_rgb(path, indices) -> np.ndarray:
 @pytest.fixture(scope="module")
 def numbered(tmp_path_factory):
     """A 24-frame VP9 WebM, an H.264 MP4 and a JPEG folder whose frames each encode their index."""
-    from PIL import Image
-
-    from videoattn.data.synthetic import encode_video
-
-    root = tmp_path_factory.mktemp("dali_media")
-    frames = moving_square_frames(24, 32, 48)
-    encode_video(frames, root / "clip.webm", "webm", quality=10, gop_size=5)
-    encode_video(frames, root / "clip.mp4", "mp4", quality=10, gop_size=5)
-    (root / "clip_frames").mkdir()
-    for t, image in enumerate(frames):
-        Image.fromarray(image).save(root / "clip_frames" / f"{t + 1:05d}.jpg", quality=95)
-    return root
+    return write_numbered_media(tmp_path_factory.mktemp("dali_media"))
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +79,7 @@ def synthetic(tmp_path_factory):
             for fmt in ("webm", "frames")}
 
 
-def _dataset(root, fmt, decoder, split="train", **options):
-    if fmt == "frames":
-        files = {"annotations": root / ("something-something-v1-train.csv" if split == "train"
-                                        else "something-something-v1-validation.csv"),
-                 "labels": root / "something-something-v1-labels.csv"}
-        return build_dataset("ssv1", root=root / "videos", split=split, size=24, scale_size=28, num_frames=4,
-                             decoder=decoder, seed=5, flip="standard", **files, **options)
-    return build_dataset("ssv2", root=root / "videos", annotations=root / ("train.json" if split == "train"
-                                                                          else "validation.json"),
-                         labels=root / "labels.json", split=split, size=24, scale_size=28, num_frames=4,
-                         decoder=decoder, seed=5, flip="standard", **options)
+_dataset = ss_dataset
 
 
 INDICES = [3, 1, 1, 20, 7, 0, 23, 12]  # out of order, repeated, both ends
@@ -184,16 +169,7 @@ def test_cache_decoded_and_cpu_transforms_are_refused_with_dali(synthetic):
         ds.defer_decoding("cpu")
 
 
-def _batches(ds, workers=0, epochs=(0, 1)):
-    loader = build_loader(ds, 4, shuffle=True, num_workers=workers, seed=3, drop_last=True)
-    out = []
-    for epoch in epochs:
-        loader.set_epoch(epoch)
-        for batch in loader:
-            if "payload" in batch:
-                batch = ds.decode_batch(batch, "cpu")
-            out.append(batch)
-    return out
+_batches = loaded_batches
 
 
 @pytest.mark.parametrize("fmt", ["webm", "frames"])
@@ -298,24 +274,7 @@ def test_evaluation_drops_what_neither_decoder_reads(flaky):
 
 
 def _train_config(root, fmt, work_dir, **train):
-    from videoattn.config import config_from_dict
-
-    data = {"decoder": "dali", "size": 24, "scale_size": 28, "num_workers": 1}
-    if fmt == "frames":
-        data.update(format="ssv1", root=str(root / "videos"),
-                    train_annotations=str(root / "something-something-v1-train.csv"),
-                    val_annotations=str(root / "something-something-v1-validation.csv"),
-                    labels=str(root / "something-something-v1-labels.csv"))
-    else:
-        data.update(format="ssv2", root=str(root / "videos"), train_annotations=str(root / "train.json"),
-                    val_annotations=str(root / "validation.json"), labels=str(root / "labels.json"))
-    return config_from_dict({
-        "model": {"name": "r2d18", "num_frames": 4, "options": {"variant": "tsm", "base_channels": 8}},
-        "data": data,
-        "train": {"work_dir": str(work_dir), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
-                  "seed": 1, "num_threads": 1, "progress": False, "device": "cpu", "val_interval": 1,
-                  "deterministic": True, **train},
-        "eval": {"batch_size": 4}})
+    return train_config(root, fmt, "dali", work_dir, **train)
 
 
 @pytest.mark.parametrize("fmt", ["webm", "frames"])

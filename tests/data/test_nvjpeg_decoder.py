@@ -25,7 +25,14 @@ from videoattn.data.device_transforms import transform_batch_on_device
 from videoattn.data.nvjpeg import _unavailable_reason, nvjpeg_available
 from videoattn.errors import ConfigError, DataError
 
-from ._data_media import frame_number, moving_square_frames
+from ._data_media import (
+    frame_number,
+    loaded_batches,
+    moving_square_frames,
+    ss_dataset,
+    train_config,
+    write_numbered_media,
+)
 
 needs_torchvision = pytest.mark.skipif(not nvjpeg_available(), reason=f"torchvision.io.decode_jpeg cannot be "
                                                                       f"used here: {_unavailable_reason()}")
@@ -40,17 +47,7 @@ INDICES = [3, 1, 1, 20, 7, 0, 23, 12]  # out of order, repeated, both ends
 @pytest.fixture(scope="module")
 def numbered(tmp_path_factory):
     """A JPEG folder whose 24 frames each encode their index, and a WebM of the same frames."""
-    from PIL import Image
-
-    from videoattn.data.synthetic import encode_video
-
-    root = tmp_path_factory.mktemp("nvjpeg_media")
-    frames = moving_square_frames(24, 32, 48)
-    (root / "clip_frames").mkdir()
-    for t, image in enumerate(frames):
-        Image.fromarray(image).save(root / "clip_frames" / f"{t + 1:05d}.jpg", quality=95)
-    encode_video(frames, root / "clip.webm", "webm", quality=10, gop_size=5)
-    return root
+    return write_numbered_media(tmp_path_factory.mktemp("nvjpeg_media"), formats=("frames", "webm"))
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +61,7 @@ def synthetic(tmp_path_factory):
 
 
 def _dataset(root, decoder, split="train", **options):
-    files = {"annotations": root / ("something-something-v1-train.csv" if split == "train"
-                                    else "something-something-v1-validation.csv"),
-             "labels": root / "something-something-v1-labels.csv"}
-    return build_dataset("ssv1", root=root / "videos", split=split, size=24, scale_size=28, num_frames=4,
-                         decoder=decoder, seed=5, flip="standard", **files, **options)
+    return ss_dataset(root, "frames", decoder, split, **options)
 
 
 # ---------------------------------------------------------------- configuration (with or without torchvision)
@@ -198,16 +191,7 @@ def test_cache_decoded_and_cpu_transforms_are_refused(synthetic):
         ds.defer_decoding("cpu")
 
 
-def _batches(ds, workers=0, epochs=(0, 1)):
-    loader = build_loader(ds, 4, shuffle=True, num_workers=workers, seed=3, drop_last=True)
-    out = []
-    for epoch in epochs:
-        loader.set_epoch(epoch)
-        for batch in loader:
-            if "payload" in batch:
-                batch = ds.decode_batch(batch, "cpu")
-            out.append(batch)
-    return out
+_batches = loaded_batches
 
 
 @needs_torchvision
@@ -303,19 +287,10 @@ def test_evaluation_drops_what_neither_decoder_reads(flaky):
 
 @needs_torchvision
 def test_training_and_validation_run_with_nvjpeg(synthetic, tmp_path):
-    from videoattn.config import config_from_dict
     from videoattn.engine import train
 
     root = synthetic["frames"]
-    config = config_from_dict({
-        "model": {"name": "r2d18", "num_frames": 4, "options": {"variant": "tsm", "base_channels": 8}},
-        "data": {"decoder": "nvjpeg", "size": 24, "scale_size": 28, "num_workers": 1, "format": "ssv1",
-                 "root": str(root / "videos"), "train_annotations": str(root / "something-something-v1-train.csv"),
-                 "val_annotations": str(root / "something-something-v1-validation.csv"),
-                 "labels": str(root / "something-something-v1-labels.csv")},
-        "train": {"work_dir": str(tmp_path / "run"), "epochs": 1, "batch_size": 4, "lr": 0.01, "log_interval": 1,
-                  "seed": 1, "num_threads": 1, "progress": False, "device": "cpu", "val_interval": 1},
-        "eval": {"batch_size": 4}})
+    config = train_config(root, "frames", "nvjpeg", tmp_path / "run", deterministic=False)
     result = train(config)
     assert result.global_step >= 2 and result.summary["loader"]["transforms_on"] == "device"
     assert result.summary["num_skipped"] == 0
