@@ -19,9 +19,11 @@
 #   echo /.whl/ >> .git/info/exclude; echo /.official/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av
-#   fetch the official repositories (the search tool's fetch; docs/blocks.md lists owner/name and commit)
-#   and copy only the files benchmarks/gpu.py's OFFICIAL specs name into .official/<name>/<path>
-#   (e.g. .official/tsm/ops/non_local.py, .official/rnl/ops/rnl.py + ops/depthwise_conv.py).
+#   (av 19.0.2 for cp312: 35 MB, inside the 64 MiB a call may carry)
+#   fetch the official repositories named in benchmarks/gpu.py's OFFICIAL (the search tool's fetch puts
+#   them under /work/.mirror/owner+name/repo), then
+#   python benchmarks/stage_official.py --mirrors /work/.mirror --out .official   (~0.6 MB: the specs'
+#   folders' .py files at the fetched commit, .official/<spec>/..., with a SOURCE file each)
 # Then one device call, carry [".whl", ".official"], command:
 #   bash scripts/device_session.sh --official .official
 # and copy $OUT's files into benchmarks/results/ here (gpu.json, loader_gpu.json; the logs beside them).
@@ -52,10 +54,10 @@ if [ -n "$OFFICIAL" ] && [ ! -d "$OFFICIAL" ]; then
   echo "device_session: --official $OFFICIAL is not a directory" >&2; exit 2
 fi
 
-# --official DIR: every subfolder is one released repository (benchmarks/gpu.py matches specs to files).
+# --official DIR: every subfolder is one spec's staged files (benchmarks/stage_official.py names them).
 official_args=()
 if [ -n "$OFFICIAL" ]; then
-  for dir in "$OFFICIAL"/*/; do [ -d "$dir" ] && official_args+=(--official "${dir%/}"); done
+  for dir in "$OFFICIAL"/*/; do [ -d "$dir" ] && official_args+=(--official "$(basename "$dir")=${dir%/}"); done
 fi
 
 declare -A COMMAND LIMIT
