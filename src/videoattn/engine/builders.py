@@ -100,9 +100,9 @@ def explain_channels_last(value: Any, device: Any = None) -> tuple[bool, str]:
 
     * CUDA: channels-last (issue 25's H200 run: bf16 R2D-50 training twice as fast in NHWC).
     * CPU with AVX-512 (:data:`CHANNELS_LAST_CPUS`): channels-last; on the AVX-512 development CPU every
-      case measured was faster (``benchmarks/cpu_auto.py``, fp32 steps: 1.04x for configs/tiny.yaml's
-      TSM-R18-8, 1.21-1.28x for the demo's R2D-18s at 32 px, 1.22x R2D-18 at 112, 1.06x R2D-50 at 112,
-      1.79x R2D-50 at 224).
+      case measured was faster (``benchmarks/cpu_auto.py``, fp32 steps: 1.08x for configs/tiny.yaml's
+      TSM-R18-8, 1.25-1.30x for the demo's R2D-18s at 32 px, 1.05x R2D-18 at 112, 1.29x R2D-50 at 112,
+      1.74x R2D-50 at 224).
     * other CPUs (AVX2, ARM): NCHW. An earlier AVX2 machine measured 0.88-0.91x the step time at 224 px,
       but small models were not measured there; set ``true`` to take it.
 

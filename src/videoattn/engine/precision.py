@@ -13,8 +13,8 @@ Precision (``train.precision``, ``eval.precision``, ``profile --precision``, ``d
 * ``auto`` (the default): ``bf16`` on a CUDA device with bf16 support. On a CPU it depends on the CPU and
   on the work per clip (:func:`cpu_auto_precision`, measured in ``benchmarks/cpu_auto.py``): ``bf16`` on a
   CPU with AVX-512 BF16 but no AMX when a clip costs at least :data:`CPU_BF16_MIN_GMACS_PER_CLIP` forward
-  GMACs (an R2D-18 at 112 px and up: 1.6-3.2x faster steps there), ``fp32`` for smaller models (the
-  gain shrinks to nothing: 0.84x for the 8-wide TSM-R18 of ``configs/tiny.yaml``), on CPUs without native
+  GMACs (an R2D-18 at 112 px and up: 1.4-2.8x faster steps there), ``fp32`` for smaller models (the
+  gain shrinks to nothing: 0.92x for the 8-wide TSM-R18 of ``configs/tiny.yaml``), on CPUs without native
   bf16 (~30x slower) and on AMX CPUs (not measured here). ``fp32`` everywhere else.
 
 The training step (:func:`forward_backward` then :func:`apply_gradients`; :func:`training_step` is both):
@@ -74,10 +74,11 @@ def cpu_has_amx() -> bool:
 
 
 #: ``auto`` on a CPU with AVX-512 BF16 (and no AMX) picks bf16 from this many forward GMACs per clip on.
-#: Measured (benchmarks/results/cpu_auto.json, 2 threads, fp32 NCHW step over bf16 NCHW step): 0.84x at
-#: 0.007 GMACs/clip (configs/tiny.yaml's model), 1.10-1.12x at 0.022 (the demo's R2D-18s at 32 px, within
-#: the noise of 20-30 ms steps), 1.77x at 3.9 (R2D-18, 8 x 112), 1.63x at 8.6 (R2D-50, 8 x 112), 3.15x
-#: at 32.7 (R2D-50, 8 x 224). The bound sits where every measured case is clearly faster.
+#: Measured (benchmarks/results/cpu_auto.json, quiet machine, 2 threads, fp32 NCHW step over bf16 NCHW
+#: step): 0.92x at 0.007 GMACs/clip (configs/tiny.yaml's model), 1.05-1.09x at 0.022 (the demo's R2D-18s
+#: at 32 px), 1.36x at 3.9 (R2D-18, 8 x 112), 1.68x at 8.6 (R2D-50, 8 x 112), 2.83x at 32.7 (R2D-50,
+#: 8 x 224); a run on the loaded machine (cpu_auto_loaded.json) agreed. The bound sits where every
+#: measured case is clearly faster.
 CPU_BF16_MIN_GMACS_PER_CLIP = 1.0
 
 
