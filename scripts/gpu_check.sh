@@ -7,8 +7,8 @@
 # Stages: the CUDA check, the package install (no network), the test suite without and with the
 # `cuda`-marked tests (pytest -n <cores> when pytest-xdist is there), a tiny synthetic dataset, then
 # for fp16 and for bf16 a 2-epoch train / test / predict / export round trip on the GPU, and the GPU
-# benchmarks (benchmarks/gpu.py, benchmarks/loader_gpu.py) where those files exist. About 8 minutes
-# or less on one GPU.
+# benchmarks (benchmarks/gpu.py, benchmarks/loader_gpu.py) as short smoke runs where those files exist
+# (the measurements: scripts/device_session.sh). About 8 minutes or less on one GPU.
 #
 # Nothing is downloaded: the Python environment must already hold torch (a CUDA build) and the
 # other dependencies (`bash scripts/run.sh test` or `pip install -e '.[dev]'` sets one up); the
@@ -58,8 +58,9 @@ for precision in fp16 bf16; do
   stage "$precision-predict" 60 "$VA predict \"\$(first_video)\" --config \"$work.yaml\" --checkpoint \"$work/best.pt\" --device cuda --out \"$work/predictions.json\" --no-progress"
   stage "$precision-export" 120 "$VA export --config \"$work.yaml\" --checkpoint \"$work/best.pt\" --format onnx --out \"$work/model.onnx\""
 done
-stage bench-gpu 90 "run_if_present benchmarks/gpu.py"
-stage bench-loader-gpu 90 "run_if_present benchmarks/loader_gpu.py"
+# The benchmarks as smoke runs (scratch outputs; the measurements themselves: scripts/device_session.sh).
+stage bench-gpu 90 "run_if_present benchmarks/gpu.py --skip-models --repeats 2 --warmup 1 --out \"\$DIR/gpu.json\""
+stage bench-loader-gpu 90 "run_if_present benchmarks/loader_gpu.py --models r2d50 --steps 2 --warmup 1 --batch 4 --num-videos 16 --out \"\$DIR/loader_gpu.json\""
 
 if [ "$DRY_RUN" = 1 ]; then
   echo "gpu_check stages (python: $PY; pytest -n $WORKERS):"
@@ -98,7 +99,8 @@ first_video() { find "$DIR/data/videos" -type f | sort | head -n 1; }
 
 run_if_present() {
   if [ ! -f "$ROOT/$1" ]; then echo "SKIP: $1 is not in this checkout"; return 0; fi
-  "$PY" "$ROOT/$1"
+  local script=$1; shift
+  "$PY" "$ROOT/$script" "$@"
 }
 
 # ---------------------------------------------------------------- the CUDA check
