@@ -42,6 +42,10 @@ def test_auto_and_bf16_follow_the_gpu_bf16_support(monkeypatch):
     assert P.resolve_precision("auto", "cuda:0") == "fp32"
     with pytest.raises(ConfigError, match="'train.precision': got 'bf16' but this GPU has no bf16 support"):
         P.resolve_precision("bf16", "cuda")
+    # A GPU that only emulates bf16 (no bf16 tensor cores: before Ampere) takes bf16 when asked, not by auto
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert P.resolve_precision("auto", "cuda") == "fp32" and P.resolve_precision("bf16", "cuda") == "bf16"
+    assert "emulated" in P.explain_auto_precision("cuda")[1]
 
 
 def test_evaluation_precision_defaults_to_the_training_one():
