@@ -157,8 +157,8 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     accumulation_steps: int = 1
     #: ``bf16`` autocast works on CPU and CUDA; ``fp16`` (with a gradient scaler) on CUDA only; ``auto``
-    #: (default): bf16 on a CUDA GPU with bf16 tensor cores; on a CPU bf16 only where it was measured to pay (AVX-512
-    #: BF16, no AMX, >= 1 GMAC per clip), else fp32 (``videoattn.engine.precision`` has the rule). Pin
+    #: (default): bf16 on a CUDA GPU with bf16 tensor cores; on a CPU bf16 only where it was measured to
+    #: pay (AVX-512 BF16, no AMX, >= 1 GMAC per clip), else fp32 (``videoattn.engine.precision`` has the rule). Pin
     #: ``fp32`` for float32 results that do not depend on the machine.
     precision: str = "auto"
     #: ``partial``: every backbone BatchNorm but the first keeps its ImageNet statistics and affine

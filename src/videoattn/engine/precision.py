@@ -10,7 +10,8 @@ Precision (``train.precision``, ``eval.precision``, ``profile --precision``, ``d
   On a CPU without native bf16 (no AVX-512 BF16 / AMX) it runs ~30x slower than fp32:
   :func:`bf16_warning` says so at the start of a run.
 * ``fp16``: autocast to float16 with a ``GradScaler``; CUDA only (a :class:`ConfigError` elsewhere).
-* ``auto`` (the default): ``bf16`` on a CUDA device with bf16 tensor cores (Ampere and later; fp32 where bf16 would be emulated). On a CPU it depends on the CPU and
+* ``auto`` (the default): ``bf16`` on a CUDA device with bf16 tensor cores (Ampere and later; fp32 where
+  bf16 would be emulated). On a CPU it depends on the CPU and
   on the work per clip (:func:`cpu_auto_precision`, measured in ``benchmarks/cpu_auto.py``): ``bf16`` on a
   CPU with AVX-512 BF16 but no AMX when a clip costs at least :data:`CPU_BF16_MIN_GMACS_PER_CLIP` forward
   GMACs (an R2D-18 at 112 px and up: 1.4-2.8x faster steps there), ``fp32`` for smaller models (the
