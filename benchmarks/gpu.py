@@ -169,14 +169,16 @@ def _bat_s(options: dict) -> int:
 #: commits named were the ones checked, docs/blocks.md).
 OFFICIAL: dict[str, OfficialSpec] = {
     "nl": OfficialSpec("ops/non_local.py", "NONLocalBlock3D", "ncthw", lambda cls, c, t, o: cls(c),
-                       "mit-han-lab/temporal-shift-module (the NL block TSM, GTA and RNL compare with)"),
+                       "mit-han-lab/temporal-shift-module @ 1f6a834 (the NL block TSM, GTA and RNL compare with)"),
     "gsm": OfficialSpec("gsm.py", "gsmModule", "nt_chw", lambda cls, c, t, o: cls(c, num_segments=t),
-                        "swathikirans/GSM"),
-    # at our block's defaults: 8 heads, 5x7x7 kernel, relational kernel and context (V + R)
+                        "swathikirans/GSM @ 43e8eba"),
+    # at our block's defaults: 8 heads, 5x7x7 kernel, relational kernel and context (V + R); dk = dv = dd =
+    # 0 (each C/8) as the release's train/test scripts pass them (its constructor's own dk=16 default fails
+    # at C=256, where dv = 32: checked on the CPU at c66d7be)
     "rsa": OfficialSpec("ops/rsa.py", "RSA", "ncthw",
-                        lambda cls, c, t, o: cls(c, c, nh=8, kernel_size=(5, 7, 7), kernel_type="VplusR",
-                                                 feat_type="VplusR"),
-                        "KimManjin/RSA"),
+                        lambda cls, c, t, o: cls(c, c, nh=8, dk=0, dv=0, dd=0, kernel_size=(5, 7, 7),
+                                                 kernel_type="VplusR", feat_type="VplusR"),
+                        "KimManjin/RSA @ c66d7be"),
     # NONLocalBlock3D(in_channels, ratio, ks, sub_sample): the RNL block (theta C -> C/2, the masked
     # grouped "depthwise" conv over ks, softmax affinity, W + BN); ops/rnl.py imports ops/depthwise_conv.py
     # relatively, so it is loaded as a package module. Our rows: no sub-sampling, as released.
