@@ -32,6 +32,18 @@ def test_rnl_matches_equations(form, aggregation, kernel):
             torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10, msg=f"{form} {impl}")
 
 
+@pytest.mark.parametrize("aggregation", ["avg", "max", "conv"])
+def test_rnl_regions_larger_than_the_map(aggregation):
+    """The paper's 3x7x7 regions on a map smaller than the kernel (res5 at 112 px: 4x4; PyTorch's pooling
+    refuses such a map even though the padding covers it): the same equations, zero padding counted in
+    the average, padding never the max."""
+    block = randomize_(create("rnl", CHANNELS, aggregation=aggregation, kernel_size=(3, 7, 7)).double())
+    x = video(frames=2, height=4, width=3)
+    with torch.no_grad():
+        expected = reference_rnl(weights_of(block), x, "gaussian", (3, 7, 7), aggregation)
+        torch.testing.assert_close(block(x), expected, rtol=1e-10, atol=1e-10)
+
+
 def test_rnl_default_is_the_papers_gaussian_3x7x7_depthwise_conv_and_sub_sampling_option():
     block = create("rnl", 16)
     assert block.region.weight.shape == (8, 1, 3, 7, 7)  # true depthwise: one kernel per channel

@@ -116,10 +116,20 @@ class RegionNonLocalBlock(nn.Module):
         if self.aggregation == "conv":
             out = self.region(x)
         elif self.aggregation == "avg":
-            out = F.avg_pool3d(x, self.kernel_size, stride=1, padding=self.padding)
+            out = self._pool(F.avg_pool3d, x, 0.0)
         else:
-            out = F.max_pool3d(x, self.kernel_size, stride=1, padding=self.padding)
+            out = self._pool(F.max_pool3d, x, float("-inf"))
         return out.permute(0, 2, 3, 4, 1)
+
+    def _pool(self, pool, x: torch.Tensor, fill: float) -> torch.Tensor:
+        """``pool`` over each ``kernel_size`` region, stride 1, ``k // 2`` padding of ``fill`` (zeros count
+        in the average; ``-inf`` never wins the max). PyTorch's pooling refuses a map smaller than the
+        kernel even when the padding covers it (RNL 3x7x7 at a 4x4 res5 map), so such a map is padded
+        explicitly first."""
+        if all(size >= k for size, k in zip(x.shape[2:], self.kernel_size)):
+            return pool(x, self.kernel_size, stride=1, padding=self.padding)
+        pads = [p for pad in reversed(self.padding) for p in (pad, pad)]
+        return pool(F.pad(x, pads, value=fill), self.kernel_size, stride=1)
 
     def attention(self, x_cl: torch.Tensor) -> torch.Tensor:
         """y of eq. 4/9 for channels-last input, as ``(N, T*H*W, inner)``."""
