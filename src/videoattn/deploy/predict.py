@@ -97,16 +97,24 @@ class Predictor:
         return build_dataset_for(self._configs[frames], "val", num_frames=self.model_config.num_frames,
                                  views=self.views, records=records, classes=self.classes)
 
+    def _precision(self) -> str:
+        """The precision every call scores with (``auto`` resolved once: on a CPU it counts the model's MACs)."""
+        from ..engine.evaluation import scoring_precision
+
+        if getattr(self, "_resolved_precision", None) is None:
+            self._resolved_precision = scoring_precision(self.config, self.model_config, self.ctx.device)
+        return self._resolved_precision
+
     def _scores(self, entries: list[_Entry], frames: bool) -> tuple[dict[int, torch.Tensor], dict[int, str]]:
         """``({entry index: probabilities (K,)}, {entry index: reason it could not be scored})``."""
-        from ..engine.evaluation import predict_scores, scoring_precision
+        from ..engine.evaluation import predict_scores
 
         dataset = self._dataset(entries, frames)
         workers = self.config.eval.num_workers if self.config.eval.num_workers is not None else 0
         try:
             indices, scores, _, skipped = predict_scores(
                 self.model, dataset, self.ctx, views=self.views, clips_per_batch=self.config.eval.batch_size,
-                num_workers=workers, precision=scoring_precision(self.config, self.model_config, self.ctx.device),
+                num_workers=workers, precision=self._precision(),
                 average=self.config.eval.average,
                 pin_memory=False)
         except DataError as error:
