@@ -31,9 +31,23 @@ SECTIONS = {"train": {"epochs": 1, "batch_size": 4, "lr": 0.05, "freeze_bn": "al
 
 
 def test_two_processes_equal_one_process_with_same_global_batch(make_config, make_config_file, tmp_path):
-    single = train(make_config(tmp_path / "single", **SECTIONS))
+    _two_processes_equal_one(make_config, make_config_file, tmp_path, SECTIONS)
 
-    config_path = make_config_file(tmp_path / "ddp.yaml", tmp_path / "ddp", **SECTIONS)
+
+def test_ddp_with_the_dali_decoder_equals_one_process(make_config, make_config_file, tmp_path):
+    """``data.decoder: dali`` (DALI's CPU backend here): each rank samples its own shard in its workers and
+    decodes the payloads in its training process; the sharding and the result are those of one process."""
+    pytest.importorskip("nvidia.dali")
+    sections = {**SECTIONS, "data": {"decoder": "dali", "num_workers": 1,
+                                     "options": {"cache_decoded": False}}}
+    _two_processes_equal_one(make_config, make_config_file, tmp_path, sections)
+    assert json.loads((tmp_path / "ddp" / "metadata.json").read_text())["train_data"]["decoder"] == "dali"
+
+
+def _two_processes_equal_one(make_config, make_config_file, tmp_path, sections):
+    single = train(make_config(tmp_path / "single", **sections))
+
+    config_path = make_config_file(tmp_path / "ddp.yaml", tmp_path / "ddp", **sections)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -48,7 +62,7 @@ def test_two_processes_equal_one_process_with_same_global_batch(make_config, mak
     single_state = load_checkpoint(tmp_path / "single" / "last.pt")
     assert ddp_state["position"]["global_step"] == single.global_step > 0
     torch.manual_seed(1)  # the config's seed: the trainer's initial weights
-    initial = build_model(make_config(tmp_path / "unused", **SECTIONS).model, single_state["num_classes"])
+    initial = build_model(make_config(tmp_path / "unused", **sections).model, single_state["num_classes"])
     initial = initial.state_dict()
     for key, value in single_state["model"].items():
         torch.testing.assert_close(ddp_state["model"][key], value, rtol=1e-4, atol=1e-5, msg=key)
