@@ -37,6 +37,10 @@ CASES = {
     "r2d18_112": ("r2d18", {}, 2, 8, 112),
     "r2d50_112": ("r2d50", {}, 2, 8, 112),
     "r2d50_224": ("r2d50", {}, 2, 8, 224),
+    # attention-heavy presets: their blocks' softmax/BN work gains less from bf16 than convolutions do
+    "r2d50_nl_112": ("r2d50_nl", {}, 2, 8, 112),
+    "r2d50_gta_112": ("r2d50_gta", {}, 2, 8, 112),
+    "tsn50_rsa_112": ("tsn50_rsa", {}, 2, 8, 112),
 }
 LAYOUTS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 
