@@ -51,6 +51,9 @@ _LARGE_WEIGHT_MATRIX = 1 << 20
 _SMALL_WEIGHT_MATRIX = 1024
 # ... and also at or below this many entries of the whole weight tensor (all batch elements and heads).
 _EXPLICIT_BUDGET = 1 << 20
+# CPU under bf16/fp16 autocast: the explicit path up to this many weight entries (all pairs; ~1 GiB of
+# fp32 softmax output saved for backward), SDPA above.
+_CPU_HALF_EXPLICIT_BUDGET = 1 << 28
 # CUDA: the explicit path may hold a weight tensor of at most this fraction of the device's total memory
 # (training holds two or three L x S tensors at once: the scores, their softmax saved for backward, and
 # in backward the softmax's gradient), so explicit uses at most ~3/16 of the device for its weights.
@@ -539,10 +542,14 @@ def choose_attention_impl(
     the CPU's intra-op threads and the device's total memory. While a graph is captured
     (``capturing``) the batch is symbolic: nothing may depend on ``batch_heads``.
 
-    CPU (``benchmarks/gemm_bound.py``; unchanged since issue 18): ``"explicit"`` for a weight matrix
-    of at most 1024 entries per (batch, head) pair, or for fewer pairs than threads holding at most
-    2^20 entries in all (the CPU flash kernel's backward parallelises over pairs only); else
-    ``"sdpa"`` (flash with a blockwise backward: about half the training memory of explicit).
+    CPU (``benchmarks/gemm_bound.py``): fp32 unchanged since issue 18: ``"explicit"`` for a weight
+    matrix of at most 1024 entries per (batch, head) pair, or for fewer pairs than threads holding at
+    most 2^20 entries in all (the CPU flash kernel's backward parallelises over pairs only); else
+    ``"sdpa"`` (flash with a blockwise backward: about half the training memory of explicit). bf16 /
+    fp16 (autocast, which ``train.precision: auto`` now picks on AVX-512 BF16 CPUs for large models):
+    ``"explicit"`` up to 2^28 weight entries in all, ``"sdpa"`` above: the CPU flash kernel's bf16 path
+    was measured 1.7x slower than the explicit one at the NL res3 shape (0.197 vs 0.114 s fwd+bwd,
+    AVX-512 BF16, 2 threads; equal at res4), while the explicit path's half-size weights cost little.
 
     CUDA (issue 25, one H200, fwd+bwd of NL at res3/res4, 8 clips x 8 frames):
 
@@ -565,6 +572,9 @@ def choose_attention_impl(
     if entries <= _SMALL_WEIGHT_MATRIX:
         return "explicit"
     if device_type == "cpu":
+        if dtype in (torch.float16, torch.bfloat16):
+            pairs = 1 if capturing or batch_heads is None else batch_heads
+            return "explicit" if pairs * entries <= _CPU_HALF_EXPLICIT_BUDGET else "sdpa"
         few_pairs = not capturing and batch_heads is not None and batch_heads < threads
         return "explicit" if few_pairs and batch_heads * entries <= _EXPLICIT_BUDGET else "sdpa"
     if device_type != "cuda":
@@ -596,7 +606,7 @@ def _auto_impl(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     device_type = q.device.type
     capturing = capturing_graph()
     dtype = q.dtype
-    if device_type == "cuda" and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+    if device_type in ("cuda", "cpu") and dtype == torch.float32 and torch.is_autocast_enabled(device_type):
         dtype = torch.get_autocast_dtype(device_type)  # what SDPA and the matmuls will compute in
     cuda = device_type == "cuda" and not capturing
     return choose_attention_impl(
