@@ -10,9 +10,9 @@ of optimizer steps from:
 * ``frames``: SSv1-like JPEG frame folders (the SSv1 release), 240 x 320, 48 frames;
 
 all three generated here by ``videoattn data synth --size 240 --width 320 --frames 48``, with every
-decoder installed for the layout (``pyav``, ``torchcodec``, ``dali`` for videos; ``frames``, ``dali``,
-``nvjpeg`` for folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali`` and ``nvjpeg``:
-``device`` only, they decode in the training process; ``dali`` on ``--device cpu`` not for the MP4s, as
+decoder installed for the layout (``pyav``, ``torchcodec``, ``dali``, and ``nvdec`` on a GPU for videos;
+``frames``, ``dali``, ``nvjpeg`` for folders) and ``data.transforms_on`` ``cpu`` and ``device`` (``dali``
+and ``nvjpeg``: ``device`` only, they decode in the training process; ``dali`` on ``--device cpu`` not for the MP4s, as
 DALI's CPU backend has no H.264). A GPU decoder that cannot be used here (not installed, or a torchvision
 built for another torch) is listed under ``not_run`` with the reason instead of a run. Reported per
 run, over the steps after ``--warmup``: clips/s, the data-wait share of step time (from the engine's step
@@ -75,7 +75,20 @@ def available_video_decoders() -> list[str]:
         decoders.append("torchcodec")
     if dali_available():
         decoders.append("dali")
+    if nvdec_supported():
+        decoders.append("nvdec")  # PyAV + FFmpeg's CUDA hwaccel in (spawned) workers; only on a GPU machine
     return decoders
+
+
+def nvdec_supported() -> bool:
+    """``data.decoder: nvdec`` is worth a run: CUDA is there and PyAV has hardware decoding (>= 14)."""
+    import torch
+
+    try:
+        from av.codec.hwaccel import HWAccel  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def dali_available() -> bool:

@@ -19,7 +19,8 @@
 #   echo /.whl/ >> .git/info/exclude; echo /.official/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl av
-#   (av 19.0.2 for cp312: 35 MB, inside the 64 MiB a call may carry)
+#   (av 19.0.2 for cp312: 35 MB, inside the 64 MiB a call may carry; its FFmpeg has NVDEC, so it also
+#   brings data.decoder: nvdec, the GPU video decoder that can reach a machine without network)
 #   fetch the official repositories named in benchmarks/gpu.py's OFFICIAL (the search tool's fetch puts
 #   them under /work/.mirror/owner+name/repo), then
 #   python benchmarks/stage_official.py --mirrors /work/.mirror --out .official   (~0.6 MB: the specs'

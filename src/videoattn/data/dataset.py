@@ -595,7 +595,7 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
         crop = "multiscale" if sampling == "tsn" else "jitter"
     transform = build_clip_transform(split, size=size, scale_size=scale_size, num_crops=num_crops, crop=crop,
                                      color=color_jitter, mean=mean, std=std)
-    decoder_options = {"num_threads": decode_threads} if (decoder in ("auto", "pyav", "torchcodec")
+    decoder_options = {"num_threads": decode_threads} if (decoder in ("auto", "pyav", "torchcodec", "nvdec")
                                                            and not frames) or decoder == "dali" else {}
     if cache_decoded and decoder in ("dali", "nvjpeg"):
         raise ConfigError("data.options.cache_decoded keeps decoded frames in the loader workers, but "

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import DataError, unknown_name
+from ..errors import ConfigError, DataError, unknown_name
 
 __all__ = [
     "Decoder",
@@ -95,6 +95,12 @@ class _LRU:
                 return self.items[key]
         return None
 
+    def __getstate__(self):  # a spawned loader worker starts with an empty cache and its own lock
+        return {"capacity": self.capacity}
+
+    def __setstate__(self, state):
+        self.__init__(state["capacity"])
+
     def put(self, key, value):
         with self.lock:
             self.items[key] = value
@@ -135,7 +141,7 @@ class PyAVDecoder(Decoder):
     max_pixels = 8192 * 8192
 
     def __init__(self, num_threads: int = 1, thread_type: str = "AUTO", seek: bool = True,
-                 cache_size: int = 4096, seek_gap: int = 8):
+                 cache_size: int = 4096, seek_gap: int = 8, hwaccel: str | None = None):
         import av  # noqa: F401  (fail early if PyAV is missing)
 
         self.num_threads = num_threads
@@ -144,6 +150,38 @@ class PyAVDecoder(Decoder):
         self.seek_gap = seek_gap
         self._index_cache = _LRU(cache_size)
         self._reformatters: dict[tuple[int, int], object] = {}
+        #: FFmpeg hardware decoding (``"cuda"``: NVDEC, ``data.decoder: nvdec``); None decodes in software.
+        self.hwaccel = hwaccel
+        #: Why hardware decoding is not used in this process (None: not asked, or working).
+        self.hwaccel_unavailable: str | None = None
+        if hwaccel is not None:
+            self.name = "nvdec" if hwaccel == "cuda" else f"pyav-{hwaccel}"
+
+    @property
+    def needs_spawned_workers(self) -> bool:
+        """Hardware decoding initialises CUDA in the loader workers, which a worker forked from a process
+        that already uses CUDA (the training process) cannot do: such workers are spawned."""
+        return self.hwaccel is not None
+
+    def _hw_open(self, path: str):
+        """``av.open`` with FFmpeg's hardware decoding; once it fails in this process (no device, no
+        NVDEC library, a codec it cannot decode), every later open decodes in software, with one warning."""
+        import av
+
+        if self.hwaccel_unavailable is None:
+            from av.codec.hwaccel import HWAccel
+
+            try:
+                return _open_for_reading(av.open, path, hwaccel=HWAccel(device_type=self.hwaccel,
+                                                                        allow_software_fallback=True))
+            except Exception as error:  # noqa: BLE001 - PyAV raises PermissionError/ValueError/... per cause
+                self.hwaccel_unavailable = f"{type(error).__name__}: {error}"
+                import warnings
+
+                warnings.warn(f"data.decoder {self.name!r}: FFmpeg's {self.hwaccel} hardware decoding is not "
+                              f"available in this process ({self.hwaccel_unavailable}); decoding in software",
+                              RuntimeWarning, stacklevel=3)
+        return _open_for_reading(av.open, path)
 
     def _rgb(self, frame) -> np.ndarray:
         """``frame`` as RGB uint8 through one reusable swscale context per process and thread
@@ -161,7 +199,7 @@ class PyAVDecoder(Decoder):
 
         _check_file(path)
         try:
-            container = _open_for_reading(av.open, path)
+            container = self._hw_open(path) if self.hwaccel else _open_for_reading(av.open, path)
         except Exception as error:  # PyAV raises many subclasses (InvalidDataError, ...)
             raise DataError(f"{path}: not a readable video ({type(error).__name__}: {error})") from error
         if not container.streams.video:
@@ -327,20 +365,20 @@ _AV_TIME_BASE = 1_000_000
 _DURATION_TAG = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)\s*$")
 
 
-def _open_for_reading(av_open, path: str):
+def _open_for_reading(av_open, path: str, **options):
     """``av_open(path)`` (that is ``av.open``) for reading.
 
     PyAV 12-18 decode container and stream metadata strictly by default, so one non-UTF-8 tag in an
     otherwise valid video fails the open; they are asked for ``metadata_errors="ignore"``. PyAV 19
     removed that keyword (metadata is always decoded with ``surrogateescape`` there, which cannot
     fail). Whether this ``av_open`` takes the keyword is learnt from the TypeError of the first call
-    and remembered, so later opens cost one call.
+    and remembered, so later opens cost one call. ``options`` (e.g. ``hwaccel=``) are passed on.
     """
     global _open_keywords
     known = _open_keywords
     if known is None or known[0] is not av_open or known[1]:
         try:
-            container = av_open(path, metadata_errors="ignore")
+            container = av_open(path, metadata_errors="ignore", **options)
         except TypeError as error:
             if "metadata_errors" not in str(error):
                 raise
@@ -348,7 +386,7 @@ def _open_for_reading(av_open, path: str):
         else:
             _open_keywords = (av_open, True)
             return container
-    return av_open(path)
+    return av_open(path, **options)
 
 
 def _fraction(value) -> Fraction | None:
@@ -570,7 +608,26 @@ class ImageFileDecoder(Decoder):
         return np.stack([frame for _ in np.asarray(indices).reshape(-1)])
 
 
-DECODERS = ("auto", "pyav", "torchcodec", "frames", "dali", "nvjpeg")
+DECODERS = ("auto", "pyav", "torchcodec", "frames", "dali", "nvjpeg", "nvdec")
+
+
+def build_nvdec_decoder(frames: bool, **options) -> PyAVDecoder:
+    """``data.decoder: nvdec``: PyAV with FFmpeg's CUDA hardware decoding (NVDEC: H.264, HEVC, VP8, VP9,
+    AV1 on recent GPUs), in the loader workers, which are then spawned (:attr:`PyAVDecoder.needs_spawned_workers`).
+    PyAV's wheels ship an FFmpeg built with it; the driver's NVDEC library is loaded at run time. Where
+    it is missing (no GPU, as here) each worker warns once and decodes in software: the same frames.
+    A ConfigError for frame folders and for a PyAV without hardware decoding (< 14)."""
+    if frames:
+        raise ConfigError("config key 'data.decoder': 'nvdec' decodes video files, but this dataset's media are "
+                          "frame folders; use 'nvjpeg' (GPU JPEG decoding) or 'frames'")
+    try:
+        from av.codec.hwaccel import HWAccel  # noqa: F401
+    except ImportError as error:
+        import av
+
+        raise ConfigError(f"config key 'data.decoder': 'nvdec' needs PyAV >= 14 (hardware decoding); PyAV "
+                          f"{av.__version__} is installed: pip install -U av") from error
+    return PyAVDecoder(hwaccel="cuda", **options)
 
 
 def build_decoder(name: str, frames: bool = False, frame_template: str | None = None, **options) -> Decoder:
@@ -594,6 +651,8 @@ def build_decoder(name: str, frames: bool = False, frame_template: str | None = 
         if not frames:
             raise refuse_videos()
         return NvJpegDecoder(FrameFolderDecoder(frame_template or "{:05d}.jpg"))
+    if name == "nvdec":
+        return build_nvdec_decoder(frames, **options)
     if name == "auto":
         name = "frames" if frames else "pyav"
     if name == "frames":
