@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+import torch
 
 from videoattn.data.dataset import VideoDataset
 from videoattn.engine import train
@@ -127,3 +128,22 @@ def test_two_processes_with_device_transforms_equal_one_cpu_process(make_config,
     loader = json.loads((tmp_path / "ddp" / "summary.json").read_text())["loader"]
     assert loader["transforms_on"] == "device"
     assert set(loader["clips_per_second_per_worker"]) == {"main@rank0", "main@rank1"}
+
+
+@pytest.mark.parametrize("decoder, suggestion", [("pyav", "data.decoder=nvdec or dali (GPU decoding)"),
+                                                 ("frames", "data.decoder=nvjpeg or dali (GPU decoding)"),
+                                                 ("nvdec", "data.options.cache_decoded=true")])
+def test_hint_on_a_gpu_names_the_gpu_decoders(decoder, suggestion):
+    """The hint of a CUDA run that waits on CPU decoding names the GPU decoders for its media first."""
+    from types import SimpleNamespace
+
+    from videoattn.config import config_from_dict
+    from videoattn.engine.trainer import _Trainer
+
+    trainer = SimpleNamespace(totals={"seconds": 10.0, "data_wait": 5.0, "clips": 400.0},
+                              config=config_from_dict({"model": {"num_frames": 8}, "data": {"num_workers": 14}}),
+                              train_set=SimpleNamespace(decoder_backend=decoder), transforms_on="device",
+                              ctx=SimpleNamespace(device=torch.device("cuda")))
+    report = _Trainer._loader_report(trainer, [{0: [100.0, 10.0, 2048.0]}])
+    assert report["data_wait_fraction"] == 0.5
+    assert report["hint"].split("; try ")[1].startswith(suggestion)

@@ -612,7 +612,10 @@ class _Trainer:
         if wait_fraction > 0.10 and per_worker:
             decoder = str(getattr(self.train_set, "decoder_backend", config.data.decoder))
             other = {"pyav": "torchcodec", "torchcodec": "pyav"}.get(decoder)
-            first = (f"data.decoder={other}" if other else
+            gpu_decoder = ({"pyav": "nvdec or dali", "torchcodec": "nvdec or dali", "frames": "nvjpeg or dali"}
+                           .get(decoder) if self.ctx.device.type == "cuda" else None)
+            first = (f"data.decoder={gpu_decoder} (GPU decoding)" if gpu_decoder else
+                     f"data.decoder={other}" if other else
                      "more DALI threads (data.options.decode_threads; it decodes in the training process)"
                      if decoder == "dali" else
                      "data.decoder=frames (nvjpeg decodes in the training process; off a GPU that is one CPU "
