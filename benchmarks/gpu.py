@@ -519,12 +519,14 @@ def markdown(report: dict[str, Any]) -> str:
         return f"{value[precision]['ms']:.2f}" if precision in value else "—"
 
     device = report["device"]
-    lines = [f"Blocks, fwd+bwd, {report['clips']} clips x {report['frames']} frames, median of "
-             f"{report['repeats']} ({device}; ms)", "",
-             "| block, site | official fp32 | ours fp32 | official fp32+TF32 | ours fp32+TF32 | official bf16 "
-             "| ours bf16 |",
-             "|---|---|---|---|---|---|---|"]
-    for row in report["blocks"]:
+    lines: list[str] = []
+    if report.get("blocks"):
+        lines += [f"Blocks, fwd+bwd, {report['clips']} clips x {report['frames']} frames, median of "
+                  f"{report['repeats']} ({device}; ms)", "",
+                  "| block, site | official fp32 | ours fp32 | official fp32+TF32 | ours fp32+TF32 | official bf16 "
+                  "| ours bf16 |",
+                  "|---|---|---|---|---|---|---|"]
+    for row in report.get("blocks", []):
         cells = []
         for precision in PRECISIONS:
             cells += [ms(row["official"], precision), ms(row["ours"], precision)]
@@ -585,7 +587,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--model-batch", type=int, default=None, help="clips per model step (32; --tiny: 1)")
     parser.add_argument("--size", type=int, default=None, help="model input size (224; --tiny: 64)")
-    parser.add_argument("--skip-models", action="store_true", help="blocks only")
+    parser.add_argument("--skip-models", action="store_true", help="no whole-model rows")
+    parser.add_argument("--skip-blocks", action="store_true", help="no block or attention-path rows")
     parser.add_argument("--compile", default="", metavar="PRESETS",
                         help="comma-separated presets whose model.compile gain to measure (eager vs compiled "
                              "step; each compiles for a minute or more on a GPU; default none)")
@@ -622,32 +625,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "clips": clips, "frames": args.frames, "precisions": list(PRECISIONS),
         "official": {name: str(path) for name, path in official.items()},
     }
-    print("blocks:", file=sys.stderr)
-    from videoattn.blocks.kernels import triton_available
 
-    fused = device.type == "cuda" and triton_available()  # the Triton rows; on the CPU only the interpreter runs them
-    report["fused_kernels"] = "timed (rows '<label> triton')" if fused else "not timed (needs CUDA and triton)"
-    report["blocks"] = run_blocks(block_rows(tiny, fused), official, device, clips, args.frames, warmup, repeats)
-    print("attention paths:", file=sys.stderr)
-    report["attention_paths"] = run_blocks(attention_rows(tiny), {}, device, clips, args.frames, warmup, repeats)
+    def save(final: bool = False) -> None:
+        """Write what is measured so far (after every section: a run stopped by a time limit keeps it)."""
+        table = markdown(report)
+        report["markdown"] = table
+        report["complete"] = final
+        if final:
+            print(table)
+        if out is not None:
+            from videoattn.utils.io import atomic_write_json
+
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out, report)
+            if final:
+                print(f"wrote {out}", file=sys.stderr)
+
+    if not args.skip_blocks:
+        print("blocks:", file=sys.stderr)
+        from videoattn.blocks.kernels import triton_available
+
+        fused = device.type == "cuda" and triton_available()  # Triton rows; on a CPU only the interpreter runs them
+        report["fused_kernels"] = "timed (rows '<label> triton')" if fused else "not timed (needs CUDA and triton)"
+        report["blocks"] = run_blocks(block_rows(tiny, fused), official, device, clips, args.frames, warmup, repeats)
+        save()
+        print("attention paths:", file=sys.stderr)
+        report["attention_paths"] = run_blocks(attention_rows(tiny), {}, device, clips, args.frames, warmup, repeats)
+        save()
     if not args.skip_models:
         print("models:", file=sys.stderr)
         report["models"] = run_models(device, model_batch, args.frames, size, warmup, repeats, tiny)
         if not any(r["model"] == "torchvision_resnet50" for r in report["models"]):
             report["torchvision"] = "not importable: row skipped"
+        save()
     if compile_names:
         print("compiled models:", file=sys.stderr)
         report["compiled"] = run_compiled(compile_names, args.compile_backend, device, model_batch, args.frames,
                                           size, warmup, repeats, tiny)
-    table = markdown(report)
-    report["markdown"] = table
-    print(table)
-    if out is not None:
-        from videoattn.utils.io import atomic_write_json
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, report)
-        print(f"wrote {out}", file=sys.stderr)
+    save(final=True)
     return report
 
 

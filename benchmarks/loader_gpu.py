@@ -124,11 +124,11 @@ def decoders_for(source: str, device: str) -> list[str]:
 
 
 def make_sources(work: Path, args) -> dict[str, Path]:
-    """The three layouts, written by ``videoattn data synth`` (reused when already there)."""
+    """The layouts of ``--sources``, written by ``videoattn data synth`` (reused when already there)."""
     from videoattn.cli import main as cli
 
     sources = {}
-    for fmt in ("webm", "mp4", "frames"):
+    for fmt in args.sources:
         out = work / f"synth_{fmt}"
         if not (out / "synthetic.json").exists():
             code = cli(["data", "synth", "--out", str(out), "--num-videos", str(args.num_videos), "--frames",
@@ -213,8 +213,14 @@ def parse_args(argv=None):
     parser.add_argument("--precision", help="train.precision (default bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--num-videos", type=int, help="videos per layout (default 256; tiny 16)")
     parser.add_argument("--work", help="folder for the generated data and runs (default: a temporary one)")
+    parser.add_argument("--sources", default="webm,mp4,frames",
+                        help="layouts to train from: webm (SSv2), mp4, frames (SSv1); default all three")
     parser.add_argument("--out", help=f"JSON to write (default on cuda: {RESULTS.relative_to(REPO)})")
     args = parser.parse_args(argv)
+    args.sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    unknown = sorted(set(args.sources) - {"webm", "mp4", "frames"})
+    if unknown or not args.sources:
+        parser.error(f"--sources: expected some of webm, mp4, frames, got {', '.join(unknown) or 'none'}")
     tiny = args.tiny
     defaults = {"steps": 2 if tiny else 40, "warmup": 1 if tiny else 8, "batch": 2 if tiny else 32,
                 "workers": 1 if tiny else max(1, (os.cpu_count() or 4) - 2), "num_videos": 16 if tiny else 256,
@@ -243,14 +249,37 @@ def main(argv=None) -> int:
     import torch
 
     args = parse_args(argv)
+    device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu"
+    runs: list[dict] = []
+    result = {
+        "machine": {"device": args.device, "device_name": device_name, "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "settings": {"tiny": args.tiny, "models": args.models, "steps": args.steps, "warmup": args.warmup,
+                     "batch": args.batch, "workers": args.workers, "precision": args.precision,
+                     "num_videos": args.num_videos, "frames_per_video": args.frames,
+                     "frame_size": [args.height, args.width], "clip": [args.num_frames, args.size, args.size],
+                     "sources": list(args.sources),
+                     "decoders": {"video": available_video_decoders(), "frames": decoders_for("frames", args.device)}},
+        "runs": runs,
+        "not_run": not_run(),
+    }
+
+    def save(final: bool = False) -> None:
+        """Write the runs so far (after each run: a session's time limit keeps what was measured)."""
+        result["complete"] = final
+        if args.out:
+            from videoattn.utils.io import atomic_write_json
+
+            atomic_write_json(args.out, result)
+
     with tempfile.TemporaryDirectory(prefix="loader_gpu_") as scratch:
         work = Path(args.work or scratch)
         sources = make_sources(work, args)
-        runs = []
         for model in args.models:
             reference = measure(args, work / f"run_{model}_memory", model, None, "auto", "auto", args.num_videos)
             reference["fraction_of_memory_rate"] = 1.0
             runs.append(reference)
+            save()
             for name, source in sources.items():
                 for decoder in decoders_for(name, args.device):
                     # dali and nvjpeg decode in the training process, where the transforms then run too
@@ -260,27 +289,14 @@ def main(argv=None) -> int:
                         run["fraction_of_memory_rate"] = run["clips_per_second"] / max(reference["clips_per_second"],
                                                                                      1e-9)
                         runs.append(run)
+                        save()
                         print(f"{model:11s} {name:6s} {decoder:10s} {transforms_on:6s} "
                               f"{run['clips_per_second']:8.1f} clips/s ({100 * run['fraction_of_memory_rate']:.0f}% "
                               f"of memory) wait {100 * run['data_wait_fraction']:.0f}%", file=sys.stderr)
-    device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor() or "cpu"
-    result = {
-        "machine": {"device": args.device, "device_name": device_name, "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__, "python": platform.python_version()},
-        "settings": {"tiny": args.tiny, "models": args.models, "steps": args.steps, "warmup": args.warmup,
-                     "batch": args.batch, "workers": args.workers, "precision": args.precision,
-                     "num_videos": args.num_videos, "frames_per_video": args.frames,
-                     "frame_size": [args.height, args.width], "clip": [args.num_frames, args.size, args.size],
-                     "decoders": {"video": available_video_decoders(), "frames": decoders_for("frames", args.device)}},
-        "runs": runs,
-        "not_run": not_run(),
-    }
     for row in result["not_run"]:
         print(f"{row['source']:6s} {row['decoder']:10s} {row['status']}", file=sys.stderr)
+    save(final=True)
     if args.out:
-        from videoattn.utils.io import atomic_write_json
-
-        atomic_write_json(args.out, result)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         print(json.dumps(result, indent=1))

@@ -4,14 +4,21 @@
 #
 #   bash scripts/device_session.sh [--dry-run] [--official DIR] [--stages LIST]
 #
-# Stages (default all, in this order; --stages picks a comma-separated subset):
+# Stages (default cuda-tests,gpu,loader, in this order; --stages picks a comma-separated subset; compile
+# only on request). Budget: a device call runs at most 600 s and a session has 15 minutes of device time
+# with the machine's start, so run two calls back to back (the machine is released after ~30 s idle):
+#   bash scripts/device_session.sh --official .official --stages cuda-tests,gpu     (<= 450 s)
+#   bash scripts/device_session.sh --stages loader                                   (<= 240 s)
+# and --stages compile (<= 180 s) only if time is left.
 #   cuda-tests   pytest -m cuda: the GPU twins of the fused Triton kernels, DALI/nvJPEG decoding, AMP,
 #                checkpoints (~2 min)
 #   gpu          benchmarks/gpu.py: every block row of issue 25 (ours, the Triton rows, the NL attention
-#                paths, official modules found under --official), the whole-model frames/s and
-#                model.compile for two presets (~6 min)
-#   loader       benchmarks/loader_gpu.py at a reduced size: r2d50 from webm / mp4 / JPEG folders with
-#                every decoder that imports, against the from-memory rate (~4 min)
+#                paths, official modules found under --official) and the whole-model frames/s; each
+#                section is saved as soon as it is measured, so a time limit keeps what ran (~5 min)
+#   loader       benchmarks/loader_gpu.py at a reduced size: r2d50 from SSv2-like webm and SSv1-like JPEG
+#                folders (the issue's two targets) with every decoder that imports (nvdec, nvjpeg),
+#                against the from-memory rate, saved after each run (~4 min)
+#   compile      model.compile's gain for r2d50 and r2d50_gta (inductor compiles for minutes; last)
 #
 # The machine (see the device tool's notes) has python3 with torch + torchvision + triton and most
 # dependencies, no network, and NOT PyAV: carry it as a wheel. Preparation on the development machine,
@@ -27,7 +34,8 @@
 #   folders' .py files at the fetched commit, .official/<spec>/..., with a SOURCE file each)
 # Then one device call, carry [".whl", ".official"], command:
 #   bash scripts/device_session.sh --official .official
-# and copy $OUT's files into benchmarks/results/ here (gpu.json, loader_gpu.json; the logs beside them).
+# and copy $OUT's files into benchmarks/results/ here (gpu.json, gpu_compile.json, loader_gpu.json; the logs
+# beside them).
 #
 # Exit status: 0 all stages passed, 1 a stage failed (the others still ran), 2 bad usage, 3 no CUDA.
 set -uo pipefail
@@ -49,7 +57,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 for stage in ${STAGES//,/ }; do
-  case "$stage" in cuda-tests|gpu|loader) ;; *) echo "device_session: unknown stage '$stage' (cuda-tests, gpu, loader)" >&2; exit 2 ;; esac
+  case "$stage" in cuda-tests|gpu|loader|compile) ;; *) echo "device_session: unknown stage '$stage' (cuda-tests, gpu, loader, compile)" >&2; exit 2 ;; esac
 done
 if [ -n "$OFFICIAL" ] && [ ! -d "$OFFICIAL" ]; then
   echo "device_session: --official $OFFICIAL is not a directory" >&2; exit 2
@@ -62,12 +70,14 @@ if [ -n "$OFFICIAL" ]; then
 fi
 
 declare -A COMMAND LIMIT
-COMMAND[cuda-tests]="\"\$PY\" -m pytest -m cuda -q -p no:cacheprovider -x --timeout 300 tests"
-LIMIT[cuda-tests]=180
-COMMAND[gpu]="\"\$PY\" benchmarks/gpu.py ${official_args[*]} --compile r2d50,r2d50_gta --out \"\$OUT/gpu.json\""
-LIMIT[gpu]=420
-COMMAND[loader]="\"\$PY\" benchmarks/loader_gpu.py --models r2d50 --steps 24 --warmup 6 --num-videos 192 --out \"\$OUT/loader_gpu.json\""
-LIMIT[loader]=300
+COMMAND[cuda-tests]="\"\$PY\" -m pytest -m cuda -q -p no:cacheprovider --timeout 300 tests"
+LIMIT[cuda-tests]=120
+COMMAND[gpu]="\"\$PY\" benchmarks/gpu.py ${official_args[*]} --out \"\$OUT/gpu.json\""
+LIMIT[gpu]=330
+COMMAND[compile]="\"\$PY\" benchmarks/gpu.py --skip-blocks --skip-models --compile r2d50,r2d50_gta --out \"\$OUT/gpu_compile.json\""
+LIMIT[compile]=180
+COMMAND[loader]="\"\$PY\" benchmarks/loader_gpu.py --models r2d50 --sources webm,frames --steps 24 --warmup 6 --num-videos 192 --out \"\$OUT/loader_gpu.json\""
+LIMIT[loader]=240
 
 if [ "$DRY_RUN" = 1 ]; then
   echo "device_session stages (python: $PY; out: $OUT):"

@@ -258,8 +258,9 @@ def test_new_official_specs_run_in_the_tiny_benchmark(gpu, tmp_path):
 def test_compile_rows_time_eager_and_compiled_steps(gpu, tmp_path, capsys):
     """``--compile`` measures model.compile's gain per preset (here with the fast aot_eager backend, blocks
     and models skipped through a tiny run of only the compile section's preset)."""
-    report = gpu.main(["--device", "cpu", "--tiny", "--skip-models", "--compile", "r2d50_gta",
+    report = gpu.main(["--device", "cpu", "--tiny", "--skip-blocks", "--skip-models", "--compile", "r2d50_gta",
                        "--compile-backend", "aot_eager", "--out", str(tmp_path / "c.json")])
+    assert "blocks" not in report and report["complete"] is True
     (row,) = report["compiled"]
     assert row["model"] == "r2d50_gta" and row["backend"] == "aot_eager"
     assert row["eager_step_s"] > 0 and row["compiled_step_s"] > 0 and row["compile_s"] > 0
@@ -268,3 +269,17 @@ def test_compile_rows_time_eager_and_compiled_steps(gpu, tmp_path, capsys):
     with pytest.raises(ConfigError, match="model.compile_backend"):
         gpu.main(["--device", "cpu", "--tiny", "--skip-models", "--compile", "r2d50", "--compile-backend", "nope",
                   "--out", str(tmp_path / "d.json")])
+
+
+def test_each_section_is_saved_as_soon_as_it_is_measured(gpu, tmp_path, monkeypatch):
+    """A run stopped in a later section (a device session's time limit) keeps the sections before it."""
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt("time limit")
+
+    monkeypatch.setattr(gpu, "run_models", stopped)
+    out = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        gpu.main(["--device", "cpu", "--tiny", "--out", str(out)])
+    partial = json.loads(out.read_text())
+    assert partial["complete"] is False and partial["blocks"] and partial["attention_paths"]
+    assert "models" not in partial and "| NL res3 |" in partial["markdown"]

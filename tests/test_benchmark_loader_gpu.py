@@ -73,6 +73,7 @@ def test_loader_gpu_benchmark_runs_end_to_end_on_cpu(tmp_path):
     done = _script("--device", "cpu", "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
+    assert report["complete"] is True
     assert report["machine"]["device"] == "cpu" and report["settings"]["tiny"] is True
     assert report["settings"]["frame_size"] == [24, 32]
     # the data came from `videoattn data synth`, non-square as requested
@@ -121,3 +122,16 @@ def test_loader_gpu_benchmark_refuses_cpu_numbers_in_results(tmp_path):
     done = _script("--device", "cpu", "--tiny", "--out", str(results), cwd=tmp_path)
     assert done.returncode == 2 and "holds GPU measurements only" in done.stderr
     assert (results.stat().st_mtime_ns if results.exists() else None) == before
+
+
+def test_loader_gpu_benchmark_picks_sources_and_refuses_unknown_ones(tmp_path):
+    out = tmp_path / "webm.json"
+    done = _script("--device", "cpu", "--tiny", "--models", "r2d50", "--sources", "webm", "--out", str(out),
+                   "--work", str(tmp_path / "work"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["settings"]["sources"] == ["webm"]
+    assert {run["source"] for run in report["runs"]} == {"memory", "webm"}
+    assert not (tmp_path / "work" / "synth_mp4").exists()  # only the asked layouts are generated
+    bad = _script("--device", "cpu", "--tiny", "--sources", "webm,avi", "--out", str(out), cwd=tmp_path)
+    assert bad.returncode == 2 and "--sources: expected some of webm, mp4, frames, got avi" in bad.stderr

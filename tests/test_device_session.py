@@ -19,10 +19,12 @@ def test_dry_run_lists_the_stages_and_passes_each_official_repository(tmp_path):
     result = _run("--dry-run", "--official", str(tmp_path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == ["cuda-tests", "gpu", "loader"]
+    assert [line.split()[0] for line in lines[1:]] == ["cuda-tests", "gpu", "loader"]  # compile: on request
     gpu = next(line for line in lines if line.split()[0] == "gpu")
     assert f"--official rnl={tmp_path / 'rnl'}" in gpu and f"--official tsm={tmp_path / 'tsm'}" in gpu
-    assert "--compile r2d50,r2d50_gta" in gpu and "benchmarks/gpu.py" in gpu
+    assert "benchmarks/gpu.py" in gpu and "--compile" not in gpu
+    compile_stage = _run("--dry-run", "--stages", "compile").stdout.splitlines()[1]
+    assert "--skip-blocks --skip-models --compile r2d50,r2d50_gta" in compile_stage
     only = _run("--dry-run", "--stages", "loader")
     assert [line.split()[0] for line in only.stdout.splitlines()[1:]] == ["loader"]
 
