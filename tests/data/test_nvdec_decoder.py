@@ -73,6 +73,13 @@ def test_frame_folders_and_old_pyav_are_one_line_config_errors(monkeypatch):
     assert "\n" not in str(error.value)
 
 
+def test_cache_decoded_is_refused_with_nvdec(synthetic):
+    """The decoded-frame cache lives in forked workers; nvdec's workers are spawned."""
+    with pytest.raises(ConfigError, match="cache_decoded.*'nvdec' spawns its workers") as error:
+        ss_dataset(synthetic, "webm", "nvdec", cache_decoded=True)
+    assert "\n" not in str(error.value)
+
+
 def test_the_decoder_pickles_for_spawned_workers(numbered):
     decoder = build_decoder("nvdec", num_threads=2)
     with pytest.warns(RuntimeWarning):

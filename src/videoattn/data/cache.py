@@ -91,6 +91,10 @@ class CachingDecoder(Decoder):
         self.cache = cache if cache is not None else shared_frame_cache()
         self.name = inner.name  # the frames are the inner decoder's: record its name
 
+    @property
+    def needs_spawned_workers(self) -> bool:
+        return self.inner.needs_spawned_workers
+
     def _key(self, path: str):
         stat = os.stat(path)
         return (self.inner.name, os.path.abspath(path), stat.st_size, stat.st_mtime_ns)

@@ -600,6 +600,10 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
     if cache_decoded and decoder in ("dali", "nvjpeg"):
         raise ConfigError("data.options.cache_decoded keeps decoded frames in the loader workers, but "
                           f"data.decoder {decoder!r} decodes in the training process: use one or the other")
+    if cache_decoded and decoder == "nvdec" and not frames:
+        raise ConfigError("data.options.cache_decoded shares decoded frames with forked loader workers, but "
+                          "data.decoder 'nvdec' spawns its workers (CUDA cannot start in a forked one): use one "
+                          "or the other")
     if not frames and decoder == "frames":  # a frame-folder dataset's settings applied to video files
         decoder = "auto"
     backend = build_decoder(decoder, frames=frames, frame_template=options["frame_template"],

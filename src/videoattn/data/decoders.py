@@ -61,6 +61,8 @@ class Decoder:
     """Interface: ``name``, ``num_frames(path)``, ``get_frames(path, indices)``."""
 
     name = "base"
+    #: Whether loader workers reading with this decoder must be spawned, not forked (it uses CUDA itself).
+    needs_spawned_workers = False
 
     def num_frames(self, path: str) -> int:  # pragma: no cover - interface
         raise NotImplementedError

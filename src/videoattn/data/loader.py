@@ -164,8 +164,7 @@ def build_loader(dataset, batch_size: int, shuffle: bool = True, num_workers: in
     extra = {}
     if num_workers > 0:
         extra["persistent_workers"] = persistent_workers
-        decoder = getattr(getattr(dataset, "decoder", None), "inner", None) or getattr(dataset, "decoder", None)
-        if getattr(decoder, "needs_spawned_workers", False):  # data.decoder: nvdec (CUDA in the workers)
+        if getattr(getattr(dataset, "decoder", None), "needs_spawned_workers", False):  # nvdec: CUDA in workers
             extra["multiprocessing_context"] = "spawn"
         if prefetch_factor is not None:
             extra["prefetch_factor"] = prefetch_factor
