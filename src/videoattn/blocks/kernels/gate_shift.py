@@ -91,26 +91,34 @@ def gate_shift_torch(x: torch.Tensor, logits: torch.Tensor, past_first: bool) ->
 if triton is not None:
 
     @triton.jit
-    def _gate_shift_fwd(x_ptr, logit_ptr, out_ptr, HALF, T, HW, W,
-                        sxn, sxc, sxt, sxh, sxw, sln, slk, slt, slh, slw,
-                        son, soc, sot, soh, sow, PAST_FIRST: tl.constexpr, ACC: tl.constexpr,
-                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+    def _site(T, HW, W, BLOCK_HW: tl.constexpr, PAST_FIRST: tl.constexpr, SOURCE: tl.constexpr):
+        """This program's clip ``n``, channel half ``k``, frame ``t`` and ``BLOCK_HW`` positions (``hw``,
+        in range ``hw_ok``, row ``h``, column ``w``), and the neighbouring frame of the shift: the one
+        frame ``t`` of half ``k`` takes from (``SOURCE``: forward) or gives to (backward), whether it
+        exists, and itself or ``t`` when it does not (a safe address)."""
         pid = tl.program_id(0)
-        k = tl.program_id(1)  # the channel half
+        k = tl.program_id(1)
         n = (pid // T).to(tl.int64)
         t = pid % T
         hw = tl.program_id(2) * BLOCK_HW + tl.arange(0, BLOCK_HW)
-        hw_ok = hw < HW
-        h = hw // W
-        w = hw % W
-        # this half receives frame t-1 (the past) or t+1
         if PAST_FIRST:
             from_past = k == 0
         else:
             from_past = k == 1
-        s = tl.where(from_past, t - 1, t + 1)
-        s_ok = (s >= 0) & (s < T)
-        s_safe = tl.where(s_ok, s, t)
+        if SOURCE:
+            other = tl.where(from_past, t - 1, t + 1)
+        else:
+            other = tl.where(from_past, t + 1, t - 1)
+        ok = (other >= 0) & (other < T)
+        return n, k, t, hw, hw < HW, hw // W, hw % W, ok, tl.where(ok, other, t)
+
+    @triton.jit
+    def _gate_shift_fwd(x_ptr, logit_ptr, out_ptr, HALF, T, HW, W,
+                        sxn, sxc, sxt, sxh, sxw, sln, slk, slt, slh, slw,
+                        son, soc, sot, soh, sow, PAST_FIRST: tl.constexpr, ACC: tl.constexpr,
+                        BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
+        # this half receives frame s: t-1 (the past) or t+1
+        n, k, t, hw, hw_ok, h, w, s_ok, s_safe = _site(T, HW, W, BLOCK_HW, PAST_FIRST, True)
         lbase = logit_ptr + n * sln + k * slk + h * slh + w * slw
         z = tl.load(lbase + t * slt, mask=hw_ok, other=0.0).to(ACC)
         g_t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)  # tanh
@@ -136,22 +144,8 @@ if triton is not None:
                         sgn, sgc, sgt, sgh, sgw, gxn, gxc, gxt, gxh, gxw,
                         PAST_FIRST: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_HW: tl.constexpr):
-        pid = tl.program_id(0)
-        k = tl.program_id(1)
-        n = (pid // T).to(tl.int64)
-        t = pid % T
-        hw = tl.program_id(2) * BLOCK_HW + tl.arange(0, BLOCK_HW)
-        hw_ok = hw < HW
-        h = hw // W
-        w = hw % W
         # Y[t] of this half went to frame d: t+1 when the half receives the past, else t-1
-        if PAST_FIRST:
-            from_past = k == 0
-        else:
-            from_past = k == 1
-        d = tl.where(from_past, t + 1, t - 1)
-        d_ok = (d >= 0) & (d < T)
-        d_safe = tl.where(d_ok, d, t)
+        n, k, t, hw, hw_ok, h, w, d_ok, d_safe = _site(T, HW, W, BLOCK_HW, PAST_FIRST, False)
         lptr = logit_ptr + n * sln + k * slk + t * slt + h * slh + w * slw
         z = tl.load(lptr, mask=hw_ok, other=0.0).to(ACC)
         g_t = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
