@@ -110,6 +110,34 @@ def position_products_torch(q, rel, p1, values, eye, dd: int) -> torch.Tensor:
 if triton is not None:
 
     @triton.jit
+    def _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok, HAS_P1: tl.constexpr,
+                        ACC: tl.constexpr):
+        """``(rel + P1)[:, :, d]`` for the tile's positions ``b``: ``(BLOCK_P, BLOCK_K)`` in ``ACC``."""
+        rel_d = tl.load(rel_ptr + b[:, None] * srb + cc[None, :] * src + d * srd, mask=bc_ok, other=0.0).to(ACC)
+        if HAS_P1:
+            rel_d += tl.load(p1_ptr + cc * sp1c + d * sp1d, mask=c_ok, other=0.0).to(ACC)[None, :]
+        return rel_d
+
+    @triton.jit
+    def _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd, sp1c, sp1d,
+                 svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL: tl.constexpr, HAS_P1: tl.constexpr,
+                 ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_V: tl.constexpr):
+        """``a = kernel F_V^T`` for the tile's positions, ``(BLOCK_P, BLOCK_H, BLOCK_V)``: the kernel's column
+        ``d`` is ``q (rel + P1)[:, :, d]`` (or ``q``'s own column ``d`` without a relational kernel)."""
+        a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
+        for d in range(0, DD):
+            if HAS_REL:
+                rel_d = _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok,
+                                        HAS_P1, ACC)
+                kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
+            else:
+                kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
+                               other=0.0).to(ACC)
+            basic_d = tl.load(vbase[:, None] + vv[None, :] * svv + d * svj, mask=bv_ok, other=0.0).to(ACC)
+            a += kcol[:, :, None] * basic_d[:, None, :]
+        return a
+
+    @triton.jit
     def _products_fwd(q_ptr, rel_ptr, p1_ptr, v_ptr, eye_ptr, o_ptr, B, P, DD, DV,
                       sqb, sqh, sqc, srb, src, srd, sp1c, sp1d, svn, svv, svp, svj, sev, sew, sob, soh, sov,
                       NH: tl.constexpr, DK: tl.constexpr, HAS_REL: tl.constexpr, HAS_P1: tl.constexpr,
@@ -129,19 +157,8 @@ if triton is not None:
         bc_ok = b_ok[:, None] & c_ok[None, :]
         q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
                      mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
-        a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
-        for d in range(0, DD):
-            if HAS_REL:  # kernel[:, :, d] = q (rel + P1)[:, :, d]
-                rel_d = tl.load(rel_ptr + b[:, None] * srb + cc[None, :] * src + d * srd, mask=bc_ok,
-                                other=0.0).to(ACC)
-                if HAS_P1:
-                    rel_d += tl.load(p1_ptr + cc * sp1c + d * sp1d, mask=c_ok, other=0.0).to(ACC)[None, :]
-                kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
-            else:
-                kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
-                               other=0.0).to(ACC)
-            basic_d = tl.load(vbase[:, None] + vv[None, :] * svv + d * svj, mask=bv_ok, other=0.0).to(ACC)
-            a += kcol[:, :, None] * basic_d[:, None, :]
+        a = _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd, sp1c,
+                     sp1d, svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_H, BLOCK_V)
         if HAS_MIX:
             for w in range(0, DV):  # out[:, :, w] = a (G(V) + I)[:, w]
                 mix_w = tl.load(vbase[:, None] + vv[None, :] * svv + (DD + w) * svj, mask=bv_ok,
@@ -178,19 +195,9 @@ if triton is not None:
                      mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
         if HAS_MIX:
             # recompute a = kernel F_V^T, then dL/dG(V) = a^T dOut and dL/da = dOut (G(V) + I)^T
-            a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
-            for d in range(0, DD):
-                if HAS_REL:
-                    rel_d = tl.load(rel_ptr + b[:, None] * srb + cc[None, :] * src + d * srd, mask=bc_ok,
-                                    other=0.0).to(ACC)
-                    if HAS_P1:
-                        rel_d += tl.load(p1_ptr + cc * sp1c + d * sp1d, mask=c_ok, other=0.0).to(ACC)[None, :]
-                    kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
-                else:
-                    kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
-                                   other=0.0).to(ACC)
-                basic_d = tl.load(vbase[:, None] + vv[None, :] * svv + d * svj, mask=bv_ok, other=0.0).to(ACC)
-                a += kcol[:, :, None] * basic_d[:, None, :]
+            a = _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd,
+                         sp1c, sp1d, svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_H,
+                         BLOCK_V)
             grad_a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
             for w in range(0, DV):
                 g_w = tl.load(g_ptr + b[:, None] * sgb + hh[None, :] * sgh + w * sgv, mask=bh_ok,
@@ -209,10 +216,8 @@ if triton is not None:
         grad_q3 = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_K], dtype=ACC)
         for d in range(0, DD):
             if HAS_REL:
-                rel_d = tl.load(rel_ptr + b[:, None] * srb + cc[None, :] * src + d * srd, mask=bc_ok,
-                                other=0.0).to(ACC)
-                if HAS_P1:
-                    rel_d += tl.load(p1_ptr + cc * sp1c + d * sp1d, mask=c_ok, other=0.0).to(ACC)[None, :]
+                rel_d = _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok,
+                                        HAS_P1, ACC)
                 kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
             else:
                 kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
