@@ -42,3 +42,9 @@ def unknown_name(kind: str, name: str, known: list[str] | tuple[str, ...]) -> Un
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known))}")
+
+
+def short_list(items: list[str], limit: int = 8) -> str:
+    """``items`` joined with commas for a one-line message: the first ``limit``, then how many in all."""
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, short_list
 
 log = logging.getLogger(__name__)
 _PREFIXES = ("module.", "backbone.", "model.")
@@ -51,21 +51,16 @@ class LoadReport:
         if self.ignored_head:
             lines.append(f"ignored the checkpoint's classifier: {', '.join(self.ignored_head)}")
         if self.skipped_replaced:
-            lines.append(f"skipped (module replaced or trained from scratch): {_short(self.skipped_replaced)}")
+            lines.append(f"skipped (module replaced or trained from scratch): {short_list(self.skipped_replaced)}")
         if self.loaded_blocks:
             lines.append(f"{len(self.loaded_blocks)} tensors of inserted blocks loaded from the checkpoint")
         if self.new_blocks:
             lines.append(f"{len(self.new_blocks)} tensors of inserted blocks kept at their initialisation")
         if self.missing:
-            lines.append(f"missing (kept at initialisation): {_short(self.missing)}")
+            lines.append(f"missing (kept at initialisation): {short_list(self.missing)}")
         if self.unexpected:
-            lines.append(f"unexpected (not used): {_short(self.unexpected)}")
+            lines.append(f"unexpected (not used): {short_list(self.unexpected)}")
         return "; ".join(lines)
-
-
-def _short(keys: list[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
 def read_state_dict(path: str | os.PathLike, strip_prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, torch.Tensor]:
@@ -152,7 +147,7 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, head_prefix: str 
     if not report.loaded:
         raise CheckpointError(
             f"{path} shares no parameter name with the model; expected names such as "
-            f"{_short(sorted(target), 2)} (found e.g. {_short(sorted(source), 3)})"
+            f"{short_list(sorted(target), 2)} (found e.g. {short_list(sorted(source), 3)})"
         )
     not_loaded = [k for k in target if k not in new_state and not k.endswith("num_batches_tracked")
                   and not k.startswith(head_prefix)]

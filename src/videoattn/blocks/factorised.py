@@ -194,6 +194,16 @@ class SpatialSelfAttention(_FactorisedSelfAttention):
                          pool_position)
 
 
+def spatial_in_front(block_name: str, spatial: bool, channels: int, inner_channels: int | None, use_scale: bool,
+                     attention_impl: str, chunk_size: int, pool_position: str) -> SpatialSelfAttention | None:
+    """The SA block a decoupled block (GTA, TAPE) runs before its temporal one, or None when ``spatial``
+    is off; ``pool_position`` is checked either way, so a wrong value is refused with SA off too."""
+    check_pool_position(block_name, pool_position)
+    if not spatial:
+        return None
+    return SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size, pool_position)
+
+
 class _TemporalPositionalEmbedding(nn.Module):
     """Learned per-frame embedding ``P in R^{C x T}`` added to the TA input (TAPE, GTA Table 6).
 
@@ -346,15 +356,11 @@ class TemporalAttentionPE(Decoupled):
         positional_init_std: float = 1.0,
         pool_position: str = "after",
     ):
-        check_pool_position(self.block_name, pool_position)
         super().__init__(
             channels,
             num_frames,
-            spatial=(
-                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size,
-                                     pool_position)
-                if spatial else None
-            ),
+            spatial=spatial_in_front(self.block_name, spatial, channels, inner_channels, use_scale, attention_impl,
+                                     chunk_size, pool_position),
             temporal=_TemporalWithPositionalEmbedding(
                 channels, num_frames, inner_channels, use_scale, positional_embedding=True,
                 temporal_resize=temporal_resize, attention_impl=attention_impl, chunk_size=chunk_size,

@@ -74,7 +74,7 @@ from ._attention import (
     zero_init_bn,
 )
 from .composite import Decoupled
-from .factorised import SpatialSelfAttention, check_pool_position, resize_along_time
+from .factorised import resize_along_time, spatial_in_front
 from .kernels import check_kernel_choice, use_triton
 from .kernels.temporal_mix import temporal_mix  # PyTorch path unless told (the name the tests import)
 from .registry import register_block
@@ -289,15 +289,11 @@ class GTABlock(Decoupled):
         pool_position: str = "after",
         kernel: str = "auto",
     ):
-        check_pool_position(self.block_name, pool_position)
         super().__init__(
             channels,
             num_frames,
-            spatial=(
-                SpatialSelfAttention(channels, inner_channels, use_scale, True, attention_impl, chunk_size,
-                                     pool_position)
-                if spatial else None
-            ),
+            spatial=spatial_in_front(self.block_name, spatial, channels, inner_channels, use_scale, attention_impl,
+                                     chunk_size, pool_position),
             temporal=GlobalTemporalAttention(
                 channels, num_frames, inner_channels, pixel, region, head_mode, num_groups,
                 num_regions, region_source, temporal_resize, kernel=kernel,

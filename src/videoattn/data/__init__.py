@@ -14,6 +14,7 @@ import importlib
 _EXPORTS = {
     "build_dataset": "dataset",
     "build_image_dataset": "dataset",
+    "read_split": "dataset",
     "VideoDataset": "dataset",
     "ImageFolderDataset": "dataset",
     "flip_label_map": "dataset",

@@ -525,6 +525,22 @@ _DEFAULT_TEMPLATES = {"ssv1": "{:05d}.jpg", "frame_list": "img_{:05d}.jpg"}
 IMAGE_FOLDER = "image_folder"
 
 
+def read_split(format: str, annotations, root=None, labels=None, *, subset=None, frame_template: str | None = None,
+               video_extension: str | None = None) -> tuple[list, list[str]]:
+    """``(entries, classes)`` of one split exactly as :func:`build_dataset` reads it: the annotation file
+    of a video ``format`` (its default frame template for frame-folder formats), or for ``image_folder``
+    the split's folder of class sub-folders (``labels``: the class file or the training folder)."""
+    if format == IMAGE_FOLDER:
+        from .annotations import load_image_folder
+
+        return load_image_folder(annotations, root=root, labels=labels)
+    if format not in FORMATS:
+        raise unknown_name("dataset format", format, [*FORMATS, IMAGE_FOLDER])
+    template = (frame_template or _DEFAULT_TEMPLATES.get(format)) if FORMATS[format].frames else None
+    return load_annotations(format, annotations, root=root, labels=labels, frame_template=template, subset=subset,
+                            video_extension=video_extension)
+
+
 def build_dataset(format: str, root=None, annotations=None, labels=None, split: str = "train",
                   num_frames: int = 8, sampling: str = "tsn", frame_interval: int = 1, size: int = 224,
                   scale_size=None, num_clips: int = 1, num_crops: int = 1, flip: str = "auto",
@@ -583,7 +599,7 @@ def build_dataset(format: str, root=None, annotations=None, labels=None, split: 
                "subset": subset, "video_extension": video_extension}
     frames = spec.frames
     if records is None:
-        records, classes = load_annotations(format, annotations, root=root, labels=labels, **options)
+        records, classes = read_split(format, annotations, root=root, labels=labels, **options)
     else:
         frames = bool(records) and all(record.is_frames for record in records)
         if frames and not options["frame_template"]:

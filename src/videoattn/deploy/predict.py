@@ -58,7 +58,7 @@ class Predictor:
                  views: str | None = None, topk: int = 5, window: int = 64, stride: int | None = None,
                  long_video: int = 300, device: str = "cpu", overrides: Sequence[str] = (),
                  classes: Sequence[str] | None = None):
-        from ..engine.distributed import DistContext, _pick_device
+        from ..engine.distributed import DistContext, pick_device
         from ..engine.evaluation import class_names_for, load_model_for
 
         self.config = resolve_config(config, overrides)
@@ -71,7 +71,7 @@ class Predictor:
                               f"({long_video}) at least 0")
         self.topk, self.window, self.stride, self.long_video = topk, window, stride or max(1, window // 2), long_video
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.ctx = DistContext(device=_pick_device(device, 0))
+        self.ctx = DistContext(device=pick_device(device))
         self.model, self.model_config, state = load_model_for(self.config, self.checkpoint)
         self.model.to(self.ctx.device)
         num_classes = int(getattr(self.model, "num_classes", 0) or self.model_config.num_classes or 0)

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 
 __all__ = ["apply_bn_mode", "build_dataset_for", "build_loader_for", "build_model", "check_compile_backend",
            "CHANNELS_LAST_CPUS", "auto_precision_work", "clip_gmacs", "explain_channels_last",
-           "frozen_bn_layers", "resolve_channels_last", "run_layout", "uncompiled"]
+           "frozen_bn_layers", "resolve_channels_last", "run_layout", "split_source", "uncompiled"]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
     from ..data import build_dataset
 
     data = config.data
-    annotations = {"train": data.train_annotations, "val": data.val_annotations,
-                   "test": data.test_annotations}[split]
+    annotations, labels, subset = split_source(config, split)
     if records is not None:
         if data.format == "image_folder":
             raise ConfigError("config key 'data.format': 'image_folder' classifies images; predict and "
@@ -45,14 +44,7 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
     if not annotations and records is None:
         raise ConfigError(f"config key 'data.{split}_annotations' is required for the {split} split "
                           f"but not set")
-    subset = {"train": data.train_subset, "val": data.val_subset, "test": data.test_subset}[split]
     num_clips, num_crops = parse_views(views)
-    labels = data.labels
-    if data.format == "image_folder" and labels is None and data.train_annotations:
-        import os
-
-        # Every split takes its classes from the training folder, so a split lacking a class keeps its labels.
-        labels = os.path.join(data.root, data.train_annotations)
     # The data module's "val" mode gives one centre view; "test" gives CLIPSxCROPS views per video.
     mode = "train" if split == "train" and not evaluation else ("val" if num_clips * num_crops == 1 else "test")
     return build_dataset(
@@ -63,6 +55,22 @@ def build_dataset_for(config: Config, split: str, num_frames: int | None = None,
         num_clips=num_clips, num_crops=num_crops, flip=data.flip, decoder=data.decoder,
         strict=data.strict, seed=config.train.seed,
         **({"subset": subset} if subset and records is None else {}), **given, **data.options)
+
+
+def split_source(config: Config, split: str) -> tuple[Any, Any, Any]:
+    """``(annotations, labels, subset)`` of ``split`` (``train``, ``val`` or ``test``) as ``config.data``
+    gives them to the data module: an image folder split without ``data.labels`` takes its classes from
+    the training folder, so a split lacking a class keeps the training labels."""
+    data = config.data
+    annotations = {"train": data.train_annotations, "val": data.val_annotations,
+                   "test": data.test_annotations}[split]
+    subset = {"train": data.train_subset, "val": data.val_subset, "test": data.test_subset}[split]
+    labels = data.labels
+    if data.format == "image_folder" and labels is None and data.train_annotations:
+        import os
+
+        labels = os.path.join(data.root, data.train_annotations)
+    return annotations, labels, subset
 
 
 def build_loader_for(dataset: Any, batch_size: int, sampler: ResumableSampler, num_workers: int,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "all_gather_objects", "all_reduce_sum", "barrier", "init_distributed"]
+__all__ = ["DistContext", "all_gather_objects", "all_reduce_sum", "barrier", "init_distributed", "pick_device"]
 
 
 @dataclass
@@ -75,7 +75,9 @@ def _check_gpus_per_node(device: str, local_rank: int) -> None:
                       f"{visible}) or train on CPU with gloo (train.device=cpu)")
 
 
-def _pick_device(device: str, local_rank: int) -> torch.device:
+def pick_device(device: str, local_rank: int = 0) -> torch.device:
+    """The device of ``train.device`` = ``device`` (``auto``, ``cuda``, ``cpu``) for the process of
+    ``local_rank``: its own GPU (made current) when CUDA is asked for or available, else the CPU."""
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             from ..errors import ConfigError
@@ -93,7 +95,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    chosen = _pick_device(device, local_rank)
+    chosen = pick_device(device, local_rank)
     if world_size <= 1:
         return DistContext(device=chosen)
     backend = "nccl" if chosen.type == "cuda" else "gloo"

@@ -30,7 +30,14 @@ from ..config import Config, ModelConfig, parse_views, section_from_dict
 from ..data.sampler import ResumableSampler
 from ..errors import CheckpointError, ConfigError, DataError
 from ..utils.io import atomic_write_json, atomic_write_text
-from .builders import auto_precision_work, build_dataset_for, build_loader_for, build_model, check_model_name
+from .builders import (
+    auto_precision_work,
+    build_dataset_for,
+    build_loader_for,
+    build_model,
+    check_model_name,
+    split_source,
+)
 from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, all_gather_objects, init_distributed
 from .guard import worker_death as _worker_death
@@ -200,62 +207,52 @@ def scoring_precision(config: Config, model_config: ModelConfig, device: Any) ->
 
 
 def _build_member(model_config: ModelConfig, state: dict[str, Any] | None, path: str,
-                  num_dataset_classes: int) -> torch.nn.Module:
+                  num_dataset_classes: int, compile: bool | None = None) -> torch.nn.Module:
     if state is None:
         num_classes = model_config.num_classes or num_dataset_classes
         if not num_classes:
             raise ConfigError("config key 'model.num_classes' is not set and the dataset has no classes")
-        return build_model(model_config, num_classes, pretrained=True)  # loads model.weights
-    model = build_model(model_config, model_config.num_classes, pretrained=False)
+        return build_model(model_config, num_classes, pretrained=True, compile=compile)  # loads model.weights
+    model = build_model(model_config, model_config.num_classes, pretrained=False, compile=compile)
     load_model_weights(model, state, source=f"checkpoint {path!r}")
     return model
 
 
 def load_model_for(config: Config, checkpoint: str | None, num_dataset_classes: int = 0,
-                   ) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any] | None]:
+                   compile: bool | None = None) -> tuple[torch.nn.Module, ModelConfig, dict[str, Any] | None]:
     """The model ``evaluate`` scores for ``checkpoint`` (None: the config's ``model.weights``).
 
     Returns ``(model in eval mode on the CPU, its model section, the checkpoint dict or None)``;
-    ``predict`` and ``export`` use it so that they run exactly the network ``test`` evaluates.
+    ``predict``, ``export`` and ``visualize`` use it so that they run exactly the network ``test``
+    evaluates. ``compile=False`` leaves ``model.compile`` off (``visualize`` hooks into the modules).
     """
     if checkpoint is None and not config.model.weights:
         raise CheckpointError("a checkpoint (--checkpoint) or whole-model weights in the config "
                               "(model.weights, read in model.weights_layout) is needed")
     model_config, state = _model_config_for(config, checkpoint)
-    model = _build_member(model_config, state, str(checkpoint or config.model.weights), num_dataset_classes)
+    model = _build_member(model_config, state, str(checkpoint or config.model.weights), num_dataset_classes,
+                          compile=compile)
     return model.eval(), model_config, state
 
 
 def _config_classes(config: Config) -> tuple[list[str] | None, list[str]]:
-    """The class list of the config's dataset as ``videoattn test`` reads it (the annotation reader
-    with the arguments ``build_dataset_for`` gives it), trying the val, test and train splits in
+    """The class list of the config's dataset as ``videoattn test`` reads it (the split as
+    ``build_dataset_for`` gives it to the data module), trying the val, test and train splits in
     turn; ``(classes or None, why each split gave none)``."""
-    import os
-
-    from ..data.annotations import FORMATS, load_annotations, load_image_folder
-    from ..data.dataset import _DEFAULT_TEMPLATES
+    from ..data import read_split
 
     data = config.data
-    options = dict(data.options or {})
+    options = data.options or {}
     failures: list[str] = []
     for split in ("val", "test", "train"):
-        annotations = getattr(data, f"{split}_annotations")
+        annotations, labels, subset = split_source(config, split)
         if not annotations:
             continue
         key = f"data.{split}_annotations"
         try:
-            if data.format == "image_folder":
-                labels = data.labels
-                if labels is None and data.train_annotations:
-                    labels = os.path.join(data.root, data.train_annotations)
-                _, classes = load_image_folder(annotations, root=data.root, labels=labels)
-            else:
-                spec = FORMATS.get(data.format)
-                template = options.get("frame_template") or _DEFAULT_TEMPLATES.get(data.format)
-                _, classes = load_annotations(
-                    data.format, annotations, root=data.root or None, labels=data.labels,
-                    frame_template=template if spec is not None and spec.frames else None,
-                    subset=getattr(data, f"{split}_subset"), video_extension=options.get("video_extension"))
+            _, classes = read_split(data.format, annotations, root=data.root or None, labels=labels, subset=subset,
+                                    frame_template=options.get("frame_template"),
+                                    video_extension=options.get("video_extension"))
         except Exception as error:  # noqa: BLE001 - every failure is reported in the one-line error
             text = " ".join(str(error).split())
             failures.append(f"{key} ({annotations!r}): {text[:160]}")

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..backbones.pretrained import _short, read_state_dict
-from ..errors import CheckpointError, unknown_name
+from ..backbones.pretrained import read_state_dict
+from ..errors import CheckpointError, short_list, unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ class WeightsReport:
     def summary(self) -> str:
         parts = [f"loaded {len(self.loaded)} tensors from {self.path} ({self.layout} layout)"]
         if self.missing:
-            parts.append(f"missing (kept at initialisation): {_short(self.missing)}")
+            parts.append(f"missing (kept at initialisation): {short_list(self.missing)}")
         if self.unexpected:
-            parts.append(f"unexpected (not used): {_short(self.unexpected)}")
+            parts.append(f"unexpected (not used): {short_list(self.unexpected)}")
         return "; ".join(parts)
 
 
@@ -113,7 +113,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, layout: str = "video
         report.loaded.append(key)
     if not load:
         raise CheckpointError(f"{os.fspath(path)} ({layout} layout) fills no parameter of the model; expected keys "
-                              f"such as {_short(sorted(target), 2)}, found e.g. {_short(sorted(state), 3)}")
+                              f"such as {short_list(sorted(target), 2)}, found e.g. {short_list(sorted(state), 3)}")
     report.missing = sorted(k for k in target if k not in load and not k.endswith("num_batches_tracked"))
     if strict and (report.missing or report.unexpected):
         raise CheckpointError(f"{os.fspath(path)} ({layout} layout) does not match the model exactly: "

@@ -37,27 +37,12 @@ def resolve_config(config: Config | str | Path, overrides: list[str] | tuple[str
 
 def load_model(config: Config, checkpoint: str | Path | None) -> tuple[nn.Module, ModelConfig]:
     """The model of ``checkpoint`` (built from the model section saved in it, as ``videoattn test``
-    does) or, without one, the config's model with its ``model.weights``; in eval mode on the CPU."""
-    from ..engine.builders import build_model, check_model_name
-    from ..engine.checkpoint import load_checkpoint, load_model_weights
-    from ..engine.evaluation import _member_model_config
+    does) or, without one, the config's model with its ``model.weights``; in eval mode on the CPU and
+    never compiled (visualize hooks into its modules)."""
+    from ..engine.evaluation import load_model_for
 
-    if checkpoint is None:
-        if not config.model.weights:
-            raise ConfigError("visualize needs --checkpoint CKPT, or model.weights set in the config "
-                              "(with model.weights_layout for an authors' released checkpoint)")
-        model_config = ModelConfig(**{**config.model.__dict__, "pretrained": None})
-        check_model_name(model_config.name)
-        if not model_config.num_classes:
-            raise ConfigError("config key 'model.num_classes' must be set to build the model of model.weights")
-        model = build_model(model_config, model_config.num_classes, pretrained=True, compile=False)
-    else:
-        state = load_checkpoint(checkpoint)
-        model_config = _member_model_config(config, state, str(checkpoint))
-        check_model_name(model_config.name)
-        model = build_model(model_config, model_config.num_classes, pretrained=False, compile=False)
-        load_model_weights(model, state, source=f"checkpoint {str(checkpoint)!r}")
-    return model.eval(), model_config
+    model, model_config, _ = load_model_for(config, None if checkpoint is None else str(checkpoint), compile=False)
+    return model, model_config
 
 
 def class_names(config: Config, checkpoint: str | Path | None = None) -> list[str]:
