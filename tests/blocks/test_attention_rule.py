@@ -130,32 +130,90 @@ def test_every_impl_is_the_equation(impl, shape):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
 
 
-def test_projection_layout_is_cpu_only():
-    assert projection_layout("cpu") == "channels_first"
+def test_projection_layout_is_cpu_only(monkeypatch):
+    monkeypatch.delenv("VIDEOATTN_PROJECTION", raising=False)
+    expected = "onednn_conv" if _attention.cpu_gemm_prefers_onednn() else "channels_first"
+    assert projection_layout("cpu") == expected
     for device_type in ("cuda", "mps", "xpu", "meta"):
         assert projection_layout(device_type) == "linear"
+    monkeypatch.setenv("VIDEOATTN_PROJECTION", "bmm")
+    assert projection_layout("cpu") == "channels_first" and projection_layout("cuda") == "linear"
+    monkeypatch.setenv("VIDEOATTN_PROJECTION", "onednn")
+    assert projection_layout("cpu") == "onednn_conv" and projection_layout("cuda") == "linear"
 
 
+@pytest.mark.parametrize(("vendor", "capability", "prefers"), [
+    ("AuthenticAMD", "AVX512", True),   # measured: MKL's sgemm at the AVX2 rate, oneDNN at AVX-512's
+    ("GenuineIntel", "AVX512", False),  # MKL uses AVX-512 there: not measured with convolutions, keep BLAS
+    ("AuthenticAMD", "AVX2", False),    # no AVX-512 for oneDNN to gain
+    ("", "AVX512", False),              # unknown vendor: keep the measured default
+])
+def test_onednn_projection_rule(vendor, capability, prefers, monkeypatch):
+    monkeypatch.setattr(_attention, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    _attention.cpu_gemm_prefers_onednn.cache_clear()
+    try:
+        assert _attention.cpu_gemm_prefers_onednn() is prefers
+    finally:
+        monkeypatch.undo()
+        _attention.cpu_gemm_prefers_onednn.cache_clear()
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
 @pytest.mark.parametrize("clips", [1, 3])
-def test_projection_layouts_compute_the_same_function(clips, monkeypatch):
+def test_projection_layouts_compute_the_same_function(clips, memory_format, monkeypatch):
     """The CPU token-view layout (batched products with transpose flags) and the plain ``F.linear``
     path a GPU takes: same values and gradients (float64)."""
     torch.manual_seed(0)
     first, second = projection(6, 5).double(), projection(6, 3).double()
     for p in (first.bias, second.bias):
         torch.nn.init.normal_(p)
-    x = torch.randn(clips, 6, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(clips, 6, 2, 3, 4, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_()
     params = (x, first.weight, first.bias, second.weight, second.bias)
     results = {}
-    for layout in ("channels_first", "linear"):
+    for layout in ("channels_first", "onednn_conv", "linear"):
         monkeypatch.setattr(_attention, "projection_layout", lambda device_type, layout=layout: layout)
         outs = fused_projections([first, second], token_view(x))
         loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).view_as(o)).sum() for o in outs)
         results[layout] = (outs, torch.autograd.grad(loss, params))
-    for got, want in zip(results["channels_first"][0], results["linear"][0]):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-13)
-    for got, want in zip(results["channels_first"][1], results["linear"][1]):
-        torch.testing.assert_close(got, want, rtol=0, atol=1e-13)
+    # the reference: each projection written out as W x + b per position, float64
+    tokens = x.detach().permute(0, 2, 3, 4, 1)
+    for p, out in zip((first, second), results["linear"][0]):
+        expected = torch.einsum("nthwc,oc->nthwo", tokens, p.weight.detach().flatten(1)) + p.bias.detach()
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-13)
+    for layout in ("channels_first", "onednn_conv"):
+        for got, want in zip(results[layout][0], results["linear"][0]):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-13)
+        for got, want in zip(results[layout][1], results["linear"][1]):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_onednn_projection_float32_and_partial_grads(memory_format, monkeypatch):
+    """The convolution layout in float32 (oneDNN's kernels) against float64 products, for the token view of
+    a channels-first video and for contiguous tokens (a channels-last video), and with only some operands
+    requiring gradients (a frozen projection)."""
+    monkeypatch.setattr(_attention, "projection_layout", lambda device_type: "onednn_conv")
+    torch.manual_seed(1)
+    p = projection(16, 24)
+    torch.nn.init.normal_(p.bias)
+    x = torch.randn(2, 16, 3, 5, 7).contiguous(memory_format=memory_format).requires_grad_()
+    assert token_view(x).is_contiguous() == (memory_format == torch.channels_last_3d)
+    out = p(token_view(x))
+    weight64, bias64 = p.weight.detach().double().flatten(1), p.bias.detach().double()
+    expected = torch.einsum("nthwc,oc->nthwo", x.detach().double().permute(0, 2, 3, 4, 1), weight64) + bias64
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, p.weight, p.bias), upstream)
+    g64 = upstream.double()
+    torch.testing.assert_close(grads[0].double(), torch.einsum("nthwo,oc->ncthw", g64, weight64), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1].double().flatten(1),
+                               torch.einsum("nthwo,nthwc->oc", g64, x.detach().double().permute(0, 2, 3, 4, 1)),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(grads[2].double(), g64.sum((0, 1, 2, 3)), rtol=1e-5, atol=1e-5)
+    p.requires_grad_(False)
+    (only_input,) = torch.autograd.grad(p(token_view(x)), (x,), upstream)
+    torch.testing.assert_close(only_input, grads[0], rtol=0, atol=0)
 
 
 def test_cpu_autocast_dtype_reaches_the_rule(monkeypatch):

@@ -34,6 +34,9 @@ implementations that compute the same function:
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
 from collections.abc import Callable
 
 import torch
@@ -191,16 +194,58 @@ def _is_channels_first_view(tokens: torch.Tensor) -> bool:
     return tokens.dim() == 5 and not tokens.is_contiguous() and tokens.permute(0, 4, 1, 2, 3).is_contiguous()
 
 
+def cpu_vendor() -> str:
+    """The x86 vendor string of this CPU (``GenuineIntel``, ``AuthenticAMD``, ...; ``""`` when unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    text = platform.processor()  # Windows: "AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD"
+    return next((word for word in ("GenuineIntel", "AuthenticAMD") if word in text), "")
+
+
+@functools.cache
+def cpu_gemm_prefers_onednn() -> bool:
+    """Whether float32 projections run faster as oneDNN 1x1 convolutions than as MKL matrix products here.
+
+    True on non-Intel x86 CPUs with AVX-512 (AMD Zen 4/5) in a torch whose BLAS is MKL: MKL runs its float32
+    GEMMs there at the AVX2 rate while oneDNN, which runs PyTorch's CPU convolutions, uses AVX-512. Measured
+    on an AMD EPYC with AVX-512 (2 threads, ``benchmarks/results/projection_onednn_cpu.json``): a 2048^2
+    ``torch.mm`` at 206-212 GFLOP/s, a 1x1 convolution of the same work at 341-405; the blocks' forward +
+    backward 11-28% faster with their projections as convolutions (NL res4 0.135 -> 0.10 s). Intel CPUs
+    (where MKL uses AVX-512) and AVX2 CPUs were not measured with convolutions and keep the batched products.
+    ``VIDEOATTN_PROJECTION=onednn|bmm`` overrides the rule (checked per call)."""
+    try:
+        import torch.backends.mkl
+        import torch.backends.mkldnn
+        mkl = torch.backends.mkl.is_available() and torch.backends.mkldnn.is_available()
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001 - an unusual build: keep the measured default
+        return False
+    return bool(mkl and capability.startswith("AVX512") and cpu_vendor() not in ("GenuineIntel", ""))
+
+
 def projection_layout(device_type: str) -> str:
     """How a projection reads a :func:`token_view` of a channels-first video on ``device_type``:
 
-    ``"channels_first"`` (CPU only): one batched product per clip on the ``(C, THW)`` matrix read
+    ``"channels_first"`` (CPU): one batched product per clip on the ``(C, THW)`` matrix read
     transposed through BLAS transpose flags, no channels-last copy (measured on CPU: 12.8 MiB less
     at the R2D-50 res3 shape and faster BN backward, ``docs/blocks.md`` "Speed");
+    ``"onednn_conv"`` (CPU where :func:`cpu_gemm_prefers_onednn`): every projection of contiguous or
+    channels-first tokens as one 1x1 convolution (oneDNN), forward and backward (:func:`_onednn_linear`);
     ``"linear"`` (every other device): plain ``F.linear``, which copies a non-contiguous input once.
-    The CPU layout was measured to pay on CPU only (issue 18); on a GPU it was never measured, so a
-    GPU keeps PyTorch's own path (``F.linear`` / cuBLAS) until ``benchmarks/gpu.py`` shows otherwise."""
-    return "channels_first" if device_type == "cpu" else "linear"
+    The CPU layouts were measured to pay on CPU only (issue 18, issue 25); on a GPU they were never
+    measured, so a GPU keeps PyTorch's own path (``F.linear`` / cuBLAS) until ``benchmarks/gpu.py``
+    shows otherwise."""
+    if device_type != "cpu":
+        return "linear"
+    forced = os.environ.get("VIDEOATTN_PROJECTION")
+    if forced in ("onednn", "bmm"):
+        return "onednn_conv" if forced == "onednn" else "channels_first"
+    return "onednn_conv" if cpu_gemm_prefers_onednn() else "channels_first"
 
 
 def _linear_tokens(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -209,13 +254,18 @@ def _linear_tokens(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     matrix read transposed: no channels-last copy of the video is made, and autograd keeps the video
     itself (alive anyway) for the weight gradient instead of a copy (12.8 MiB at the R2D-50 res3
     shape). ``F.linear`` would copy such an input whenever N > 1."""
-    if capturing_graph() or projection_layout(tokens.device.type) != "channels_first" \
-            or not _is_channels_first_view(tokens):
+    layout = "linear" if capturing_graph() else projection_layout(tokens.device.type)
+    device = tokens.device.type
+    autocast = torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device)
+    if layout == "onednn_conv" and not autocast:
+        out = _onednn_linear(tokens, weight, bias)
+        if out is not None:
+            return out
+    if layout == "linear" or not _is_channels_first_view(tokens):
         return F.linear(tokens, weight, bias)
     n, frames, h, w, c = tokens.shape
     video = tokens.permute(0, 4, 1, 2, 3).reshape(n, c, frames * h * w)  # (N, C, THW), a view
-    device = video.device.type
-    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+    if autocast:
         # autograd's own backward (autocast casts bmm's operands as it would F.linear's)
         weights = weight.t().unsqueeze(0).expand(n, c, weight.shape[0])
         columns = video.transpose(1, 2)
@@ -223,6 +273,30 @@ def _linear_tokens(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     else:
         out = _ChannelsFirstLinear.apply(video, weight, bias)
     return out.reshape(n, frames, h, w, weight.shape[0])
+
+
+def _onednn_linear(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``F.linear(tokens, weight, bias)`` as one 1x1 convolution (oneDNN on CPU; its own backward), for
+    contiguous ``(..., C)`` tokens or a channels-first video seen through :func:`token_view`; None for
+    any other layout. No copy of the input either way:
+
+    * contiguous tokens: all positions as the width of one channels-last ``(1, C, 1, M)`` image, whose
+      channels-last output is the contiguous ``(..., O)`` result;
+    * a channels-first video ``(N, C, T, H, W)``: a ``(N, C, THW, 1)`` convolution, whose output is
+      returned as its token view ``(N, T, H, W, O)`` (channels-first in memory, like the input) and
+      whose input gradient comes back channels-first."""
+    kernel = weight[:, :, None, None]
+    out_channels = weight.shape[0]
+    if tokens.is_contiguous():
+        rows = tokens.reshape(1, 1, -1, tokens.shape[-1]).permute(0, 3, 1, 2)  # (1, C, 1, M) channels-last
+        out = F.conv2d(rows, kernel.contiguous(memory_format=torch.channels_last), bias)
+        return out.permute(0, 2, 3, 1).reshape(*tokens.shape[:-1], out_channels)
+    if _is_channels_first_view(tokens):
+        n, frames, h, w, c = tokens.shape
+        video = tokens.permute(0, 4, 1, 2, 3).reshape(n, c, frames * h * w, 1)  # the video itself, a view
+        out = F.conv2d(video, kernel, bias)  # (N, O, THW, 1)
+        return out.view(n, out_channels, frames, h, w).permute(0, 2, 3, 4, 1)
+    return None
 
 
 class _ChannelsFirstLinear(torch.autograd.Function):
