@@ -231,3 +231,28 @@ def test_cpu_autocast_dtype_reaches_the_rule(monkeypatch):
         out = _attention.softmax_attention(q, k, k, 0.5)
     reference = torch.softmax(q.double() @ k.double().transpose(-2, -1) * 0.5, -1) @ k.double()
     assert out.dtype == torch.bfloat16 and (out.double() - reference).abs().max() < 0.1  # bf16 rounding
+
+
+def test_fixed_projection_layout_wins_over_environment_and_rule(monkeypatch):
+    monkeypatch.setenv("VIDEOATTN_PROJECTION", "onednn")
+    with _attention.fixed_projection_layout("bmm"):
+        assert projection_layout("cpu") == "channels_first"
+        with _attention.fixed_projection_layout("onednn"):
+            assert projection_layout("cpu") == "onednn_conv"
+        assert projection_layout("cpu") == "channels_first"
+        assert projection_layout("cuda") == "linear"  # a GPU keeps its own path
+    assert projection_layout("cpu") == "onednn_conv"
+    with pytest.raises(ValueError, match="'conv'"):
+        with _attention.fixed_projection_layout("conv"):
+            pass
+
+
+def test_demo_pins_the_batched_product_layout(monkeypatch):
+    """The demo's README figures were measured with the batched products; it pins them on every CPU."""
+    from videoattn import demo
+
+    monkeypatch.setenv("VIDEOATTN_PROJECTION", "onednn")
+    seen = []
+    monkeypatch.setattr(demo, "_run_demo", lambda *args: seen.append(projection_layout("cpu")) or {})
+    assert demo.run_demo(models=["r2d"]) == {}
+    assert seen == ["channels_first"] and projection_layout("cpu") == "onednn_conv"

@@ -34,10 +34,11 @@ implementations that compute the same function:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -214,10 +215,12 @@ def cpu_gemm_prefers_onednn() -> bool:
     True on non-Intel x86 CPUs with AVX-512 (AMD Zen 4/5) in a torch whose BLAS is MKL: MKL runs its float32
     GEMMs there at the AVX2 rate while oneDNN, which runs PyTorch's CPU convolutions, uses AVX-512. Measured
     on an AMD EPYC with AVX-512 (2 threads, ``benchmarks/results/projection_onednn_cpu.json``): a 2048^2
-    ``torch.mm`` at 206-212 GFLOP/s, a 1x1 convolution of the same work at 341-405; the blocks' forward +
-    backward 11-28% faster with their projections as convolutions (NL res4 0.135 -> 0.10 s). Intel CPUs
+    ``torch.mm`` at 199-212 GFLOP/s, a 1x1 convolution of the same work at 419-439; the attention blocks'
+    forward + backward at 0.60-0.86x the time with their projections as convolutions (NL res4 0.132 ->
+    0.092 s), R2D-50 + NL / + GTA training steps at 0.84x / 0.86x (channels-last trunk). Intel CPUs
     (where MKL uses AVX-512) and AVX2 CPUs were not measured with convolutions and keep the batched products.
-    ``VIDEOATTN_PROJECTION=onednn|bmm`` overrides the rule (checked per call)."""
+    ``VIDEOATTN_PROJECTION=onednn|bmm`` overrides the rule (checked per call), and
+    :func:`fixed_projection_layout` both."""
     try:
         import torch.backends.mkl
         import torch.backends.mkldnn
@@ -226,6 +229,25 @@ def cpu_gemm_prefers_onednn() -> bool:
     except Exception:  # noqa: BLE001 - an unusual build: keep the measured default
         return False
     return bool(mkl and capability.startswith("AVX512") and cpu_vendor() not in ("GenuineIntel", ""))
+
+
+#: Layouts pinned by :func:`fixed_projection_layout` (innermost last); they win over the environment and the rule.
+_PINNED_LAYOUTS: list[str] = []
+_LAYOUT_NAMES = {"onednn": "onednn_conv", "bmm": "channels_first"}
+
+
+@contextlib.contextmanager
+def fixed_projection_layout(name: str) -> Iterator[None]:
+    """Within the block, CPU projections take ``name`` (``"bmm"``: batched products, ``"onednn"``: 1x1
+    convolutions) whatever the CPU: for runs whose numbers must not depend on the CPU's vendor (the demo,
+    whose README figures were measured with ``bmm``; the two round float32 sums differently)."""
+    if name not in _LAYOUT_NAMES:
+        raise ValueError(f"projection layout must be one of {sorted(_LAYOUT_NAMES)}, got {name!r}")
+    _PINNED_LAYOUTS.append(_LAYOUT_NAMES[name])
+    try:
+        yield
+    finally:
+        _PINNED_LAYOUTS.pop()
 
 
 def projection_layout(device_type: str) -> str:
@@ -242,9 +264,11 @@ def projection_layout(device_type: str) -> str:
     shows otherwise."""
     if device_type != "cpu":
         return "linear"
+    if _PINNED_LAYOUTS:
+        return _PINNED_LAYOUTS[-1]
     forced = os.environ.get("VIDEOATTN_PROJECTION")
-    if forced in ("onednn", "bmm"):
-        return "onednn_conv" if forced == "onednn" else "channels_first"
+    if forced in _LAYOUT_NAMES:
+        return _LAYOUT_NAMES[forced]
     return "onednn_conv" if cpu_gemm_prefers_onednn() else "channels_first"
 
 
