@@ -242,9 +242,8 @@ def test_fixed_projection_layout_wins_over_environment_and_rule(monkeypatch):
         assert projection_layout("cpu") == "channels_first"
         assert projection_layout("cuda") == "linear"  # a GPU keeps its own path
     assert projection_layout("cpu") == "onednn_conv"
-    with pytest.raises(ValueError, match="'conv'"):
-        with _attention.fixed_projection_layout("conv"):
-            pass
+    with pytest.raises(ValueError, match="'conv'"), _attention.fixed_projection_layout("conv"):
+        pass
 
 
 def test_demo_pins_the_batched_product_layout(monkeypatch):
