@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Frame indices every decoder test asks for: out of order, repeated, both ends of a 24-frame video.
+INDICES = [3, 1, 1, 20, 7, 0, 23, 12]
+
 
 def moving_square_frames(num_frames: int = 12, height: int = 32, width: int = 48, seed: int = 0) -> np.ndarray:
     """uint8 (T, H, W, 3): a bright square moving right on a dark textured background.
@@ -95,3 +98,29 @@ def train_config(root, fmt: str, decoder: str, work_dir, device: str = "cpu", **
                   "seed": 1, "num_threads": 1, "progress": False, "device": device, "val_interval": 1,
                   "deterministic": True, **train},
         "eval": {"batch_size": 4}})
+
+
+def synthetic_datasets(root, formats=("webm", "frames")) -> dict:
+    """Tiny SSv2-layout datasets from ``generate_synthetic`` (16 videos, 10 frames, 32 px, seed 0), one per
+    format (``webm`` videos, ``frames``: SSv1 JPEG folders), under ``root/<format>``."""
+    from videoattn.data import generate_synthetic
+
+    return {fmt: generate_synthetic(root / fmt, num_videos=16, frames=10, size=32, format=fmt, seed=0)
+            for fmt in formats}
+
+
+def matched_batches(reference, candidate):
+    """Yield ``(expected, got, clips)`` per batch of two datasets built with the same seed, after asserting
+    what must be identical whatever decodes the frames: labels, indices, crop boxes, flips, and the frames'
+    dtype (uint8) and shape. ``clips`` are both batches through the device transforms (reference's)."""
+    import torch
+
+    from videoattn.data.device_transforms import transform_batch_on_device
+
+    for expected, got in zip(loaded_batches(reference), loaded_batches(candidate), strict=True):
+        for key in ("label", "index", "crop_box", "flip"):
+            assert torch.equal(expected[key], got[key]), key
+        assert got["video"].dtype == torch.uint8 and got["video"].shape == expected["video"].shape
+        clips = [transform_batch_on_device(b["video"], b["crop_box"], b["flip"], reference.transform)
+                 for b in (expected, got)]
+        yield expected, got, clips

@@ -20,13 +20,15 @@ pytest.importorskip("nvidia.dali")
 from videoattn.data import build_dataset, build_loader  # noqa: E402
 from videoattn.data.dali import DaliDecoder  # noqa: E402
 from videoattn.data.decoders import FrameFolderDecoder, PyAVDecoder, build_decoder  # noqa: E402
-from videoattn.data.device_transforms import transform_batch_on_device  # noqa: E402
 from videoattn.errors import ConfigError  # noqa: E402
 
 from ._data_media import (  # noqa: E402
+    INDICES,
     frame_number,
     loaded_batches,
+    matched_batches,
     ss_dataset,
+    synthetic_datasets,
     train_config,
     write_numbered_media,
 )
@@ -71,18 +73,11 @@ def numbered(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """Two tiny SSv2-layout datasets from ``generate_synthetic``: WebM videos and (SSv1) JPEG folders."""
-    from videoattn.data import generate_synthetic
-
-    root = tmp_path_factory.mktemp("dali_synth")
-    return {fmt: generate_synthetic(root / fmt, num_videos=16, frames=10, size=32, format=fmt, seed=0)
-            for fmt in ("webm", "frames")}
+    """Two tiny SSv2-layout datasets: WebM videos and (SSv1) JPEG folders."""
+    return synthetic_datasets(tmp_path_factory.mktemp("dali_synth"))
 
 
 _dataset = ss_dataset
-
-
-INDICES = [3, 1, 1, 20, 7, 0, 23, 12]  # out of order, repeated, both ends
 
 
 def test_video_frames_are_pyav_frames_at_the_same_indices(numbered):
@@ -169,9 +164,6 @@ def test_cache_decoded_and_cpu_transforms_are_refused_with_dali(synthetic):
         ds.defer_decoding("cpu")
 
 
-_batches = loaded_batches
-
-
 @pytest.mark.parametrize("fmt", ["webm", "frames"])
 def test_batches_equal_the_cpu_decoders_batches(synthetic, fmt):
     """Same seed: same items, indices, labels (flip map), crop boxes and flips; frames differ by the
@@ -183,17 +175,12 @@ def test_batches_equal_the_cpu_decoders_batches(synthetic, fmt):
     assert dali.defer_decoding("cpu") and dali.metadata()["decoder"] == "dali"
     assert dali.metadata()["decoder_version"].startswith("DALI ")
     flips = 0
-    for expected, got in zip(_batches(cpu), _batches(dali), strict=True):
-        for key in ("label", "index", "crop_box", "flip"):
-            assert torch.equal(expected[key], got[key]), key
-        assert got["video"].dtype == torch.uint8 and got["video"].shape == expected["video"].shape
+    for expected, got, clips in matched_batches(cpu, dali):
         difference = (got["video"].int() - expected["video"].int()).abs()
         if fmt == "frames":
             assert int(difference.max()) <= 1
         else:
             assert float(difference.float().mean()) < MEAN_TOLERANCE
-        clips = [transform_batch_on_device(b["video"], b["crop_box"], b["flip"], cpu.transform)
-                 for b in (expected, got)]
         assert (clips[0] - clips[1]).abs().mean() < 0.05  # normalised units (1/255 ~ 0.017)
         flips += int(got["flip"].sum())
     assert flips > 0 and not dali.decoder.fallbacks
@@ -204,7 +191,7 @@ def test_payloads_through_workers_equal_the_main_process(synthetic):
     ds = _dataset(synthetic["webm"], "webm", "dali")
     ds.set_transforms_on("device")
     ds.defer_decoding("cpu")
-    for a, b in zip(_batches(ds, 0, (1,)), _batches(ds, 1, (1,)), strict=True):
+    for a, b in zip(loaded_batches(ds, 0, (1,)), loaded_batches(ds, 1, (1,)), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in ("video", "label", "index", "crop_box", "flip"))
 
 

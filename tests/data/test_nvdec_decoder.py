@@ -18,11 +18,16 @@ from videoattn.data import build_loader
 from videoattn.data.decoders import PyAVDecoder, build_decoder
 from videoattn.errors import ConfigError
 
-from ._data_media import frame_number, loaded_batches, ss_dataset, write_numbered_media
+from ._data_media import (
+    INDICES,
+    frame_number,
+    loaded_batches,
+    ss_dataset,
+    synthetic_datasets,
+    write_numbered_media,
+)
 
 pytest.importorskip("av.codec.hwaccel", reason="PyAV < 14 has no hardware decoding")
-
-INDICES = [3, 1, 1, 20, 7, 0, 23, 12]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +37,7 @@ def numbered(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from videoattn.data import generate_synthetic
-
-    return generate_synthetic(tmp_path_factory.mktemp("nvdec_synth") / "webm", num_videos=16, frames=10, size=32,
-                              format="webm", seed=0)
+    return synthetic_datasets(tmp_path_factory.mktemp("nvdec_synth"), formats=("webm",))["webm"]
 
 
 @pytest.mark.parametrize("name", ["clip.webm", "clip.mp4"])

@@ -21,15 +21,17 @@ import torch
 from videoattn.data import build_dataset, build_loader
 from videoattn.data.decoders import FrameFolderDecoder, build_decoder
 from videoattn.data.deferred import DeferredDecoder
-from videoattn.data.device_transforms import transform_batch_on_device
 from videoattn.data.nvjpeg import _unavailable_reason, nvjpeg_available
 from videoattn.errors import ConfigError, DataError
 
 from ._data_media import (
+    INDICES,
     frame_number,
     loaded_batches,
+    matched_batches,
     moving_square_frames,
     ss_dataset,
+    synthetic_datasets,
     train_config,
     write_numbered_media,
 )
@@ -41,7 +43,6 @@ needs_torchvision = pytest.mark.skipif(not nvjpeg_available(), reason=f"torchvis
 #: (240 x 320; quality 75/95; 4:4:4, 4:2:2, 4:2:0; progressive; grayscale; CMYK). Pillow built on IJG libjpeg
 #: could differ by 1-2 (IDCT rounding); nvJPEG on CUDA is checked with its own tolerance in tests/cuda.
 TOLERANCE = 0
-INDICES = [3, 1, 1, 20, 7, 0, 23, 12]  # out of order, repeated, both ends
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,8 @@ def numbered(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    """A tiny SSv1-layout dataset (JPEG folders) from ``generate_synthetic``, and a WebM one."""
-    from videoattn.data import generate_synthetic
-
-    root = tmp_path_factory.mktemp("nvjpeg_synth")
-    return {fmt: generate_synthetic(root / fmt, num_videos=16, frames=10, size=32, format=fmt, seed=0)
-            for fmt in ("frames", "webm")}
+    """A tiny SSv1-layout dataset (JPEG folders), and a WebM one."""
+    return synthetic_datasets(tmp_path_factory.mktemp("nvjpeg_synth"), formats=("frames", "webm"))
 
 
 def _dataset(root, decoder, split="train", **options):
@@ -191,9 +188,6 @@ def test_cache_decoded_and_cpu_transforms_are_refused(synthetic):
         ds.defer_decoding("cpu")
 
 
-_batches = loaded_batches
-
-
 @needs_torchvision
 def test_batches_equal_the_frames_decoders_batches(synthetic):
     """Same seed: same items, labels (flip map), crop boxes, flips and frames as the Pillow decoder."""
@@ -204,13 +198,8 @@ def test_batches_equal_the_frames_decoders_batches(synthetic):
     assert nvjpeg.defer_decoding("cpu") and nvjpeg.metadata()["decoder"] == "nvjpeg"
     assert nvjpeg.metadata()["decoder_version"].startswith("torchvision ")
     flips = 0
-    for expected, got in zip(_batches(cpu), _batches(nvjpeg), strict=True):
-        for key in ("label", "index", "crop_box", "flip"):
-            assert torch.equal(expected[key], got[key]), key
-        assert got["video"].dtype == torch.uint8 and got["video"].shape == expected["video"].shape
+    for expected, got, clips in matched_batches(cpu, nvjpeg):
         assert int((got["video"].int() - expected["video"].int()).abs().max()) <= TOLERANCE
-        clips = [transform_batch_on_device(b["video"], b["crop_box"], b["flip"], cpu.transform)
-                 for b in (expected, got)]
         assert (clips[0] - clips[1]).abs().max() <= 1e-6
         flips += int(got["flip"].sum())
     assert flips > 0 and not nvjpeg.decoder.fallbacks
@@ -221,7 +210,7 @@ def test_payloads_through_workers_equal_the_main_process(synthetic):
     ds = _dataset(synthetic["frames"], "nvjpeg")
     ds.set_transforms_on("device")
     ds.defer_decoding("cpu")
-    for a, b in zip(_batches(ds, 0, (1,)), _batches(ds, 1, (1,)), strict=True):
+    for a, b in zip(loaded_batches(ds, 0, (1,)), loaded_batches(ds, 1, (1,)), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in ("video", "label", "index", "crop_box", "flip"))
 
 
