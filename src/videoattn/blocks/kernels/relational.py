@@ -119,20 +119,61 @@ if triton is not None:
         return rel_d
 
     @triton.jit
+    def _kernel_column(d, q3, q_ptr, rel_ptr, p1_ptr, b, hh, cc, sqb, sqh, sqc, srb, src, srd, sp1c, sp1d, bh_ok,
+                       bc_ok, c_ok, HAS_REL: tl.constexpr, HAS_P1: tl.constexpr, ACC: tl.constexpr,
+                       BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr):
+        """The kernel's column ``d`` for the tile's positions, ``(BLOCK_P, BLOCK_H)``: ``q (rel + P1)[:, :, d]``,
+        or ``q``'s own column ``d`` without a relational kernel; and the row ``(rel + P1)[:, :, d]`` it used
+        (zeros without one)."""
+        if HAS_REL:
+            rel_d = _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok, HAS_P1, ACC)
+            kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
+        else:
+            rel_d = tl.zeros([BLOCK_P, BLOCK_K], dtype=ACC)
+            kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok, other=0.0).to(ACC)
+        return kcol, rel_d
+
+    @triton.jit
+    def _mix_column(w, vbase, eye_ptr, vv, DD, svv, svj, sev, sew, bv_ok, v_ok, HAS_EYE: tl.constexpr,
+                    ACC: tl.constexpr):
+        """Column ``w`` of ``G(V) + I`` (or of ``G(V)``) for the tile's positions, ``(BLOCK_P, BLOCK_V)``."""
+        mix_w = tl.load(vbase[:, None] + vv[None, :] * svv + (DD + w) * svj, mask=bv_ok, other=0.0).to(ACC)
+        if HAS_EYE:
+            mix_w += tl.load(eye_ptr + vv * sev + w * sew, mask=v_ok, other=0.0).to(ACC)[None, :]
+        return mix_w
+
+    @triton.jit
+    def _tile(q_ptr, v_ptr, B, P, DV, sqb, sqh, sqc, svn, svp, NH: tl.constexpr, DK: tl.constexpr,
+              ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+              BLOCK_V: tl.constexpr):
+        """This program's ``BLOCK_P`` positions ``b`` (of ``B`` = clips x ``P``), the base address of their
+        values ``values[n, :, p, :]``, the head / key-width / value-width ranges with their in-range masks,
+        and the positions' queries ``q3`` ``(BLOCK_P, BLOCK_H, BLOCK_K)`` in ``ACC``."""
+        b = (tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)).to(tl.int64)
+        b_ok = b < B
+        vbase = v_ptr + (b // P) * svn + (b % P) * svp
+        hh = tl.arange(0, BLOCK_H)
+        cc = tl.arange(0, BLOCK_K)
+        vv = tl.arange(0, BLOCK_V)
+        c_ok = cc < DK
+        v_ok = vv < DV
+        bh_ok = b_ok[:, None] & (hh < NH)[None, :]
+        bv_ok = b_ok[:, None] & v_ok[None, :]
+        bc_ok = b_ok[:, None] & c_ok[None, :]
+        q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
+                     mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
+        return b, vbase, hh, cc, vv, c_ok, v_ok, bh_ok, bv_ok, bc_ok, q3
+
+    @triton.jit
     def _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd, sp1c, sp1d,
                  svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL: tl.constexpr, HAS_P1: tl.constexpr,
-                 ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_V: tl.constexpr):
-        """``a = kernel F_V^T`` for the tile's positions, ``(BLOCK_P, BLOCK_H, BLOCK_V)``: the kernel's column
-        ``d`` is ``q (rel + P1)[:, :, d]`` (or ``q``'s own column ``d`` without a relational kernel)."""
+                 ACC: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+                 BLOCK_V: tl.constexpr):
+        """``a = kernel F_V^T`` for the tile's positions, ``(BLOCK_P, BLOCK_H, BLOCK_V)``."""
         a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
         for d in range(0, DD):
-            if HAS_REL:
-                rel_d = _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok,
-                                        HAS_P1, ACC)
-                kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
-            else:
-                kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
-                               other=0.0).to(ACC)
+            kcol, _ = _kernel_column(d, q3, q_ptr, rel_ptr, p1_ptr, b, hh, cc, sqb, sqh, sqc, srb, src, srd, sp1c,
+                                     sp1d, bh_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_K)
             basic_d = tl.load(vbase[:, None] + vv[None, :] * svv + d * svj, mask=bv_ok, other=0.0).to(ACC)
             a += kcol[:, :, None] * basic_d[:, None, :]
         return a
@@ -143,28 +184,14 @@ if triton is not None:
                       NH: tl.constexpr, DK: tl.constexpr, HAS_REL: tl.constexpr, HAS_P1: tl.constexpr,
                       HAS_MIX: tl.constexpr, HAS_EYE: tl.constexpr, ACC: tl.constexpr, BLOCK_P: tl.constexpr,
                       BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr):
-        b = (tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)).to(tl.int64)
-        b_ok = b < B
-        vbase = v_ptr + (b // P) * svn + (b % P) * svp  # values[n, :, p, :]
-        hh = tl.arange(0, BLOCK_H)
-        cc = tl.arange(0, BLOCK_K)
-        vv = tl.arange(0, BLOCK_V)
-        h_ok = hh < NH
-        c_ok = cc < DK
-        v_ok = vv < DV
-        bh_ok = b_ok[:, None] & h_ok[None, :]
-        bv_ok = b_ok[:, None] & v_ok[None, :]
-        bc_ok = b_ok[:, None] & c_ok[None, :]
-        q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
-                     mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
+        b, vbase, hh, cc, vv, c_ok, v_ok, bh_ok, bv_ok, bc_ok, q3 = _tile(
+            q_ptr, v_ptr, B, P, DV, sqb, sqh, sqc, svn, svp, NH, DK, ACC, BLOCK_P, BLOCK_H, BLOCK_K, BLOCK_V)
         a = _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd, sp1c,
-                     sp1d, svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_H, BLOCK_V)
+                     sp1d, svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_H, BLOCK_K,
+                     BLOCK_V)
         if HAS_MIX:
             for w in range(0, DV):  # out[:, :, w] = a (G(V) + I)[:, w]
-                mix_w = tl.load(vbase[:, None] + vv[None, :] * svv + (DD + w) * svj, mask=bv_ok,
-                                other=0.0).to(ACC)
-                if HAS_EYE:
-                    mix_w += tl.load(eye_ptr + vv * sev + w * sew, mask=v_ok, other=0.0).to(ACC)[None, :]
+                mix_w = _mix_column(w, vbase, eye_ptr, vv, DD, svv, svj, sev, sew, bv_ok, v_ok, HAS_EYE, ACC)
                 out_w = tl.sum(a * mix_w[:, None, :], axis=2)
                 tl.store(o_ptr + b[:, None] * sob + hh[None, :] * soh + w * sov,
                          out_w.to(o_ptr.dtype.element_ty), mask=bh_ok)
@@ -178,34 +205,19 @@ if triton is not None:
                       gvn, gvv, gvp, gvj, NH: tl.constexpr, DK: tl.constexpr, HAS_REL: tl.constexpr,
                       HAS_P1: tl.constexpr, HAS_MIX: tl.constexpr, HAS_EYE: tl.constexpr, ACC: tl.constexpr,
                       BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr):
-        b = (tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)).to(tl.int64)
-        b_ok = b < B
-        vbase = v_ptr + (b // P) * svn + (b % P) * svp
+        b, vbase, hh, cc, vv, c_ok, v_ok, bh_ok, bv_ok, bc_ok, q3 = _tile(
+            q_ptr, v_ptr, B, P, DV, sqb, sqh, sqc, svn, svp, NH, DK, ACC, BLOCK_P, BLOCK_H, BLOCK_K, BLOCK_V)
         gvbase = gv_ptr + (b // P) * gvn + (b % P) * gvp
-        hh = tl.arange(0, BLOCK_H)
-        cc = tl.arange(0, BLOCK_K)
-        vv = tl.arange(0, BLOCK_V)
-        h_ok = hh < NH
-        c_ok = cc < DK
-        v_ok = vv < DV
-        bh_ok = b_ok[:, None] & h_ok[None, :]
-        bv_ok = b_ok[:, None] & v_ok[None, :]
-        bc_ok = b_ok[:, None] & c_ok[None, :]
-        q3 = tl.load(q_ptr + b[:, None, None] * sqb + hh[None, :, None] * sqh + cc[None, None, :] * sqc,
-                     mask=(bh_ok[:, :, None] & c_ok[None, None, :]) != 0, other=0.0).to(ACC)
         if HAS_MIX:
             # recompute a = kernel F_V^T, then dL/dG(V) = a^T dOut and dL/da = dOut (G(V) + I)^T
             a = _context(q3, q_ptr, rel_ptr, p1_ptr, vbase, b, hh, cc, vv, DD, sqb, sqh, sqc, srb, src, srd,
                          sp1c, sp1d, svv, svj, bh_ok, bv_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_H,
-                         BLOCK_V)
+                         BLOCK_K, BLOCK_V)
             grad_a = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_V], dtype=ACC)
             for w in range(0, DV):
                 g_w = tl.load(g_ptr + b[:, None] * sgb + hh[None, :] * sgh + w * sgv, mask=bh_ok,
                               other=0.0).to(ACC)
-                mix_w = tl.load(vbase[:, None] + vv[None, :] * svv + (DD + w) * svj, mask=bv_ok,
-                                other=0.0).to(ACC)
-                if HAS_EYE:
-                    mix_w += tl.load(eye_ptr + vv * sev + w * sew, mask=v_ok, other=0.0).to(ACC)[None, :]
+                mix_w = _mix_column(w, vbase, eye_ptr, vv, DD, svv, svj, sev, sew, bv_ok, v_ok, HAS_EYE, ACC)
                 grad_a += g_w[:, :, None] * mix_w[:, None, :]
                 grad_mix_w = tl.sum(a * g_w[:, :, None], axis=1)  # (P, d_v): dL/dG(V)[:, :, w]
                 tl.store(gvbase[:, None] + vv[None, :] * gvv + (DD + w) * gvj,
@@ -215,13 +227,8 @@ if triton is not None:
                              mask=(bh_ok[:, :, None] & v_ok[None, None, :]) != 0, other=0.0).to(ACC)
         grad_q3 = tl.zeros([BLOCK_P, BLOCK_H, BLOCK_K], dtype=ACC)
         for d in range(0, DD):
-            if HAS_REL:
-                rel_d = _relational_row(d, rel_ptr, p1_ptr, b, cc, srb, src, srd, sp1c, sp1d, bc_ok, c_ok,
-                                        HAS_P1, ACC)
-                kcol = tl.sum(q3 * rel_d[:, None, :], axis=2)
-            else:
-                kcol = tl.load(q_ptr + b[:, None] * sqb + hh[None, :] * sqh + d * sqc, mask=bh_ok,
-                               other=0.0).to(ACC)
+            kcol, rel_d = _kernel_column(d, q3, q_ptr, rel_ptr, p1_ptr, b, hh, cc, sqb, sqh, sqc, srb, src, srd,
+                                         sp1c, sp1d, bh_ok, bc_ok, c_ok, HAS_REL, HAS_P1, ACC, BLOCK_P, BLOCK_K)
             basic_d = tl.load(vbase[:, None] + vv[None, :] * svv + d * svj, mask=bv_ok, other=0.0).to(ACC)
             grad_basic_d = tl.sum(grad_a * kcol[:, :, None], axis=1)  # dL/dF_V[:, :, d]
             tl.store(gvbase[:, None] + vv[None, :] * gvv + d * gvj, grad_basic_d.to(gv_ptr.dtype.element_ty),
