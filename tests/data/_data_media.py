@@ -124,3 +124,12 @@ def matched_batches(reference, candidate):
         clips = [transform_batch_on_device(b["video"], b["crop_box"], b["flip"], reference.transform)
                  for b in (expected, got)]
         yield expected, got, clips
+
+
+def assert_workers_decode_as_main(ds) -> None:
+    """A deferred-decoding dataset's payloads, pickled through one loader worker, decode to the same
+    batches (frames, labels, indices, crops, flips, epoch tags) as without workers."""
+    import torch
+
+    for a, b in zip(loaded_batches(ds, 0, (1,)), loaded_batches(ds, 1, (1,)), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in ("video", "label", "index", "crop_box", "flip"))
